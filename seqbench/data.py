@@ -1,0 +1,120 @@
+"""Base data module for tasks whose splits are tensors produced by a seeded, pure generator.
+
+A task subclasses :class:`TensorTaskData` and implements ``info()`` and ``generate(split,
+generator)``. The base class gives every task the same guarantees: each split has its own seed
+stream (train, val and test never share one), generated splits are cached on disk under a key of
+(task, version, config, seed, split), and a data fingerprint hashes the tensors actually used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from seqbench.api import TaskInfo
+
+SPLITS = ("train", "val", "test")
+CACHE_ENV = "SEQBENCH_CACHE_DIR"  # set to "off" to disable the data cache
+
+
+def split_generator(seed: int, split: str) -> torch.Generator:
+    """An independent seed stream per (seed, split): a held-out split never overlaps training's."""
+    entropy = np.random.SeedSequence([seed, SPLITS.index(split), 0x5EC0BE]).generate_state(2, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(entropy[0] >> np.uint64(1)))
+
+
+def cache_dir() -> Path | None:
+    value = os.environ.get(CACHE_ENV, "")
+    if value.lower() == "off":
+        return None
+    return Path(value) if value else Path.home() / ".cache" / "seqbench" / "data"
+
+
+def fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        tensor = tensors[key].contiguous()
+        digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class TensorTaskData(L.LightningDataModule):
+    """A LightningDataModule over {"tokens", "targets"} tensors generated per split."""
+
+    name: str = ""  # set by subclasses: the registered task name
+    version: int = 1  # bump whenever the generator's output changes (invalidates the cache)
+
+    def __init__(self, config: Any, seed: int, batch_size: int):
+        super().__init__()
+        self.config = config
+        self.seed = seed
+        self.batch_size = batch_size
+        self.splits: dict[str, dict[str, torch.Tensor]] = {}
+
+    # -- for subclasses ---------------------------------------------------------------------
+    def info(self) -> TaskInfo:
+        raise NotImplementedError
+
+    def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Return {"tokens": (N, T) int64, "targets": (N, T) or (N,) int64} for ``split``."""
+        raise NotImplementedError
+
+    # -- Lightning --------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        for split in SPLITS:
+            if split not in self.splits:
+                self.splits[split] = self._load_or_generate(split)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def data_fingerprint(self) -> str:
+        self.setup()
+        return fingerprint({f"{s}.{k}": v for s in SPLITS for k, v in self.splits[s].items()})
+
+    # -- internals --------------------------------------------------------------------------
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        data = self.splits[split]
+        dataset = TensorDataset(data["tokens"], data["targets"])
+        generator = split_generator(self.seed, split) if shuffle else None
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, generator=generator,
+                          drop_last=shuffle and len(dataset) >= self.batch_size)
+
+    def cache_key(self, split: str) -> str:
+        blob = json.dumps({"task": self.name, "version": self.version, "seed": self.seed, "split": split,
+                           "config": dataclasses.asdict(self.config)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    def _load_or_generate(self, split: str) -> dict[str, torch.Tensor]:
+        root = cache_dir()
+        path = root / self.name / f"{self.cache_key(split)}.pt" if root else None
+        if path is not None and path.exists():
+            try:
+                return torch.load(path, weights_only=True)
+            except Exception:  # a corrupt cache entry is regenerated, never trusted
+                path.unlink(missing_ok=True)
+        data = self.generate(split, split_generator(self.seed, split))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            os.close(fd)
+            torch.save(data, tmp)
+            os.replace(tmp, path)
+        return data

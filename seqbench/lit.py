@@ -1,0 +1,187 @@
+"""The one LightningModule: wraps a model's plain ``nn.Module`` with its loss and metrics."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from seqbench.api import ModelOutput, TaskInfo
+from seqbench.config import TrainConfig
+
+
+def as_output(result: Any) -> ModelOutput:
+    return result if isinstance(result, ModelOutput) else ModelOutput(logits=result)
+
+
+def gate_threshold(module: nn.Module) -> float:
+    return float(getattr(module, "gate_threshold", 0.5))
+
+
+class EvalMetrics(nn.Module):
+    """torchmetrics accumulators for one evaluation pass (validation curve point or final test)."""
+
+    def __init__(self, info: TaskInfo):
+        super().__init__()
+        self.accuracy = MulticlassAccuracy(num_classes=info.num_classes, ignore_index=info.ignore_index,
+                                           average="micro")
+        self.loss = MeanMetric()  # weighted by scored targets, so it is the per-token mean
+        self.gate_rate = MeanMetric()
+        self.gate_mean = MeanMetric()
+        self.extras = nn.ModuleDict()
+        self.ignore_index = info.ignore_index
+
+    def update(self, out: ModelOutput, targets: torch.Tensor, threshold: float) -> None:
+        logits = out.logits.reshape(-1, out.logits.shape[-1])
+        flat = targets.reshape(-1)
+        scored = (flat != self.ignore_index).sum()
+        if scored == 0:
+            return
+        loss = F.cross_entropy(logits.float(), flat, ignore_index=self.ignore_index)
+        self.loss.update(loss, weight=scored)
+        self.accuracy.update(logits, flat)
+        if out.gates is not None:
+            gates = out.gates.detach().float()
+            self.gate_rate.update((gates > threshold).float().mean(), weight=gates.numel())
+            self.gate_mean.update(gates.mean(), weight=gates.numel())
+        for name, value in out.extras.items():
+            if name not in self.extras:
+                self.extras[name] = MeanMetric().to(logits.device)
+            self.extras[name].update(torch.as_tensor(value, dtype=torch.float32).detach())
+
+    def compute(self, metric: str) -> dict[str, float]:
+        result: dict[str, float] = {}
+        if self.loss.update_count == 0:
+            return result
+        result["loss"] = float(self.loss.compute())
+        result["accuracy"] = float(self.accuracy.compute())
+        if metric == "perplexity":
+            result["perplexity"] = math.exp(min(result["loss"], 50.0))
+        if self.gate_rate.update_count:
+            result["gate_rate"] = float(self.gate_rate.compute())
+            result["gate_mean"] = float(self.gate_mean.compute())
+        for name, extra in self.extras.items():
+            result[name] = float(extra.compute())
+        return result
+
+    def reset(self) -> None:
+        for child in (self.accuracy, self.loss, self.gate_rate, self.gate_mean, *self.extras.values()):
+            child.reset()
+
+
+class SeqbenchModule(L.LightningModule):
+    """Cross-entropy (+ ``lambda * mean(gate)`` for gated models) with AdamW and warm-up/cosine.
+
+    After a run: ``curve`` holds one dict per evaluation, ``test_metrics`` the final test metrics,
+    ``diverged`` whether a non-finite loss stopped training.
+    """
+
+    def __init__(self, module: nn.Module, info: TaskInfo, train: TrainConfig):
+        super().__init__()
+        self.module = module
+        self.info = info
+        self.train_config = train
+        self.val_metrics = EvalMetrics(info)
+        self.test_metrics_acc = EvalMetrics(info)
+        self.curve: list[dict[str, float]] = []
+        self.test_metrics: dict[str, float] = {}
+        self.diverged = False
+        self.last_lambda = 0.0
+
+    def forward(self, tokens: torch.Tensor) -> ModelOutput:
+        return as_output(self.module(tokens))
+
+    def task_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                               ignore_index=self.info.ignore_index)
+
+    def training_step(self, batch, batch_idx):
+        tokens, targets = batch
+        out = self(tokens)
+        loss = self.task_loss(out.logits, targets)
+        total = loss
+        if out.gates is not None and hasattr(self.module, "gate_lambda"):
+            self.last_lambda = float(self.module.gate_lambda(self.global_step, loss.detach()))
+            total = loss + self.last_lambda * out.gates.mean()
+        if not torch.isfinite(total):
+            self.diverged = True
+            self.trainer.should_stop = True
+            return None  # skips backward and the optimizer step
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        return total
+
+    def validation_step(self, batch, batch_idx):
+        tokens, targets = batch
+        self.val_metrics.update(self(tokens), targets, gate_threshold(self.module))
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.val_metrics.compute(self.info.metric)
+        self.val_metrics.reset()
+        if self.trainer.sanity_checking or not metrics:
+            return
+        point = {"step": float(self.global_step), **metrics}
+        if hasattr(self.module, "gate_lambda"):
+            point["lambda"] = self.last_lambda
+        self.curve.append(point)
+        self.log("val_acc", metrics["accuracy"], prog_bar=True)
+
+    def test_step(self, batch, batch_idx):
+        tokens, targets = batch
+        self.test_metrics_acc.update(self(tokens), targets, gate_threshold(self.module))
+
+    def on_test_epoch_end(self) -> None:
+        self.test_metrics = self.test_metrics_acc.compute(self.info.metric)
+        self.test_metrics_acc.reset()
+
+    def configure_optimizers(self):
+        c = self.train_config
+        decay = [p for p in self.module.parameters() if p.ndim >= 2]
+        no_decay = [p for p in self.module.parameters() if p.ndim < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=(0.9, 0.98))
+
+        def schedule(step: int) -> float:
+            if step < c.warmup_steps:
+                return (step + 1) / c.warmup_steps
+            progress = min(1.0, (step - c.warmup_steps) / max(1, c.max_steps - c.warmup_steps))
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class ThroughputMeter(L.Callback):
+    """Training tokens/s: input tokens over the time spent in training batches (forward, backward,
+    optimizer step), the first batch excluded as warm-up. Evaluation time is not counted."""
+
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.seconds = 0.0
+        self._start = 0.0
+        self._batches = 0
+
+    def _sync(self, pl_module: L.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._sync(pl_module)
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._sync(pl_module)
+        self._batches += 1
+        if self._batches > 1:
+            self.seconds += time.perf_counter() - self._start
+            self.tokens += batch[0].numel()
+
+    @property
+    def tokens_per_sec(self) -> float | None:
+        return self.tokens / self.seconds if self.seconds > 0 else None

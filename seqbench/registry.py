@@ -1,0 +1,170 @@
+"""Model and task registries, filled by pluggy plugins through lazy specs.
+
+A spec is plain data. Its ``build`` and ``config`` targets are ``"module:attr"`` strings that are
+imported only when a run needs them, so ``seqbench list`` never imports torch or a model library.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+from dataclasses import dataclass, field
+from typing import Any, Generic, Iterator, Mapping, TypeVar
+
+import pluggy
+
+from seqbench import hookspecs
+from seqbench.errors import UserError
+
+PRESETS = ("smoke", "default", "paper")
+# Input views a task can offer and a model can accept.
+VIEWS = frozenset({"tokens", "graph"})
+DISABLE_AUTOLOAD_ENV = "SEQBENCH_DISABLE_PLUGIN_AUTOLOAD"
+
+
+def load_target(target: str | Any) -> Any:
+    """Import ``"package.module:attr"``; non-strings are returned as they are."""
+    if not isinstance(target, str):
+        return target
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ImportError(f"{module_name!r} has no attribute {attr!r} (target {target!r})") from None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model plugin. ``build(config, info) -> nn.Module``; ``config`` is a dataclass."""
+
+    name: str
+    build: str
+    config: str | type
+    description: str
+    variants: tuple[str, ...] = ("default",)  # the first is used when --variant is not given
+    inputs: frozenset[str] = frozenset({"tokens"})  # views of a task this model can take
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # preset -> config overrides
+
+    kind = "model"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task plugin. ``build(config, seed, batch_size) -> LightningDataModule`` (see seqbench.data)."""
+
+    name: str
+    build: str
+    config: str | type
+    description: str
+    version: int
+    metric: str = "accuracy"  # the leaderboard's ranking metric: "accuracy" or "perplexity"
+    views: frozenset[str] = frozenset({"tokens", "graph"})
+    # preset -> {"task": {config overrides}, "train": {TrainConfig overrides}}
+    presets: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+
+    kind = "task"
+
+
+S = TypeVar("S", ModelSpec, TaskSpec)
+
+
+class Registry(Generic[S]):
+    """Named specs of one kind; duplicate names are an error, unknown names get a suggestion."""
+
+    def __init__(self, kind: str, spec_type: type[S]):
+        self.kind = kind
+        self._spec_type = spec_type
+        self._specs: dict[str, S] = {}
+        self.current_plugin: str | None = None  # who is registering, for error messages
+        self._origin: dict[str, str | None] = {}
+
+    def add(self, spec: S) -> None:
+        if not isinstance(spec, self._spec_type):
+            raise TypeError(f"{self.kind} registry takes {self._spec_type.__name__}, got {type(spec).__name__}")
+        if spec.name in self._specs:
+            raise UserError(
+                f"duplicate {self.kind} name {spec.name!r}: registered by plugin "
+                f"{self._origin[spec.name]!r} and again by {self.current_plugin!r}. "
+                "Rename one of them or uninstall the conflicting plugin."
+            )
+        self._specs[spec.name] = spec
+        self._origin[spec.name] = self.current_plugin
+
+    def get(self, name: str) -> S:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UserError(unknown_name_message(self.kind, name, self.names())) from None
+
+    def origin(self, name: str) -> str | None:
+        return self._origin.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def __iter__(self) -> Iterator[S]:
+        return iter(self._specs[name] for name in self.names())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"unknown {kind} {name!r}.{hint} Registered {kind}s: {', '.join(known) or '(none)'}."
+
+
+@dataclass
+class Registries:
+    models: Registry[ModelSpec]
+    tasks: Registry[TaskSpec]
+    broken_plugins: dict[str, str]  # plugin name -> error, for plugins that failed to import
+
+
+def _load_entry_points(pm: pluggy.PluginManager, broken: dict[str, str]) -> None:
+    """Like ``pm.load_setuptools_entrypoints`` but a plugin that raises on import is skipped."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=hookspecs.PROJECT):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:  # a third party's bug must not take the harness down
+            broken[ep.name] = f"{type(exc).__name__}: {exc}"
+
+
+def build_registries(extra_plugins: tuple[object, ...] = (), autoload: bool | None = None) -> Registries:
+    """Build the plugin manager, load plugins and collect their specs.
+
+    Entry points of group ``seqbench`` are loaded unless ``SEQBENCH_DISABLE_PLUGIN_AUTOLOAD`` is set
+    (then only ``extra_plugins`` are used). Built-ins come through the same entry points.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    broken: dict[str, str] = {}
+    if autoload is None:
+        autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
+    if autoload:
+        _load_entry_points(pm, broken)
+    for plugin in extra_plugins:
+        pm.register(plugin)
+    pm.check_pending()  # a misspelled hook name fails loudly
+
+    models: Registry[ModelSpec] = Registry("model", ModelSpec)
+    tasks: Registry[TaskSpec] = Registry("task", TaskSpec)
+    for registry, hook_name in ((models, "seqbench_register_models"), (tasks, "seqbench_register_tasks")):
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            registry.current_plugin = impl.plugin_name
+            try:
+                impl.function(registry=registry)
+            except UserError:
+                raise
+            except Exception as exc:
+                broken[impl.plugin_name] = f"{type(exc).__name__}: {exc}"
+        registry.current_plugin = None
+    return Registries(models, tasks, broken)

@@ -1,0 +1,104 @@
+"""Parquet results: one file per run under ``<results>/runs/``, curves under ``<results>/curves/``.
+
+Every file is written atomically (a temp file in the same folder, then ``os.replace``), so a killed
+process never leaves a half-written row for readers. Readers take the folder as one dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# The columns every run row has, in order. Models and tasks may add float columns of their own
+# (e.g. accuracy_hard, gate_mean); readers see them as nulls for runs that lack them.
+RUN_SCHEMA = pa.schema([
+    ("run_id", pa.string()),
+    ("model", pa.string()),
+    ("variant", pa.string()),
+    ("task", pa.string()),
+    ("task_version", pa.int64()),
+    ("preset", pa.string()),
+    ("seed", pa.int64()),
+    ("status", pa.string()),  # ok | diverged | failed
+    ("error", pa.string()),  # why a run failed, else null
+    ("accuracy", pa.float64()),  # test accuracy over scored positions
+    ("loss", pa.float64()),  # test cross-entropy per scored position
+    ("perplexity", pa.float64()),  # exp(loss), for language-modelling tasks, else null
+    ("gate_rate", pa.float64()),  # fraction of test gates above threshold, null for ungated models
+    ("tokens_per_sec", pa.float64()),  # training throughput
+    ("n_params", pa.int64()),
+    ("steps", pa.int64()),
+    ("wall_time_s", pa.float64()),
+    ("device", pa.string()),
+    ("kernels", pa.string()),
+    ("seqbench_version", pa.string()),
+    ("torch_version", pa.string()),
+    ("git_sha", pa.string()),
+    ("config_hash", pa.string()),
+    ("config_json", pa.string()),
+    ("data_fingerprint", pa.string()),
+    ("started_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+def atomic_write_table(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_table(row: dict[str, Any]) -> pa.Table:
+    """One-row table: the fixed schema first, then any extra numeric columns in sorted order."""
+    fields = list(RUN_SCHEMA)
+    for name in sorted(set(row) - set(RUN_SCHEMA.names)):
+        fields.append(pa.field(name, pa.float64()))
+    schema = pa.schema(fields)
+    return pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
+
+
+def write_run(results_dir: Path, row: dict[str, Any], curve: list[dict[str, float]]) -> Path:
+    run_id = row["run_id"]
+    if curve:
+        curve_rows = [{"run_id": run_id, **point} for point in curve]
+        atomic_write_table(pa.Table.from_pylist(curve_rows), results_dir / "curves" / f"{run_id}.parquet")
+    path = results_dir / "runs" / f"{run_id}.parquet"
+    atomic_write_table(run_table(row), path)  # last: a row exists only when its curves do
+    return path
+
+
+def read_folder(folder: Path) -> pa.Table | None:
+    """All ``*.parquet`` files of a folder as one table; unreadable files are warned about and skipped."""
+    tables = []
+    for path in sorted(Path(folder).glob("*.parquet")):
+        try:
+            tables.append(pq.read_table(path))
+        except Exception as exc:
+            warnings.warn(f"skipping unreadable results file {path}: {exc}", stacklevel=2)
+    if not tables:
+        return None
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def read_runs(results_dir: Path) -> pa.Table | None:
+    return read_folder(Path(results_dir) / "runs")
+
+
+def existing_config_hashes(results_dir: Path) -> set[str]:
+    table = read_runs(results_dir)
+    return set() if table is None else set(table.column("config_hash").to_pylist())
+
+
+def iter_rows(table: pa.Table | None) -> Iterable[dict[str, Any]]:
+    return [] if table is None else table.to_pylist()

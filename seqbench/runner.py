@@ -1,0 +1,190 @@
+"""Resolve a run's config, train and test it under Lightning, and write its result row."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import subprocess
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seqbench import __version__
+from seqbench.config import RunConfig, TrainConfig, apply_overrides, parse_overrides
+from seqbench.errors import UserError
+from seqbench.registry import PRESETS, Registries, load_target
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (not part of a run's identity): where, on what, and the trainer's scale-out."""
+
+    results_dir: Path = Path("results")
+    device: str = "auto"  # auto | cpu | cuda
+    devices: str = "1"  # Lightning's devices (a count, a list, or "auto")
+    strategy: str = "auto"
+    num_nodes: int = 1
+    progress: bool = True
+
+
+def resolve_run_config(registries: Registries, model: str, task: str, *, variant: str | None = None,
+                       preset: str = "default", seed: int = 0, overrides: list[str] = (),
+                       precision: str = "32-true") -> RunConfig:
+    """Names, preset and ``--set`` overrides -> a validated RunConfig. Raises UserError."""
+    model_spec = registries.models.get(model)
+    task_spec = registries.tasks.get(task)
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    if variant is None:
+        variant = model_spec.variants[0]
+    elif variant not in model_spec.variants:
+        raise UserError(f"model {model!r} has no variant {variant!r}: choose one of {', '.join(model_spec.variants)}")
+    if not (model_spec.inputs & task_spec.views):
+        raise UserError(
+            f"model {model!r} takes {', '.join(sorted(model_spec.inputs))} input, but task {task!r} offers "
+            f"{', '.join(sorted(task_spec.views))}; pick a model and task with an input view in common"
+        )
+    sets = parse_overrides(list(overrides))
+    task_preset = task_spec.presets.get(preset, {})
+    model_cls = load_target(model_spec.config)
+    variant_layer = {"variant": variant} if "variant" in {f.name for f in dataclasses.fields(model_cls)} else {}
+    return RunConfig(
+        model=model, variant=variant, task=task, task_version=task_spec.version, preset=preset, seed=seed,
+        model_config=apply_overrides(model_cls, "model", model_spec.presets.get(preset, {}), variant_layer,
+                                     sets["model"]),
+        task_config=apply_overrides(load_target(task_spec.config), "task", task_preset.get("task", {}), sets["task"]),
+        train=apply_overrides(TrainConfig, "train", task_preset.get("train", {}), sets["train"]),
+        precision=precision,
+    )
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def pick_accelerator(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"unknown --device {device!r}: choose auto, cpu or cuda")
+    return device
+
+
+def kernels_used(module: Any) -> str:
+    """Each submodule may say which implementation it ran (``kernel_path``); default is plain torch."""
+    paths = sorted({str(m.kernel_path) for m in module.modules() if getattr(m, "kernel_path", None)})
+    return ",".join(paths) if paths else "torch"
+
+
+def build_data_and_model(registries: Registries, config: RunConfig):
+    """The task's data module (set up) and the model's plain nn.Module, seeded."""
+    import lightning as L
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    task_spec = registries.tasks.get(config.task)
+    data = load_target(task_spec.build)(config.task_config, seed=config.seed, batch_size=config.train.batch_size)
+    data.setup()
+    info = data.info()
+    module = load_target(registries.models.get(config.model).build)(config.model_config, info)
+    return data, info, module
+
+
+def run(registries: Registries, config: RunConfig, options: RunOptions = RunOptions(),
+        console: Any = None) -> dict[str, Any]:
+    """Train and test one configuration; write and return its result row."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from seqbench.lit import SeqbenchModule, ThroughputMeter
+    from seqbench.results import write_run
+
+    accelerator = pick_accelerator(options.device)
+    started = dt.datetime.now(dt.timezone.utc)
+    run_id = f"{started:%Y%m%d-%H%M%S}-{config.model}-{config.task}-s{config.seed}-{uuid.uuid4().hex[:6]}"
+    t0 = time.perf_counter()
+    data, info, module = build_data_and_model(registries, config)
+    lit = SeqbenchModule(module, info, config.train)
+    meter = ThroughputMeter()
+    callbacks: list[L.Callback] = [meter]
+    if options.progress:
+        callbacks.append(RichProgressBar(leave=False))
+    with _quiet_lightning():
+        trainer = L.Trainer(
+            accelerator=accelerator, devices=_devices(options.devices), strategy=options.strategy,
+            num_nodes=options.num_nodes, precision=config.precision, max_steps=config.train.max_steps,
+            val_check_interval=config.train.eval_every, check_val_every_n_epoch=None,
+            limit_val_batches=config.train.eval_batches, num_sanity_val_steps=0,
+            gradient_clip_val=config.train.grad_clip or None, logger=False, enable_checkpointing=False,
+            enable_model_summary=False, enable_progress_bar=options.progress, callbacks=callbacks,
+            deterministic=accelerator == "cpu",
+        )
+        trainer.fit(lit, datamodule=data)
+        if not lit.diverged:
+            trainer.test(lit, datamodule=data, verbose=False)
+    test = lit.test_metrics
+    row: dict[str, Any] = {
+        "run_id": run_id, "model": config.model, "variant": config.variant, "task": config.task,
+        "task_version": config.task_version, "preset": config.preset, "seed": config.seed,
+        "status": "diverged" if lit.diverged else "ok", "error": None,
+        **test,
+        "tokens_per_sec": meter.tokens_per_sec,
+        "n_params": sum(p.numel() for p in module.parameters()),
+        "steps": int(trainer.global_step), "wall_time_s": time.perf_counter() - t0,
+        "device": _device_name(accelerator), "kernels": kernels_used(module),
+        "seqbench_version": __version__, "torch_version": torch.__version__, "git_sha": git_sha(),
+        "config_hash": config.config_hash(), "config_json": config.to_json(),
+        "data_fingerprint": data.data_fingerprint(), "started_at": started,
+    }
+    row["path"] = str(write_run(options.results_dir, {k: v for k, v in row.items()}, lit.curve))
+    return row
+
+
+def _devices(devices: str) -> Any:
+    if devices == "auto":
+        return "auto"
+    try:
+        return int(devices)
+    except ValueError:
+        return [int(d) for d in devices.split(",")]
+
+
+def _device_name(accelerator: str) -> str:
+    import torch
+
+    if accelerator == "cuda":
+        return torch.cuda.get_device_name()
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+class _quiet_lightning:
+    """Lightning's start-up chatter (GPU available: ..., tips) is noise next to seqbench's output."""
+
+    def __enter__(self):
+        self._level = logging.getLogger("lightning.pytorch").level
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*Consider setting `persistent_workers`.*")
+        warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("lightning.pytorch").setLevel(self._level)
+        self._warnings.__exit__(*exc)
+        return False
