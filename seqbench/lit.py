@@ -142,8 +142,10 @@ class SeqbenchModule(L.LightningModule):
 
     def configure_optimizers(self):
         c = self.train_config
-        decay = [p for p in self.module.parameters() if p.ndim >= 2]
-        no_decay = [p for p in self.module.parameters() if p.ndim < 2]
+        # Matrices decay; biases, norms and parameters marked `_no_weight_decay` (mamba_ssm's convention) don't.
+        params = list(self.module.parameters())
+        decay = [p for p in params if p.ndim >= 2 and not getattr(p, "_no_weight_decay", False)]
+        no_decay = [p for p in params if p.ndim < 2 or getattr(p, "_no_weight_decay", False)]
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
                                        {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=(0.9, 0.98))
 
