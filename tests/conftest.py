@@ -28,3 +28,13 @@ def cli(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def smoke_overrides():
+    """Extra --set items a task needs at the smoke preset on a machine without downloads."""
+
+    def overrides(task: str) -> list[str]:
+        return []
+
+    return overrides
