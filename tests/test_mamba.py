@@ -88,6 +88,23 @@ def test_block_maps_shape_and_is_causal():
     assert block.kernel_path == "mamba:torch-chunked"
 
 
+def test_block_matches_mambapy_with_the_same_weights():
+    """An independent Mamba-1 implementation (mambapy, pure PyTorch) with our weights gives our outputs."""
+    mambapy = pytest.importorskip("mambapy.mamba")
+    theirs = mambapy.MambaBlock(mambapy.MambaConfig(d_model=16, n_layers=1, d_state=8, expand_factor=2, d_conv=4))
+    ours = MambaBlock(16, d_state=8, expand=2, d_conv=4)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 45, 16, requires_grad=True)
+    x_theirs = x.detach().clone().requires_grad_()
+    y, y_theirs = ours(x), theirs(x_theirs)
+    grad_out = torch.randn_like(y)
+    y.backward(grad_out)
+    y_theirs.backward(grad_out)
+    assert relative_error(y, y_theirs) < TOLERANCE
+    assert relative_error(x.grad, x_theirs.grad) < TOLERANCE
+    assert relative_error(ours.A_log.grad, theirs.A_log.grad) < TOLERANCE
+
+
 def test_block_dt_rank_auto_and_initial_dynamics():
     block = MambaBlock(40, d_state=8, expand=2)
     assert block.dt_rank == 3  # ceil(40 / 16)
