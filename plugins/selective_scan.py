@@ -10,9 +10,9 @@ Both take mamba_ssm's ``selective_scan_fn`` arguments and layouts, so the three 
 
 :func:`selective_scan_ref` is the loop above, written to be obviously right; tests hold the fast
 path to it. :func:`selective_scan_fast` is the run-time path on CPU (and on CUDA without mamba-ssm).
-Its core, :class:`_ChunkedScan`, walks time in chunks of ``CHUNK`` steps: a chunk's decays, inputs
+Its core, :class:`_ChunkedScan`, walks time in chunks of a few steps: a chunk's decays, inputs
 and states live only while that chunk is processed, so the (B, L, D, N) state tensor is never
-materialised, each chunk stays in cache, and only the chunk-start states (L / CHUNK of them) are
+materialised, each chunk stays in cache, and only the chunk-start states (one per chunk) are
 saved for backward (decays use exp2, ~3x faster than exp on CPU). The backward is derived by hand (a reverse scan per chunk, re-running the
 chunk's forward from its saved start state) instead of letting autograd record 1000s of small ops.
 
@@ -28,7 +28,11 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-CHUNK = 32  # time steps per chunk: a few (CHUNK, B, N, D) buffers should fit in cache; best of 32-256 here
+# Steps per chunk: as many as keep one (K, B, N, D) buffer near CHUNK_ELEMENTS floats (a few such buffers
+# then fit in cache), at most CHUNK. Measured best on 2 cores: 32 steps at B*N*D = 8*16*128 (of 32-256),
+# 4 steps at 64*16*128 (of 4-64).
+CHUNK = 32
+CHUNK_ELEMENTS = 1 << 19
 LOG2_E = 1.4426950408889634
 # Intra-op threads inside the CPU scan (None: torch's setting). The scan is hundreds of mid-size ops and
 # each multi-threaded op pays a fork/join; on this project's shared 2-core machine, with other jobs
@@ -85,10 +89,11 @@ def selective_scan_fast(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B
                         delta_bias: torch.Tensor | None = None, delta_softplus: bool = False) -> torch.Tensor:
     """Same result as :func:`selective_scan_ref`, chunked with a hand-written backward (see module doc)."""
     delta = _prepare_delta(delta, delta_bias, delta_softplus)
-    # Time-major fp32 copies (the state is kept in fp32, as mamba-ssm does), so one step's (B, D) or (B, N)
-    # slice is contiguous for the scan loops.
-    y = _ChunkedScan.apply(*(t.permute(2, 0, 1).float().contiguous() for t in (u, delta)), A.float(),
-                           *(t.permute(2, 0, 1).float().contiguous() for t in (B, C)))  # (L, B, D)
+    # Time-major copies, so one step's (B, D) or (B, N) slice is contiguous for the scan loops; at least
+    # fp32, as mamba-ssm keeps its state (bf16 inputs under autocast would lose the recurrence).
+    dtype = torch.promote_types(u.dtype, torch.float32)
+    y = _ChunkedScan.apply(*(t.permute(2, 0, 1).to(dtype).contiguous() for t in (u, delta)), A.to(dtype),
+                           *(t.permute(2, 0, 1).to(dtype).contiguous() for t in (B, C)))  # (L, B, D)
     return _finish(y.permute(1, 2, 0).to(u.dtype), u, D, z)
 
 
@@ -158,17 +163,21 @@ class _ChunkedScan(torch.autograd.Function):
         length, batch, dim = u.shape
         A2_t = (A * LOG2_E).t().contiguous()  # (N, D)
         delta_u = delta * u  # (L, B, D)
-        buffers = _ChunkBuffers(u, (min(CHUNK, length), batch, A.shape[1], dim), ("decay", "states"))
-        h = u.new_zeros(batch, A.shape[1], dim)  # (B, N, D)
-        starts, ys = [], []
-        for lo in range(0, length, CHUNK):
-            k = min(CHUNK, length - lo)
-            starts.append(h)
-            _, _, states = _chunk_states(h, delta[lo:lo + k], delta_u[lo:lo + k], A2_t, B[lo:lo + k], buffers, k)
-            ys.append(_sum_n(C[lo:lo + k], states))  # (K, B, D)
-            h = states[k - 1].clone()
-        ctx.save_for_backward(u, delta, A, B, C, torch.stack(starts))
-        return torch.cat(ys)
+        chunk = ctx.chunk = max(1, min(CHUNK, CHUNK_ELEMENTS // (batch * A.shape[1] * dim), length))
+        buffers = _ChunkBuffers(u, (chunk, batch, A.shape[1], dim), ("decay", "states"))
+        starts = u.new_empty(-(-length // chunk), batch, A.shape[1], dim)  # (chunks, B, N, D): h before each
+        starts[0].zero_()
+        y = torch.empty_like(u)  # (L, B, D)
+        for index, lo in enumerate(range(0, length, chunk)):
+            k = min(chunk, length - lo)
+            _, _, states = _chunk_states(starts[index], delta[lo:lo + k], delta_u[lo:lo + k], A2_t, B[lo:lo + k],
+                                         buffers, k)
+            torch.bmm(C[lo:lo + k].view(k * batch, 1, -1), states.view(k * batch, -1, dim),
+                      out=y[lo:lo + k].view(k * batch, 1, dim))  # y_t = C_t . h_t
+            if index + 1 < starts.shape[0]:
+                starts[index + 1].copy_(states[k - 1])
+        ctx.save_for_backward(u, delta, A, B, C, starts)
+        return y
 
     @staticmethod
     def _backward(ctx, grad_y):
@@ -178,13 +187,14 @@ class _ChunkedScan(torch.autograd.Function):
         A_t = A.t().contiguous()  # (N, D)
         A2_t = A_t * LOG2_E
         delta_u = delta * u  # (L, B, D)
-        buffers = _ChunkBuffers(u, (min(CHUNK, length), *starts.shape[1:]), ("decay", "states", "grad_h", "scratch"))
+        chunk = ctx.chunk
+        buffers = _ChunkBuffers(u, (chunk, *starts.shape[1:]), ("decay", "states", "grad_h", "scratch"))
         grad_u, grad_delta, grad_B, grad_C = (torch.empty_like(t) for t in (u, delta, B, C))
         grad_A_t = torch.zeros_like(A_t)  # (N, D)
         carry = None  # d loss / d h_t at the last step of the previous chunk, through the next chunk's decay
         for index in reversed(range(starts.shape[0])):
-            lo = index * CHUNK
-            k = min(CHUNK, length - lo)
+            lo = index * chunk
+            k = min(chunk, length - lo)
             rows = slice(lo, lo + k)
             h0 = starts[index]  # (B, N, D)
             d, gy = delta[rows], grad_y[rows]  # (K, B, D)
