@@ -37,14 +37,14 @@ LOG2_E = 1.4426950408889634
 # Intra-op threads inside the CPU scan (None: torch's setting). The scan is hundreds of mid-size ops and
 # each multi-threaded op pays a fork/join; on this project's shared 2-core machine, with other jobs
 # running, a join often waits a whole time slice: one layer's forward+backward took 1.7 s with 1 thread
-# in the scan vs 4.1 s with 2 (mambapy: 6.3 s), all else at 2 threads. The per-step updates are below
-# torch's parallel grain size anyway, so a quiet machine loses little.
+# in the scan vs 4.1 s with 2 (each at its best chunk length; mambapy: 6.3 s), all else at 2 threads.
+# The per-step updates are below torch's parallel grain size anyway, so a quiet machine loses little.
 SCAN_THREADS: int | None = 1
 
 
 @contextlib.contextmanager
 def _scan_context(device: torch.device):
-    """fp32 throughout (autocast would run the batched matmuls in half precision) and SCAN_THREADS on CPU."""
+    """Full precision throughout (autocast would run the batched matmuls in bf16/fp16), SCAN_THREADS on CPU."""
     with torch.autocast(device.type, enabled=False):
         previous = torch.get_num_threads()
         if device.type != "cpu" or SCAN_THREADS is None or SCAN_THREADS == previous:
