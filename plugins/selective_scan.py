@@ -13,7 +13,7 @@ path to it. :func:`selective_scan_fast` is the run-time path on CPU (and on CUDA
 Its core, :class:`_ChunkedScan`, walks time in chunks of a few steps: a chunk's decays, inputs
 and states live only while that chunk is processed, so the (B, L, D, N) state tensor is never
 materialised, each chunk stays in cache, and only the chunk-start states (one per chunk) are
-saved for backward (decays use exp2, ~3x faster than exp on CPU). The backward is derived by hand (a reverse scan per chunk, re-running the
+saved for backward. The backward is derived by hand (a reverse scan per chunk, re-running the
 chunk's forward from its saved start state) instead of letting autograd record 1000s of small ops.
 
 Why not a parallel (log-depth) scan or Mamba-2's chunked matmul form: a parallel scan re-reads the
