@@ -24,6 +24,10 @@ def seqbench_register_models(registry):
         "gru", build="seqbench_plugins.gru:build", config="seqbench_plugins.gru:GRUConfig",
         description="Stacked GRU: the pure-RNN baseline", presets=_SIZES))
     registry.add(ModelSpec(
+        "mamba", build="seqbench_plugins.mamba:build", config="seqbench_plugins.mamba:MambaConfig",
+        description="Mamba-1 selective SSM (mamba-ssm kernels on CUDA, chunked PyTorch scan elsewhere)",
+        presets=_SIZES))
+    registry.add(ModelSpec(
         "tgn", build="seqbench_plugins.tgn:build", config="seqbench_plugins.tgn:TGNConfig",
         description="Thermodynamic Gated Network: GRU/Mamba + causal attention mixed by a sparse learned gate",
         variants=("parallel", "serial", "chunked"), presets=_TGN_SIZES))

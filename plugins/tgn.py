@@ -61,7 +61,7 @@ class TGNConfig:
     lambda_max: float = 0.02  # the paper's value
     lambda_ema: float = 0.98  # smoothing of the task loss that drives the adaptive schedule
     chunk_size: int = 128  # chunked: tokens per gate decision
-    base: Literal["mamba", "gru"] = "gru"  # chunked: the inertial channel
+    base: Literal["mamba", "gru"] = "mamba"  # chunked: the inertial channel (the paper's Mamba, or a GRU)
     d_state: int = 16  # chunked Mamba base: SSM state size
     d_conv: int = 4  # chunked Mamba base: causal conv width
     expand: int = 2  # chunked Mamba base: inner width = expand * d_model
