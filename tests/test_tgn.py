@@ -11,13 +11,14 @@ import torch.nn.functional as F
 from seqbench.api import TaskInfo
 from seqbench_plugins.tgn import TGNConfig, build
 
-VARIANTS = ("parallel", "serial", "chunked")
+VARIANTS = ("parallel", "serial", "chunked", "chunked-mamba")  # chunked runs on a GRU and on a Mamba base
 INFO = TaskInfo(name="toy", vocab_size=12, seq_len=24, num_classes=12, target="token", causal=True)
 
 
 def tiny(variant: str, **overrides) -> torch.nn.Module:
     torch.manual_seed(0)
-    fields = dict(variant=variant, d_model=16, n_layers=2, n_heads=2, chunk_size=4, base="gru")
+    variant, _, base = variant.partition("-")
+    fields = dict(variant=variant, d_model=16, n_layers=2, n_heads=2, chunk_size=4, base=base or "gru")
     fields.update(overrides)
     return build(TGNConfig(**fields), INFO).eval()
 
