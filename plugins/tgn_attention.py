@@ -59,7 +59,7 @@ class SubsetCausalAttention(nn.Module):
         keys before its own end instead of the row's last gated position.
         """
         B, T, D = x.shape
-        out = x.new_zeros(B, T, D)
+        out = x.new_zeros(B, T, D)  # under autocast the projections may return another dtype: cast on write
         self.full_pairs += B * causal_pairs(T)
         for b, groups in enumerate(positions):
             groups = [g for g in groups if g.numel()]
@@ -72,7 +72,7 @@ class SubsetCausalAttention(nn.Module):
                 q = self._heads(self.q(x[b, pos]))  # (nh, Q, hs)
                 visible = torch.arange(stop, device=x.device) <= pos.unsqueeze(1)  # (Q, stop) causal prefix
                 y = F.scaled_dot_product_attention(q, k[:, :stop], v[:, :stop], attn_mask=visible)  # (nh, Q, hs)
-                out[b, pos] = self.out(y.transpose(0, 1).reshape(len(pos), D))
+                out[b, pos] = self.out(y.transpose(0, 1).reshape(len(pos), D)).to(out.dtype)
                 self.query_rows += len(pos)
                 self.pairs += len(pos) * stop
         return out
