@@ -24,7 +24,7 @@ def seqbench_register_tasks(registry):
         presets={
             "smoke": {"task": {"num_nodes": 12, "num_train": 256, "num_val": 64, "num_test": 64},
                       "train": {"max_steps": 8, "batch_size": 32, "eval_every": 4, "eval_batches": 1}},
-            "default": {"task": {}, "train": {"max_steps": 1500, "batch_size": 64, "eval_every": 100}},
+            "default": {"task": {}, "train": {"max_steps": 1000, "batch_size": 64, "eval_every": 100}},
             "paper": {"task": {"num_nodes": 100, "num_train": 100_000, "num_test": 5_000},
                       "train": {"max_steps": 20_000, "batch_size": 64}},
         }))
