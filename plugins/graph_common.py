@@ -14,6 +14,7 @@ nodes are numbered ``b * T .. b * T + T - 1``) is built once per (B, T, device) 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch_geometric.data import Data
@@ -68,14 +69,18 @@ def laplacian_pe(num_nodes: int, topology: str, k: int) -> torch.Tensor:
     """``(num_nodes, k)`` Laplacian eigenvector positional encoding of the undirected position graph.
 
     The encoding depends on the graph's shape only, never on token values, so it leaks nothing on
-    causal tasks. Graphs with fewer than ``k + 1`` nodes have fewer non-trivial eigenvectors; the
-    missing columns are zeros.
+    causal tasks. Graphs with fewer than ``k + 2`` nodes get fewer eigenvectors (PyG's sparse solver
+    needs ``k + 1 < num_nodes``); the missing columns are zeros.
     """
     usable = min(k, num_nodes - 2)  # PyG's sparse solver needs k + 1 < num_nodes
     pe = torch.zeros(num_nodes, k)
     if usable > 0:
         graph = Data(edge_index=position_edges(num_nodes, topology, causal=False), num_nodes=num_nodes)
-        data = AddLaplacianEigenvectorPE(usable, attr_name="pe", is_undirected=True)(graph)
+        # A fixed start vector for the sparse solver (graphs of >= 100 nodes): ARPACK's own random start
+        # changes from call to call, and on a ring each eigenvalue has two eigenvectors, so the basis
+        # it returns would too. PyG's random sign flip draws from torch's seeded generator.
+        start = np.random.default_rng(0).random(num_nodes)
+        data = AddLaplacianEigenvectorPE(usable, attr_name="pe", is_undirected=True, v0=start)(graph)
         pe[:, :usable] = data.pe.float()
     return pe
 

@@ -12,7 +12,7 @@ from seqbench.registry import ModelSpec, build_registries
 from seqbench.runner import resolve_run_config
 from seqbench_plugins.gcn import GCNConfig
 from seqbench_plugins.gcn import build as build_gcn
-from seqbench_plugins.graph_common import PositionGraph, position_edges
+from seqbench_plugins.graph_common import PositionGraph, laplacian_pe, position_edges
 from seqbench_plugins.graphgps import GraphGPSConfig
 from seqbench_plugins.graphgps import build as build_graphgps
 from seqbench_plugins.transformer import TransformerConfig
@@ -159,3 +159,14 @@ def test_third_party_model_without_a_common_view_is_refused_before_training():
     with pytest.raises(UserError, match=r"'pixel_cnn' takes image input, but task 'ring_distance' offers graph, "
                                         r"tokens"):
         resolve_run_config(registries, "pixel_cnn", "ring_distance", preset="smoke")
+
+
+@pytest.mark.parametrize("num_nodes", [12, 120])  # the dense and the sparse (ARPACK) eigen-solver paths
+def test_laplacian_pe_is_reproducible_and_orthonormal(num_nodes):
+    torch.manual_seed(3)
+    first = laplacian_pe(num_nodes, "ring", 8)
+    torch.manual_seed(3)
+    again = laplacian_pe(num_nodes, "ring", 8)
+    assert torch.equal(first, again)
+    torch.testing.assert_close(first.T @ first, torch.eye(8), atol=1e-4, rtol=0)
+    assert torch.equal(laplacian_pe(5, "chain", 8)[:, 3:], torch.zeros(5, 5))  # too small for 8 vectors
