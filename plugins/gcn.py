@@ -50,7 +50,7 @@ class GCN(nn.Module):
         B, T = tokens.shape
         edge_index, batch = self.graph(B, T, tokens.device)  # (2, B * E), (B * T,)
         x = self.embed(tokens).reshape(B * T, -1)  # (B * T, D)
-        for norm, conv in zip(self.norms, self.convs):
+        for norm, conv in zip(self.norms, self.convs, strict=True):
             h = F.relu(conv(norm(x), edge_index))  # (B * T, D)
             x = x + F.dropout(h, p=self.dropout, training=self.training)
         return self.readout(x, batch, tokens)

@@ -36,7 +36,7 @@ def test_labels_match_bfs(num_nodes):
     assert tokens.shape == (300, num_nodes) and targets.shape == (300,)
     assert set(tokens.unique().tolist()) <= {0, 1}
     assert (tokens.sum(1) == 2).all()  # exactly two distinct marks
-    for row, label in zip(tokens, targets):
+    for row, label in zip(tokens, targets, strict=True):
         a, b = row.nonzero().flatten().tolist()
         assert label.item() == bfs_distance(num_nodes, a, b)
     assert targets.min() >= 1 and targets.max() <= num_nodes // 2
