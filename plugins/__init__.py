@@ -31,3 +31,14 @@ def seqbench_register_models(registry):
         "tgn", build="seqbench_plugins.tgn:build", config="seqbench_plugins.tgn:TGNConfig",
         description="Thermodynamic Gated Network: GRU/Mamba + causal attention mixed by a sparse learned gate",
         variants=("parallel", "serial", "chunked"), presets=_TGN_SIZES))
+    # Graph models take the graph view and read any token task as a chain graph over its positions.
+    registry.add(ModelSpec(
+        "gcn", build="seqbench_plugins.gcn:build", config="seqbench_plugins.gcn:GCNConfig",
+        description="GCN (torch_geometric GCNConv): k layers see exactly k hops, no positions",
+        inputs=frozenset({"graph", "tokens"}),
+        presets={"smoke": {"d_model": 16}, "default": {}, "paper": {"d_model": 128, "n_layers": 3}}))
+    registry.add(ModelSpec(
+        "graphgps", build="seqbench_plugins.graphgps:build", config="seqbench_plugins.graphgps:GraphGPSConfig",
+        description="GraphGPS (torch_geometric GPSConv): local GIN + global attention, Laplacian PE",
+        inputs=frozenset({"graph", "tokens"}),
+        presets={"smoke": {"d_model": 16, "n_heads": 2}, "default": {}, "paper": {"d_model": 128, "n_layers": 1}}))

@@ -90,7 +90,7 @@ def _print_row(console, row: dict) -> None:
     from rich.table import Table
 
     table = Table(show_header=False, title=f"result {row['run_id']}", title_justify="left")
-    for key in ("status", "accuracy", "perplexity", "loss", "gate_rate", "accuracy_hard", "gate_rate_hard",
+    for key in ("status", "accuracy", "perplexity", "mae", "loss", "gate_rate", "accuracy_hard", "gate_rate_hard",
                 "attn_flop_fraction_hard", "lambda", "tokens_per_sec",
                 "n_params", "steps", "wall_time_s", "device", "kernels"):
         value = row.get(key)

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanAbsoluteError, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from seqbench.api import ModelOutput, TaskInfo
@@ -41,6 +41,8 @@ class EvalMetrics(nn.Module):
         self.gate_rate = MeanMetric()
         self.gate_mean = MeanMetric()
         self.extras = nn.ModuleDict()
+        # Ordinal tasks: how far off the predicted class is, not just whether it is right.
+        self.mae = MeanAbsoluteError() if info.ordinal else None
         self.ignore_index = info.ignore_index
 
     def update(self, out: ModelOutput, targets: torch.Tensor, threshold: float) -> None:
@@ -52,6 +54,9 @@ class EvalMetrics(nn.Module):
         loss = F.cross_entropy(logits.float(), flat, ignore_index=self.ignore_index)
         self.loss.update(loss, weight=scored)
         self.accuracy.update(logits, flat)
+        if self.mae is not None:
+            keep = flat != self.ignore_index
+            self.mae.update(logits[keep].argmax(-1).float(), flat[keep].float())
         if out.gates is not None:
             gates = out.gates.detach().float()
             self.gate_rate.update((gates > threshold).float().mean(), weight=gates.numel())
@@ -69,6 +74,8 @@ class EvalMetrics(nn.Module):
         result["accuracy"] = float(self.accuracy.compute())
         if metric == "perplexity":
             result["perplexity"] = math.exp(min(result["loss"], 50.0))
+        if self.mae is not None:
+            result["mae"] = float(self.mae.compute())
         if self.gate_rate.update_count:
             result["gate_rate"] = float(self.gate_rate.compute())
             result["gate_mean"] = float(self.gate_mean.compute())
@@ -79,6 +86,8 @@ class EvalMetrics(nn.Module):
     def reset(self) -> None:
         for child in (self.accuracy, self.loss, self.gate_rate, self.gate_mean, *self.extras.values()):
             child.reset()
+        if self.mae is not None:
+            self.mae.reset()
 
 
 class SeqbenchModule(L.LightningModule):

@@ -16,3 +16,15 @@ def seqbench_register_tasks(registry):
             "paper": {"task": {"vocab_size": 8192, "seq_len": 512, "num_kv_pairs": 64, "num_train": 100_000,
                                "num_test": 3_000}, "train": {"max_steps": 20_000, "batch_size": 64, "lr": 1e-3}},
         }))
+    registry.add(TaskSpec(
+        "ring_distance", build="seqbench_tasks.ring_distance:RingDistanceData",
+        config="seqbench_tasks.ring_distance:RingDistanceConfig", version=1,
+        description="Shortest distance between two marked nodes of a ring (graph or sequence view)",
+        views=frozenset({"graph", "tokens"}),
+        presets={
+            "smoke": {"task": {"num_nodes": 12, "num_train": 256, "num_val": 64, "num_test": 64},
+                      "train": {"max_steps": 8, "batch_size": 32, "eval_every": 4, "eval_batches": 1}},
+            "default": {"task": {}, "train": {"max_steps": 1000, "batch_size": 64, "eval_every": 100}},
+            "paper": {"task": {"num_nodes": 100, "num_train": 100_000, "num_test": 5_000},
+                      "train": {"max_steps": 20_000, "batch_size": 64}},
+        }))
