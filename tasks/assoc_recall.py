@@ -32,10 +32,12 @@ import torch
 from seqbench.api import IGNORE_INDEX, TaskInfo
 from seqbench.config import require
 from seqbench.data import TensorTaskData, row_digests
+from seqbench.errors import UserError
 
 NOOP = 0
 COPY_PREFIX = 1
 NUM_SPECIAL = 2
+MAX_FRUITLESS_BATCHES = 10  # batches in a row without a new sequence: the space is exhausted
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,19 @@ def generate_assoc_recall(c: AssocRecallConfig, num_examples: int, generator: to
     """Distinct sequences not in ``exclude``; targets at every position (``score_all``) or the answer only."""
     seen = set(exclude)
     rows: list[torch.Tensor] = []
+    fruitless = 0
     while len(rows) < num_examples:
+        before = len(rows)
         batch = sample_assoc_recall(c, 2 * (num_examples - len(rows)) + 16, generator)
         for row, digest in zip(batch, row_digests(batch)):
             if digest not in seen and len(rows) < num_examples:
                 seen.add(digest)
                 rows.append(row)
+        fruitless = fruitless + 1 if len(rows) == before else 0
+        if fruitless == MAX_FRUITLESS_BATCHES:
+            raise UserError(f"assoc_recall found only {len(rows)} of {num_examples} distinct new sequences: the "
+                            f"configuration allows too few; raise task.vocab_size or task.input_seq_len, or "
+                            "lower task.num_train/num_val/num_test")
     seq = torch.stack(rows)  # (N, T + 1)
     targets = seq[:, 1:].clone()
     if not score_all:

@@ -34,6 +34,7 @@ import torch
 from seqbench.api import TaskInfo
 from seqbench.config import require
 from seqbench.data import TensorTaskData, row_digests
+from seqbench.errors import UserError
 
 PAD = 0
 DIGIT0 = 1  # token of digit d is DIGIT0 + d
@@ -41,6 +42,7 @@ OPERATORS = ("MIN", "MAX", "MED", "SM")
 OP0 = 11  # token of OPERATORS[i] is OP0 + i
 END = 15
 VOCAB_SIZE = 16
+MAX_FRUITLESS_BATCHES = 10  # batches in a row without a new expression: the length range is exhausted
 TOKEN_NAMES = ["<pad>", *map(str, range(10)), *(f"[{op}" for op in OPERATORS), "]"]
 
 
@@ -185,6 +187,7 @@ def generate_listops(c: ListOpsConfig, num_examples: int, rng: np.random.Generat
     seen = set(exclude)
     tokens, labels, have = [], [], 0
     accept_rate = 0.01  # updated from each batch, so batches size themselves to what is still needed
+    fruitless = 0
     while have < num_examples:
         roots = int(min(200_000, max(1_000, 1.3 * (num_examples - have) / accept_rate)))
         batch_tokens, batch_labels = sample_listops(c, roots, rng)
@@ -198,6 +201,11 @@ def generate_listops(c: ListOpsConfig, num_examples: int, rng: np.random.Generat
         tokens.append(batch_tokens[keep])
         labels.append(batch_labels[keep])
         have += len(keep)
+        fruitless = 0 if keep else fruitless + 1
+        if fruitless == MAX_FRUITLESS_BATCHES:
+            raise UserError(f"listops found only {have} of {num_examples} distinct new expressions with "
+                            f"{c.min_len}-{c.max_len} tokens; widen the range (task.min_len, task.max_len) or "
+                            "lower task.num_train/num_val/num_test")
     return {"tokens": torch.from_numpy(np.concatenate(tokens)), "targets": torch.from_numpy(np.concatenate(labels))}
 
 

@@ -16,6 +16,7 @@ import torch
 from seqbench.cli import main
 from seqbench.config import ConfigError
 from seqbench.data import row_digests
+from seqbench.errors import UserError
 from seqbench_tasks.listops import ListOpsConfig, ListOpsData, decode, generate_listops
 
 NAMES = {11: "MIN", 12: "MAX", 13: "MED", 14: "SM"}
@@ -88,6 +89,12 @@ def test_splits_are_distinct_within_and_across():
         assert len(set(rows)) == len(rows), split
     assert not set(digests["train"]) & set(digests["val"])
     assert not (set(digests["train"]) | set(digests["val"])) & set(digests["test"])
+
+
+def test_an_exhausted_length_range_is_a_user_error():
+    c = ListOpsConfig(min_len=4, max_len=4, num_train=500)  # [OP d d ]: only 4 * 100 expressions exist
+    with pytest.raises(UserError, match="only 400 of 500"):
+        ListOpsData(c, seed=0, batch_size=8).setup()
 
 
 def test_worked_example_in_the_docstring():
