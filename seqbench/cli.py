@@ -79,7 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"(preset {config.preset}, seed {config.seed}, config {config.config_hash()})")
     console.print_json(json.dumps(config.to_dict()))
     options = RunOptions(results_dir=Path(args.results), device=args.device, devices=args.devices,
-                         strategy=args.strategy, num_nodes=args.num_nodes, progress=not args.no_progress)
+                         strategy=args.strategy, num_nodes=args.num_nodes, progress=not args.no_progress,
+                         probes=tuple(args.probe or ()))
     row = run(registries, config, options)
     _print_row(console, row)
     return 0 if row["status"] == "ok" else 1
@@ -89,7 +90,8 @@ def _print_row(console, row: dict) -> None:
     from rich.table import Table
 
     table = Table(show_header=False, title=f"result {row['run_id']}", title_justify="left")
-    for key in ("status", "accuracy", "perplexity", "loss", "gate_rate", "accuracy_hard", "tokens_per_sec",
+    for key in ("status", "accuracy", "perplexity", "loss", "gate_rate", "accuracy_hard", "gate_rate_hard",
+                "attn_flop_fraction_hard", "lambda", "tokens_per_sec",
                 "n_params", "steps", "wall_time_s", "device", "kernels"):
         value = row.get(key)
         if value is not None:
@@ -214,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
     p.add_argument("--num-nodes", type=int, default=1)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.add_argument("--probe", action="append", choices=["rank"],
+                   help="record a probe in the curves at each evaluation (rank: per-layer effective rank)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("describe", help="a task's train split: size, label distribution, majority-class rate")
