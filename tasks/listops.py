@@ -21,7 +21,11 @@ Worked example (max_len=12)::
 Generation is vectorised over a batch of trees, one depth level at a time (numpy): nodes are drawn
 level by level, sizes and values are reduced bottom-up with ``ufunc.reduceat`` over each parent's
 contiguous children, and token positions are assigned top-down by cumulative sums of sibling sizes.
-LRA's reference is a recursive Python function per tree.
+LRA's reference is a recursive Python function per tree. Measured on this project's 2-core CPU:
+9,600 expressions at the paper preset (500-2048 tokens, ~8% of drawn trees accepted) took 3.1 s of
+CPU time, so the preset's 96,000-expression training split needs about 31 s of CPU (extrapolated;
+wall time grows with the machine's load). Its tokens are int64 as the data contract asks: 96k x 2048
+tokens are 1.6 GB in memory and in the cache.
 """
 
 from __future__ import annotations
@@ -189,7 +193,7 @@ def generate_listops(c: ListOpsConfig, num_examples: int, rng: np.random.Generat
     accept_rate = 0.01  # updated from each batch, so batches size themselves to what is still needed
     fruitless = 0
     while have < num_examples:
-        roots = int(min(200_000, max(1_000, 1.3 * (num_examples - have) / accept_rate)))
+        roots = int(min(50_000, max(1_000, 1.3 * (num_examples - have) / accept_rate)))
         batch_tokens, batch_labels = sample_listops(c, roots, rng)
         accept_rate = max(len(batch_labels) / roots, 1e-4)
         keep = []
