@@ -64,10 +64,10 @@ def missing_data_message(c: WikiTextConfig, reason: str) -> str:
     archive = ARCHIVES[c.name]
     return (
         f"{c.name} data not found ({reason}). Put {', '.join(FILES.values())} in a folder DIR and pass "
-        f"--set task.data_dir=DIR. The files are the contents of {archive}.zip (the official archive, "
-        f"mirrored e.g. at https://huggingface.co/datasets/{HF_DATASET}, config {archive}); alternatively "
-        f"install the `datasets` library on a machine that can reach the Hugging Face Hub and leave "
-        "task.data_dir empty."
+        f"--set task.data_dir=DIR. The files come in the official {archive}.zip archive (Salesforce's "
+        f"WikiText release); the same text is the Hugging Face dataset {HF_DATASET}, config {archive} "
+        f"(https://huggingface.co/datasets/{HF_DATASET}). Alternatively install the `datasets` library on a "
+        "machine that can reach the Hugging Face Hub and leave task.data_dir empty."
     )
 
 
