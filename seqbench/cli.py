@@ -100,6 +100,31 @@ def _print_row(console, row: dict) -> None:
     console.print(table)
 
 
+# ------------------------------------------------------------------------------ describe
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from seqbench.describe import describe_task
+
+    report = describe_task(_registries(), args.task, preset=args.preset, seed=args.seed, overrides=args.set or [])
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(show_header=False, title=f"task {report['task']} (preset {report['preset']})", title_justify="left")
+    for key, value in report.items():
+        if key in ("task", "preset"):
+            continue
+        if key == "label_distribution":
+            value = "  ".join(f"{label}: {share:.1%}" for label, share in value.items())
+        elif isinstance(value, float):
+            value = f"{value:.4g}"
+        table.add_row(key, str(value))
+    _console().print(table)
+    return 0
+
+
 # --------------------------------------------------------------------------- leaderboard
 
 
@@ -194,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe", action="append", choices=["rank"],
                    help="record a probe in the curves at each evaluation (rank: per-layer effective rank)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("describe", help="a task's train split: size, label distribution, majority-class rate")
+    p.add_argument("--task", required=True)
+    p.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", metavar="task.KEY=VALUE", help="override a task setting; repeatable")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("leaderboard", help="rank models per task from a results folder")
     p.add_argument("--results", default="results")
