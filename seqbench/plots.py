@@ -35,6 +35,16 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-")
 
 
+def _natural(item) -> tuple:
+    """Series in a readable order: by model, then by the numeric value of their setting."""
+    (model, variant, setting), _ = item
+    value = setting.partition("=")[2]
+    try:
+        return (model, variant, float(value), setting)
+    except ValueError:
+        return (model, variant, float("inf"), setting)
+
+
 def _series_label(model: str, variant: str) -> str:
     return model if variant in (None, "default") else f"{model}/{variant}"
 
@@ -60,14 +70,21 @@ def make_plots(results: Path, out: Path, on_unreadable=None, note: Callable[[str
 
 def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> list[Path]:
     by_run = {r["run_id"]: r for r in runs if r["status"] == "ok"}
-    # (task, preset) -> (model, variant) -> metric -> step -> [value per seed]
+    # A sweep's grid axis (e.g. ring size) splits a model's runs into one series per value.
+    per_task: dict[tuple, list[dict]] = defaultdict(list)
+    for run in by_run.values():
+        per_task[(run["task"], run["preset"])].append(run)
+    axis = {key: varying_task_key(members) for key, members in per_task.items()}
+    # (task, preset) -> (model, variant, setting) -> metric -> step -> [value per seed]
     data: dict[tuple, dict[tuple, dict[str, dict[float, list[float]]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
     for point in curves:
         run = by_run.get(point["run_id"])
         if run is None:  # the curve of a run without a row (killed mid-write) or of a failed run
             continue
-        series = data[(run["task"], run["preset"])][(run["model"], run["variant"])]
+        key = axis[(run["task"], run["preset"])]
+        setting = f"{key}={_task_settings(run)[key]}" if key else ""
+        series = data[(run["task"], run["preset"])][(run["model"], run["variant"], setting)]
         for metric in ("accuracy", "gate_rate"):
             if point.get(metric) is not None:
                 series[metric][point["step"]].append(point[metric])
@@ -76,15 +93,16 @@ def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> l
         metrics = ["accuracy"] + (["gate_rate"] if any("gate_rate" in s for s in models.values()) else [])
         fig, axes = plt.subplots(1, len(metrics), figsize=(6.4 * len(metrics), 4.4), squeeze=False)
         for ax, metric in zip(axes[0], metrics):
-            for (model, variant), series in sorted(models.items()):
+            for (model, variant, setting), series in sorted(models.items(), key=_natural):
                 if metric not in series:
                     continue
                 steps = sorted(series[metric])
                 values = [series[metric][s] for s in steps]
                 mean = [sum(v) / len(v) for v in values]
                 seeds = max(len(v) for v in values)
+                name = _series_label(model, variant) + (f", {setting}" if setting else "")
                 line, = ax.plot(steps, mean, marker="o", markersize=3,
-                                label=f"{_series_label(model, variant)} ({seeds} seed{'s' if seeds > 1 else ''})")
+                                label=f"{name} ({seeds} seed{'s' if seeds > 1 else ''})")
                 if seeds > 1:
                     ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values],
                                     color=line.get_color(), alpha=0.15, linewidth=0)
@@ -140,9 +158,11 @@ def plot_accuracy_vs_setting(plt, runs: list[dict], out: Path, note) -> list[Pat
         for (model, variant), by_x in sorted(points.items()):
             xs = sorted(by_x)
             stats = [mean_interval(by_x[x]) for x in xs]
+            low, high = min(s.n for s in stats), max(s.n for s in stats)
+            seeds = f"{low}" if low == high else f"{low}–{high}"
             ax.errorbar(xs, [s.mean for s in stats], yerr=[s.half_width or 0.0 for s in stats], marker="o",
-                        capsize=3, label=f"{_series_label(model, variant)} (n={min(s.n for s in stats)}–"
-                                         f"{max(s.n for s in stats)} seeds)")
+                        capsize=3, label=f"{_series_label(model, variant)} ({seeds} seed{'s' if high > 1 else ''})")
+        ax.set_xticks(sorted({x for by_x in points.values() for x in by_x}))
         ax.set_xlabel("ring size (nodes)" if key == "num_nodes" else f"task.{key}")
         ax.set_ylabel("test accuracy")
         ax.set_ylim(-0.02, 1.02)
@@ -175,6 +195,8 @@ def latest_bench_rows(rows: list[dict]) -> list[dict]:
 
 
 def plot_throughput(plt, rows: list[dict], out: Path, note) -> list[Path]:
+    from matplotlib.ticker import NullLocator
+
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in latest_bench_rows(rows):
         groups[(row["mode"], row["preset"])].append(row)
@@ -200,6 +222,9 @@ def plot_throughput(plt, rows: list[dict], out: Path, note) -> list[Path]:
                 ax.plot([r["seq_len"] for r in ok], [r["tokens_per_sec"] for r in ok], marker="o", label=label)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        lengths = sorted({r["seq_len"] for r in members})
+        ax.set_xticks(lengths, [f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n) for n in lengths])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("sequence length (tokens)")
         ax.set_ylabel("tokens / s")
         ax.grid(alpha=0.3, which="both")

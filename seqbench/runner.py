@@ -29,6 +29,7 @@ class RunOptions:
     strategy: str = "auto"
     num_nodes: int = 1
     progress: bool = True
+    callbacks: tuple[Any, ...] = ()  # extra Lightning callbacks (e.g. a benchmark's step clock)
 
 
 def resolve_run_config(registries: Registries, model: str, task: str, *, variant: str | None = None,
@@ -119,7 +120,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     data, info, module = build_data_and_model(registries, config)
     lit = SeqbenchModule(module, info, config.train)
     meter = ThroughputMeter()
-    callbacks: list[L.Callback] = [meter]
+    callbacks: list[L.Callback] = [meter, *options.callbacks]
     if options.progress:
         callbacks.append(RichProgressBar(leave=False))
     with _quiet_lightning():
