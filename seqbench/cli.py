@@ -416,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `seqbench list --json | head` is not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

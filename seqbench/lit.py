@@ -93,6 +93,7 @@ class SeqbenchModule(L.LightningModule):
         self.curve: list[dict[str, float]] = []
         self.test_metrics: dict[str, float] = {}
         self.diverged = False
+        self.finite_steps = 0  # optimizer steps taken (a non-finite loss skips its step)
         self.last_lambda = 0.0
 
     def forward(self, tokens: torch.Tensor) -> ModelOutput:
@@ -114,6 +115,7 @@ class SeqbenchModule(L.LightningModule):
             self.diverged = True
             self.trainer.should_stop = True
             return None  # skips backward and the optimizer step
+        self.finite_steps += 1
         self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
         return total
 

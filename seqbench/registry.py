@@ -60,6 +60,7 @@ class TaskSpec:
     description: str
     version: int
     metric: str = "accuracy"  # the leaderboard's ranking metric: "accuracy" or "perplexity"
+    causal: bool = False  # outputs at t may use only tokens <= t (checked against TaskInfo.causal in tests)
     views: frozenset[str] = frozenset({"tokens", "graph"})
     # preset -> {"task": {config overrides}, "train": {TrainConfig overrides}}
     presets: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
@@ -153,7 +154,11 @@ def build_registries(extra_plugins: tuple[object, ...] = (), autoload: bool | No
         _load_entry_points(pm, broken)
     for plugin in extra_plugins:
         pm.register(plugin)
-    pm.check_pending()  # a misspelled hook name fails loudly
+    try:
+        pm.check_pending()  # a misspelled hook name fails loudly
+    except pluggy.PluginValidationError as exc:
+        raise UserError(f"plugin {pm.get_name(exc.plugin)!r} implements an unknown hook: {exc}. "
+                        f"Known hooks: seqbench_register_models, seqbench_register_tasks.") from None
 
     models: Registry[ModelSpec] = Registry("model", ModelSpec)
     tasks: Registry[TaskSpec] = Registry("task", TaskSpec)

@@ -144,7 +144,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         **test,
         "tokens_per_sec": meter.tokens_per_sec,
         "n_params": sum(p.numel() for p in module.parameters()),
-        "steps": int(trainer.global_step), "wall_time_s": time.perf_counter() - t0,
+        "steps": lit.finite_steps, "wall_time_s": time.perf_counter() - t0,
         "device": _device_name(accelerator), "kernels": kernels_used(module),
         "seqbench_version": __version__, "torch_version": torch.__version__, "git_sha": git_sha(),
         "config_hash": config.config_hash(), "config_json": config.to_json(),
@@ -182,6 +182,7 @@ class _quiet_lightning:
         self._warnings.__enter__()
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Consider setting `persistent_workers`.*")
+        warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
         return self
 

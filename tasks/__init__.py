@@ -7,7 +7,7 @@ from seqbench.registry import TaskSpec
 @hookimpl
 def seqbench_register_tasks(registry):
     registry.add(TaskSpec(
-        "mqar", build="seqbench_tasks.mqar:MQARData", config="seqbench_tasks.mqar:MQARConfig", version=1,
+        "mqar", build="seqbench_tasks.mqar:MQARData", config="seqbench_tasks.mqar:MQARConfig", version=1, causal=True,
         description="Multi-query associative recall (zoology): recall each queried key's value",
         presets={
             "smoke": {"task": {"seq_len": 32, "num_kv_pairs": 4, "num_train": 256, "num_val": 64, "num_test": 64},

@@ -1,0 +1,1 @@
+"""An example third-party seqbench plugin (see plugin.py and lstm.py)."""

@@ -1,0 +1,23 @@
+"""End to end through the runner: every registered model x task pair at the smoke preset writes an ok row."""
+
+from __future__ import annotations
+
+import pytest
+
+from seqbench.registry import build_registries
+from seqbench.results import read_runs
+from seqbench.runner import RunOptions, resolve_run_config, run
+
+_REGISTRIES = build_registries()
+PAIRS = [(m.name, v, t.name) for m in _REGISTRIES.models for v in m.variants for t in _REGISTRIES.tasks
+         if m.inputs & t.views]
+
+
+@pytest.mark.parametrize("model, variant, task", PAIRS, ids=[f"{m}-{v}-{t}" for m, v, t in PAIRS])
+def test_smoke_run_is_ok(model, variant, task, tmp_path, smoke_overrides):
+    config = resolve_run_config(_REGISTRIES, model, task, variant=variant, preset="smoke",
+                                overrides=smoke_overrides(task))
+    row = run(_REGISTRIES, config, RunOptions(results_dir=tmp_path, progress=False))
+    assert row["status"] == "ok", row.get("error")
+    table = read_runs(tmp_path)
+    assert table.num_rows == 1 and table.column("accuracy")[0].as_py() is not None

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint
+
+import pytest
+
+from seqbench.errors import UserError
+from seqbench.hookspecs import hookimpl
+from seqbench.registry import ModelSpec, build_registries
+
+
+class _Plugin:
+    def __init__(self, *names: str):
+        self.names = names
+
+    @hookimpl
+    def seqbench_register_models(self, registry):
+        for name in self.names:
+            registry.add(ModelSpec(name, build="x:build", config="x:Config", description=name))
+
+
+def test_builtins_come_through_entry_points(registries):
+    assert {"transformer", "gru"} <= set(registries.models.names())
+    assert "mqar" in registries.tasks.names()
+    assert registries.models.origin("transformer") == "builtin_models"
+    assert registries.tasks.origin("mqar") == "builtin_tasks"
+
+
+def test_example_plugin_is_loaded_from_its_installed_entry_point(registries):
+    # The example package under examples/ must be installed in the test environment (README).
+    assert "example_lstm" in registries.models.names(), "pip install ./examples/seqbench-example-plugin"
+    assert registries.models.origin("example_lstm") == "example"
+
+
+def test_duplicate_names_are_an_error():
+    with pytest.raises(UserError, match="duplicate model name 'dup'"):
+        build_registries(extra_plugins=(_Plugin("dup"), _Plugin("dup")), autoload=False)
+
+
+def test_unknown_name_suggests_and_lists(registries):
+    with pytest.raises(UserError) as info:
+        registries.models.get("transfomer")
+    message = str(info.value)
+    assert "Did you mean 'transformer'?" in message
+    assert "gru" in message and "transformer" in message
+
+
+def test_plugin_that_raises_on_import_is_reported_and_skipped(monkeypatch):
+    real = __import__("importlib.metadata", fromlist=["entry_points"]).entry_points
+
+    def entry_points(group):
+        broken = EntryPoint(name="broken_plugin", value="seqbench_no_such_module_xyz", group=group)
+        return [broken, *real(group=group)]
+
+    monkeypatch.setattr("importlib.metadata.entry_points", entry_points)
+    registries = build_registries()
+    assert "broken_plugin" in registries.broken_plugins
+    assert "ModuleNotFoundError" in registries.broken_plugins["broken_plugin"]
+    assert "transformer" in registries.models.names()  # the others still load
+
+
+def test_plugin_whose_hook_raises_is_skipped():
+    class Exploding:
+        @hookimpl
+        def seqbench_register_models(self, registry):
+            raise RuntimeError("boom")
+
+    registries = build_registries(extra_plugins=(Exploding(), _Plugin("fine")), autoload=False)
+    assert any("boom" in error for error in registries.broken_plugins.values())
+    assert registries.models.names() == ["fine"]
+
+
+def test_misspelled_hook_fails_loudly():
+    class Misspelled:
+        @hookimpl
+        def seqbench_register_model(self, registry):  # missing "s"
+            pass
+
+    with pytest.raises(UserError, match="unknown hook"):
+        build_registries(extra_plugins=(Misspelled(),), autoload=False)
+
+
+def test_env_var_turns_off_autoloading(monkeypatch):
+    monkeypatch.setenv("SEQBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+    registries = build_registries(extra_plugins=(_Plugin("only"),))
+    assert registries.models.names() == ["only"]
+    assert len(registries.tasks) == 0
+
+
+def test_task_spec_versions_match_their_data_modules(registries):
+    from seqbench.registry import load_target
+
+    for spec in registries.tasks:
+        assert load_target(spec.build).version == spec.version, spec.name
+        assert load_target(spec.build).name == spec.name
+
+
+def test_task_spec_causal_flag_matches_task_info(registries):
+    from seqbench.runner import build_data_and_model, resolve_run_config
+
+    for spec in registries.tasks:
+        if spec.name == "wikitext":
+            continue  # needs a corpus on disk; its own tests check its TaskInfo
+        config = resolve_run_config(registries, "gru", spec.name, preset="smoke")
+        _, info, _ = build_data_and_model(registries, config)
+        assert info.causal == spec.causal, spec.name
