@@ -171,12 +171,24 @@ def device_name(device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+_PEAK_FLOPS: dict[tuple, float] = {}  # measured once per process, device, dtype and size
+
+
 def measure_peak_flops(device, dtype=None, size: int | None = None, repeats: int = 5) -> float:
     """FLOP/s of the best of ``repeats`` square matmuls: the device's attainable peak for MFU."""
     import torch
 
     dtype = dtype or torch.float32
     size = size or (8192 if device.type == "cuda" else 2048)
+    key = (str(device), str(dtype), size)
+    if key not in _PEAK_FLOPS:
+        _PEAK_FLOPS[key] = _best_matmul_flops(device, dtype, size, repeats)
+    return _PEAK_FLOPS[key]
+
+
+def _best_matmul_flops(device, dtype, size: int, repeats: int) -> float:
+    import torch
+
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     best = float("inf")
@@ -324,9 +336,6 @@ def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOpti
                            "seq_len": seq_len, "batch_size": batch, "peak_flops": peak_flops,
                            "forced_gate_rate": options.gate_rate}
     memory = PeakMemory(device)
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     memory.reset()
     deadline = time.perf_counter() + options.timeout_s
     module = step = None
@@ -371,8 +380,8 @@ def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOpti
         row["peak_mem_bytes"] = memory.read()
     finally:
         del module, step
-        gc.collect()
-        if device.type == "cuda":
+        if device.type == "cuda":  # hand the cached blocks back so the next length starts clean
+            gc.collect()
             torch.cuda.empty_cache()
     row["mem_kind"] = memory.kind
     return row
