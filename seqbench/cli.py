@@ -29,7 +29,10 @@ def _registries():
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:  # logs and pipes get whole tables rather than ones cut at 80 columns
+        console.width = 160
+    return console
 
 
 # ---------------------------------------------------------------------------------- list
@@ -190,8 +193,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     console = _console()
-    if not console.is_terminal:  # logs and pipes: a full-width table rather than one cut at 80 columns
-        console.width = 160
     table = Table(title=f"seqbench bench (preset {options.preset}) -> {options.results_dir}/bench",
                   title_justify="left")
     for name in ("model", "variant", "mode", "seq_len", "batch", "status", "tokens/s", "peak mem", "MFLOP/token",

@@ -168,7 +168,8 @@ def plot_accuracy_vs_setting(plt, runs: list[dict], out: Path, note) -> list[Pat
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        ax.set_title(f"{task} (preset {preset}): accuracy against task.{key}, mean ± 95% t-interval", fontsize=10)
+        ax.set_title(f"{task} (preset {preset}): test accuracy against task.{key}\n"
+                     "mean ± 95% t-interval over seeds", fontsize=10)
         fig.tight_layout()
         path = out / f"accuracy_vs_{_safe(key)}_{_safe(task)}_{_safe(preset)}.png"
         fig.savefig(path, dpi=120)
