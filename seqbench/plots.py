@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from seqbench.errors import UserError
 from seqbench.leaderboard import mean_interval
@@ -92,7 +93,7 @@ def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> l
     for (task, preset), models in sorted(data.items()):
         metrics = ["accuracy"] + (["gate_rate"] if any("gate_rate" in s for s in models.values()) else [])
         fig, axes = plt.subplots(1, len(metrics), figsize=(6.4 * len(metrics), 4.4), squeeze=False)
-        for ax, metric in zip(axes[0], metrics):
+        for ax, metric in zip(axes[0], metrics, strict=True):
             for (model, variant, setting), series in sorted(models.items(), key=_natural):
                 if metric not in series:
                     continue
@@ -107,7 +108,8 @@ def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> l
                     ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values],
                                     color=line.get_color(), alpha=0.15, linewidth=0)
             ax.set_xlabel("training step")
-            ax.set_ylabel("validation accuracy" if metric == "accuracy" else "gate rate (fraction of gates > threshold)")
+            ax.set_ylabel("validation accuracy" if metric == "accuracy"
+                          else "gate rate (fraction of gates > threshold)")
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)

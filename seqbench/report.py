@@ -163,13 +163,13 @@ def measure_runs(claim: dict, runs: list[dict], preset: str, min_seeds: int) -> 
     else:
         sides = [measure["a"], measure["b"]]
     picked = [select_runs(runs, claim, preset, side) for side in sides]
-    for side, rows in zip(sides, picked):
+    for side, rows in zip(sides, picked, strict=True):
         if len({r["variant"] for r in rows}) > 1:
             return Measured("inconclusive", f"{_side_name(side)} has runs of several variants; name one in the claim",
                             "—")
     values = [[r[metric] for r in rows if r.get(metric) is not None] for rows in picked]
     if any(not v for v in values):
-        missing = [_side_name(s) for s, v in zip(sides, values) if not v]
+        missing = [_side_name(s) for s, v in zip(sides, values, strict=True) if not v]
         return Measured("not yet measured", f"no ok runs of {', '.join(missing)} with {metric}", "0")
     seeds = "/".join(str(len(v)) for v in values)
     if measure["kind"] == "value":
@@ -217,7 +217,7 @@ def measure_bench(claim: dict, bench: list[dict], preset: str) -> Measured:
                                                 f"L={seq_len}, preset {preset})", "0")
         found.append(max(rows, key=lambda r: r["started_at"]))
     a, b = found
-    for side, row in zip((measure["a"], measure["b"]), found):
+    for side, row in zip((measure["a"], measure["b"]), found, strict=True):
         if row["status"] != "ok":
             return Measured("inconclusive", f"{_bench_name(side)} was {row['status']} at L={seq_len}", "1/1")
     ratio = a[measure["metric"]] / b[measure["metric"]]

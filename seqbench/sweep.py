@@ -15,9 +15,10 @@ import datetime as dt
 import itertools
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from seqbench import __version__
 from seqbench.config import RunConfig, parse_overrides

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from fake_plugins import FakeModels
+
 from seqbench.errors import UserError
 from seqbench.registry import build_registries
 from seqbench.results import read_runs
