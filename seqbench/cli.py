@@ -222,7 +222,7 @@ def _num(value, fmt: str, suffix: str = "") -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from seqbench.runner import RunOptions
-    from seqbench.sweep import SweepSpec, expand, parse_shard, pending, run_sweep, shard
+    from seqbench.sweep import SweepSpec, expand, parse_shard, pending, remove_failed_rows, run_sweep, shard
 
     index, count = parse_shard(args.shard)
     spec = SweepSpec(models=_csv(args.models), tasks=_csv(args.tasks), seeds=_csv(args.seeds, int),
@@ -236,7 +236,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     cells = expand(registries, spec)
     mine = shard(cells, index, count)
     results = Path(args.results)
-    todo = pending(mine, results, on_unreadable=_warn_unreadable)
+    todo = pending(mine, results, on_unreadable=_warn_unreadable, retry_failed=args.retry_failed)
     console = _console()
     console.print(f"[bold]seqbench sweep[/] {len(cells)} cells in the grid, {len(mine)} in shard {index}/{count}, "
                   f"{len(mine) - len(todo)} already done, {len(todo)} to run -> {results}/runs")
@@ -253,6 +253,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     if not todo:
         return 0
+    if args.retry_failed:
+        remove_failed_rows(todo, results)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     options = RunOptions(results_dir=results, device=args.device, devices=args.devices, strategy=args.strategy,
@@ -389,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results")
     p.add_argument("--shard", default=None, metavar="I/N", help="run only shard I of N (0 <= I < N)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run failed/oom cells again (their old rows are replaced)")
     _add_scale_out(p)
     p.set_defaults(func=cmd_sweep)
 

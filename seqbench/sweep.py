@@ -181,9 +181,30 @@ def run_sweep(registries, cells: list[Cell], options,
     return rows
 
 
-def pending(cells: list[Cell], results_dir: Path, on_unreadable=None) -> list[Cell]:
-    """Cells without a row yet (any status) in ``results_dir``."""
-    from seqbench.results import existing_config_hashes
+RETRYABLE = ("failed", "oom")
 
-    done = existing_config_hashes(results_dir, on_unreadable=on_unreadable)
+
+def pending(cells: list[Cell], results_dir: Path, on_unreadable=None, retry_failed: bool = False) -> list[Cell]:
+    """Cells without a row yet in ``results_dir``; with ``retry_failed`` also those whose rows all failed."""
+    from seqbench.results import iter_rows, read_runs
+
+    rows = iter_rows(read_runs(results_dir, on_unreadable=on_unreadable))
+    done = {r["config_hash"] for r in rows if not (retry_failed and r["status"] in RETRYABLE)}
     return [c for c in cells if c.key not in done]
+
+
+def remove_failed_rows(cells: list[Cell], results_dir: Path) -> int:
+    """Delete the failed/oom row files of ``cells`` (before retrying them); return how many."""
+    import pyarrow.parquet as pq
+
+    keys = {c.key for c in cells}
+    removed = 0
+    for path in sorted((Path(results_dir) / "runs").glob("[!.]*.parquet")):
+        try:
+            row = pq.read_table(path, columns=["config_hash", "status"]).to_pylist()[0]
+        except Exception:  # unreadable files are reported by the readers, not touched here
+            continue
+        if row["config_hash"] in keys and row["status"] in RETRYABLE:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

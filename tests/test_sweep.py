@@ -127,3 +127,14 @@ def test_resume_after_kill_9(tmp_path):
     assert sorted(r["config_hash"] for r in rows) == sorted(c.key for c in grid)
     assert all(r["status"] == "ok" for r in rows)
     assert main(argv) == 0 and len(list((results / "runs").glob("[!.]*.parquet"))) == 4  # finished: no-op
+
+
+def test_retry_failed_replaces_the_failed_row(tmp_path):
+    from seqbench.sweep import remove_failed_rows
+
+    registries = build_registries(extra_plugins=(FakeModels(),))
+    sets = (*TINY, "model.d_model=8", "model.fail_above=8", "model.failure=runtime")
+    cells = expand(registries, SweepSpec(models=("fake_plain",), tasks=("mqar",), preset="smoke", sets=sets))
+    run_sweep(registries, cells, RunOptions(results_dir=tmp_path, device="cpu", progress=False))
+    assert pending(cells, tmp_path) == [] and pending(cells, tmp_path, retry_failed=True) == cells
+    assert remove_failed_rows(cells, tmp_path) == 1 and _rows(tmp_path) == []
