@@ -6,7 +6,8 @@ clipping), same number of steps. Both sides are timed the same way: the period f
 training step to the start of the next, so everything the harness does between steps (data loading,
 logging, progress bar, callbacks, the scheduler) is inside the measurement. The first ``--warmup``
 steps are left out. Runs alternate (seqbench, plain, seqbench, ...) so machine noise hits both sides;
-the ratio printed is median(seqbench tokens/s) / median(plain tokens/s) (target >= 0.95).
+the ratio printed is median(seqbench tokens/s) / median(plain tokens/s) (target >= 0.95), where each
+run's tokens/s is tokens per step over its median step period.
 
     python benchmarks/bench_overhead.py                      # transformer on mqar, default sizes
     python benchmarks/bench_overhead.py --rounds 5 --steps 80 --no-progress
@@ -40,8 +41,13 @@ class StepClock(L.Callback):
 
 
 def tokens_per_sec(starts: list[float], tokens: list[int], warmup: int) -> float:
-    """Tokens of steps warmup..n-2 over the time from the start of step ``warmup`` to the start of the last."""
-    return sum(tokens[warmup:-1]) / (starts[-1] - starts[warmup])
+    """Tokens per step over the median step period (start to next start), warm-up steps left out.
+
+    The median rather than the mean: on a shared machine a few steps stalled by other processes
+    would otherwise decide the ratio.
+    """
+    periods = [b - a for a, b in zip(starts[warmup:-1], starts[warmup + 1:], strict=True)]
+    return statistics.median(tokens[warmup:-1]) / statistics.median(periods)
 
 
 def seqbench_side(registries, config, progress: bool, warmup: int, results: str) -> float:
@@ -99,13 +105,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-progress", action="store_true", help="seqbench side without its progress bar")
     parser.add_argument("--results", default="/tmp/seqbench-overhead")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     registries = build_registries()
     # Evaluation only after the last step, outside the timed window, as in the plain loop.
     config = resolve_run_config(registries, args.model, args.task, preset=args.preset, seed=0,
                                 overrides=[f"train.max_steps={args.steps}", f"train.eval_every={args.steps}",
-                                           "train.eval_batches=1"])
+                                           "train.eval_batches=1", "task.num_test=64"])
     harness, plain = [], []
     for round_index in range(args.rounds):
         harness.append(seqbench_side(registries, config, not args.no_progress, args.warmup, args.results))

@@ -189,7 +189,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         models=_csv(args.models), variants=_csv(args.variant), lengths=_csv(args.lengths, int),
         modes=_csv(args.mode), preset=args.preset, overrides=tuple(args.set or ()),
         tokens_per_step=args.tokens_per_step, warmup=args.warmup, repeats=args.repeats, timeout_s=args.timeout,
-        gate_rate=args.gate_rate, device=args.device, results_dir=Path(args.results))
+        gate_rate=args.gate_rate, device=args.device, threads=args.threads, results_dir=Path(args.results))
     from rich.table import Table
 
     console = _console()
@@ -374,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     p.add_argument("--repeats", type=int, default=5, help="timed steps; the median is reported (default 5)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per length before status timeout")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--results", default="results")
     p.set_defaults(func=cmd_bench)
