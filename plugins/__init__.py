@@ -19,3 +19,7 @@ def seqbench_register_models(registry):
     registry.add(ModelSpec(
         "gru", build="seqbench_plugins.gru:build", config="seqbench_plugins.gru:GRUConfig",
         description="Stacked GRU: the pure-RNN baseline", presets=_SIZES))
+    registry.add(ModelSpec(
+        "mamba", build="seqbench_plugins.mamba:build", config="seqbench_plugins.mamba:MambaConfig",
+        description="Mamba-1 selective SSM (mamba-ssm kernels on CUDA, chunked PyTorch scan elsewhere)",
+        presets=_SIZES))

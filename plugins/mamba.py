@@ -1,0 +1,135 @@
+"""Mamba-1 (Gu & Dao, 2023): selective-SSM mixers in a pre-norm residual stack.
+
+The mixer follows mamba_ssm's ``modules/mamba_simple.py``: in_proj to (x, z); causal depthwise conv
+and SiLU on x; x_proj to (dt, B, C); dt_proj and softplus; the selective scan with the D skip; the
+output gated by SiLU(z); out_proj. Its initialisation (dt bias, S4D-real A) is mamba_simple's too.
+
+Kernels: mamba-ssm's ``selective_scan_fn`` (and causal-conv1d's ``causal_conv1d_fn`` when present)
+run on CUDA; everywhere else the pure-PyTorch chunked scan in ``seqbench_plugins.selective_scan``
+runs. ``SEQBENCH_KERNELS`` (see seqbench.kernels) chooses, and ``kernel_path`` records which ran.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqbench.api import TaskInfo
+from seqbench.config import require
+from seqbench.kernels import resolve
+from seqbench_plugins.common import Readout, TokenEmbedding
+from seqbench_plugins.selective_scan import selective_scan_fast
+
+try:  # CUDA-only builds: absent (or failing to import) on CPU machines, see docs/cuda.md
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+except ImportError:
+    selective_scan_fn = None
+
+try:
+    from causal_conv1d import causal_conv1d_fn
+except ImportError:
+    causal_conv1d_fn = None
+
+
+@dataclass(frozen=True)
+class MambaConfig:
+    d_model: int = 64
+    n_layers: int = 2
+    d_state: int = 16  # N: SSM state size per channel
+    expand: int = 2  # inner width = expand * d_model
+    d_conv: int = 4  # causal depthwise conv kernel width
+    dt_rank: int = 0  # rank of the dt projection; 0 = auto, ceil(d_model / 16)
+    dt_min: float = 0.001  # initial step sizes are log-uniform in [dt_min, dt_max]
+    dt_max: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "n_layers", "d_state", "expand", "d_conv"):
+            require(getattr(self, name) > 0, f"model.{name}", f"must be > 0, got {getattr(self, name)}")
+        require(self.dt_rank >= 0, "model.dt_rank", f"must be >= 0 (0 = auto), got {self.dt_rank}")
+        require(0 < self.dt_min <= self.dt_max, "model.dt_min",
+                f"need 0 < dt_min <= dt_max, got dt_min={self.dt_min}, dt_max={self.dt_max}")
+
+
+class MambaBlock(nn.Module):
+    """The Mamba-1 mixer: (B, T, d_model) -> (B, T, d_model), causal in T."""
+
+    def __init__(self, d_model: int, d_state: int = 16, expand: int = 2, d_conv: int = 4, dt_rank: int = 0,
+                 dt_min: float = 0.001, dt_max: float = 0.1):
+        super().__init__()
+        d_inner = expand * d_model
+        self.d_state = d_state
+        self.dt_rank = dt_rank or math.ceil(d_model / 16)
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
+        self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1)
+        self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, d_inner)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=False)
+        self._init_dt(dt_min, dt_max)
+        # S4D-real initialisation: A[d, n] = -(n + 1), stored as a log so A stays negative.
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)  # (E, N)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.D = nn.Parameter(torch.ones(d_inner))
+        self.kernel_path = "mamba:torch-chunked"  # updated by each forward to the path that ran
+
+    def _init_dt(self, dt_min: float, dt_max: float, dt_floor: float = 1e-4) -> None:
+        """dt_proj as in mamba_simple: softplus(bias) log-uniform in [dt_min, dt_max] at the start."""
+        std = self.dt_rank ** -0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        dt = torch.exp(torch.rand(self.dt_proj.out_features) * (math.log(dt_max) - math.log(dt_min))
+                       + math.log(dt_min)).clamp(min=dt_floor)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        length = hidden.shape[1]
+        x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (B, E, T) each
+        fast = resolve("mamba", selective_scan_fn is not None, hidden.is_cuda) == "fast"
+        if fast and causal_conv1d_fn is not None:
+            x = causal_conv1d_fn(x.contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
+        else:
+            x = F.silu(self.conv1d(x)[..., :length])  # (B, E, T); the right padding is cut to stay causal
+        dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = (dt @ self.dt_proj.weight.t()).transpose(1, 2)  # (B, E, T); its bias goes in as delta_bias
+        scan = selective_scan_fn if fast else selective_scan_fast
+        y = scan(x, dt, -torch.exp(self.A_log.float()), B.transpose(1, 2).contiguous(),
+                 C.transpose(1, 2).contiguous(), self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
+                 delta_softplus=True)  # (B, E, T)
+        self.kernel_path = ("mamba:cuda" if causal_conv1d_fn is not None else "mamba:cuda-scan") if fast \
+            else "mamba:torch-chunked"
+        return self.out_proj(y.transpose(1, 2))  # (B, T, D)
+
+
+class ResidualMamba(nn.Module):
+    """Pre-norm residual wrapper: x + mixer(norm(x))."""
+
+    def __init__(self, c: MambaConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(c.d_model)
+        self.mixer = MambaBlock(c.d_model, c.d_state, c.expand, c.d_conv, c.dt_rank, c.dt_min, c.dt_max)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mixer(self.norm(x))
+
+
+class Mamba(nn.Module):
+    def __init__(self, c: MambaConfig, info: TaskInfo):
+        super().__init__()
+        self.embed = TokenEmbedding(info, c.d_model, positions=False)  # the scan already knows order
+        self.layers = nn.ModuleList(ResidualMamba(c) for _ in range(c.n_layers))
+        self.readout = Readout(info, c.d_model)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)  # (B, T, D)
+        for layer in self.layers:
+            x = layer(x)
+        return self.readout(x)
+
+
+def build(config: MambaConfig, info: TaskInfo) -> Mamba:
+    # SEQBENCH_KERNELS=fast without the kernel (or without CUDA) fails here, before any training.
+    resolve("mamba", selective_scan_fn is not None, torch.cuda.is_available())
+    return Mamba(config, info)

@@ -1,0 +1,55 @@
+"""The one policy that picks between an optional fast kernel and its pure-PyTorch path.
+
+``SEQBENCH_KERNELS`` (default ``auto``) decides for every model:
+
+- ``auto``: the fast kernel when it is installed and the input is on CUDA, else the PyTorch path;
+- ``ref``: always the PyTorch path (a real run-time path, also on GPU: for parity checks);
+- ``fast``: the fast kernel or a :class:`UserError` saying how to get it.
+
+A model imports its kernel under ``try/except ImportError`` (the mamba_ssm pattern), passes whether it
+imported to :func:`resolve`, and records what ran in a ``kernel_path`` attribute (the row's ``kernels``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from seqbench.errors import UserError
+
+KERNELS_ENV = "SEQBENCH_KERNELS"
+POLICIES = ("auto", "ref", "fast")
+CUDA_INSTALL_HINT = (
+    "on a CUDA machine with torch installed: pip install --no-build-isolation mamba-ssm causal-conv1d "
+    "(or the seqbench[cuda] extra; see docs/cuda.md)"
+)
+
+
+def policy() -> str:
+    """The policy named by ``SEQBENCH_KERNELS``; an unknown value is a UserError."""
+    value = os.environ.get(KERNELS_ENV, "auto").strip().lower() or "auto"
+    if value not in POLICIES:
+        raise UserError(f"{KERNELS_ENV}={os.environ[KERNELS_ENV]!r} is not a kernel policy: "
+                        f"set it to one of {', '.join(POLICIES)} (or unset it for auto)")
+    return value
+
+
+def resolve(kernel_name: str, available: bool, on_cuda: bool, install_hint: str = CUDA_INSTALL_HINT
+            ) -> Literal["fast", "ref"]:
+    """Which path runs ``kernel_name`` now: ``"fast"`` (the optional kernel) or ``"ref"`` (PyTorch).
+
+    ``available``: the kernel imported; ``on_cuda``: the input lives on a CUDA device. Raises
+    UserError when ``fast`` is forced but cannot run, naming the missing piece and how to get it.
+    """
+    chosen = policy()
+    if chosen == "ref":
+        return "ref"
+    if chosen == "auto":
+        return "fast" if available and on_cuda else "ref"
+    if not available:
+        raise UserError(f"{KERNELS_ENV}=fast but the {kernel_name} kernel is not installed; install it "
+                        f"{install_hint}, or set {KERNELS_ENV}=auto to use the PyTorch path")
+    if not on_cuda:
+        raise UserError(f"{KERNELS_ENV}=fast but the {kernel_name} kernel needs CUDA and the input is on the CPU; "
+                        f"run with --device cuda, or set {KERNELS_ENV}=auto to use the PyTorch path")
+    return "fast"

@@ -1,0 +1,197 @@
+"""Mamba: the fast PyTorch scan against the sequential reference, the kernel policy, and a CLI run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import seqbench_plugins.mamba as mamba_module
+from seqbench import kernels
+from seqbench.api import TaskInfo
+from seqbench.cli import main
+from seqbench.errors import UserError
+from seqbench.results import iter_rows, read_runs
+from seqbench_plugins import selective_scan
+from seqbench_plugins.mamba import MambaBlock, MambaConfig, build
+from seqbench_plugins.selective_scan import selective_scan_fast, selective_scan_ref
+
+TOLERANCE = 1e-4  # max |fast - ref| / max |ref|, per output and per gradient, in fp32
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |actual - expected| / max |expected|; the absolute error when expected is all zeros."""
+    actual, expected = actual.detach(), expected.detach()
+    error, scale = float((actual - expected).abs().max()), float(expected.abs().max())
+    return error / scale if scale > 0 else error
+
+
+def scan_inputs(batch: int, dim: int, d_state: int, length: int, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Fresh random inputs (no seed: every run checks new ones), with mamba's argument layouts."""
+    inputs = {
+        "u": torch.randn(batch, dim, length), "delta": torch.randn(batch, dim, length),
+        "A": -torch.exp(torch.randn(dim, d_state)),  # decay rates from ~0.05 to ~20, as training reaches
+        "B": torch.randn(batch, d_state, length), "C": torch.randn(batch, d_state, length),
+        "D": torch.randn(dim), "z": torch.randn(batch, dim, length), "delta_bias": torch.randn(dim),
+    }
+    return {name: t.to(device).requires_grad_() for name, t in inputs.items()}
+
+
+def run_scan(scan, inputs: dict[str, torch.Tensor], grad_out: torch.Tensor):
+    leaves = {name: t.detach().clone().requires_grad_() for name, t in inputs.items()}
+    out = scan(**leaves, delta_softplus=True)
+    out.backward(grad_out)
+    return out.detach(), {name: t.grad for name, t in leaves.items()}
+
+
+@pytest.mark.parametrize("chunk", [4, 16, selective_scan.CHUNK])
+@pytest.mark.parametrize("length", [1, 37, 64])
+def test_fast_scan_matches_sequential_reference(monkeypatch, chunk, length):
+    monkeypatch.setattr(selective_scan, "CHUNK", chunk)  # 37 is no multiple of any chunk: a ragged last chunk
+    inputs = scan_inputs(batch=2, dim=6, d_state=4, length=length)
+    grad_out = torch.randn(2, 6, length)
+    ref_out, ref_grads = run_scan(selective_scan_ref, inputs, grad_out)
+    fast_out, fast_grads = run_scan(selective_scan_fast, inputs, grad_out)
+    assert relative_error(fast_out, ref_out) < TOLERANCE
+    for name in inputs:
+        assert relative_error(fast_grads[name], ref_grads[name]) < TOLERANCE, name
+
+
+def test_fast_scan_without_optional_terms_matches_reference():
+    inputs = scan_inputs(batch=3, dim=5, d_state=3, length=20)
+    core = {name: inputs[name] for name in ("u", "delta", "A", "B", "C")}
+    fast = selective_scan_fast(**core)
+    assert relative_error(fast, selective_scan_ref(**core)) < TOLERANCE
+
+
+def test_reference_is_the_recurrence_written_out():
+    """Two steps by hand, so the reference itself is checked against the definition."""
+    u, delta = torch.tensor([[[1.0, 2.0]]]), torch.tensor([[[0.5, 0.25]]])  # (B=1, D=1, L=2)
+    A, B, C = torch.tensor([[-1.0]]), torch.tensor([[[2.0, 3.0]]]), torch.tensor([[[1.0, -1.0]]])
+    h0 = 0.5 * 2.0 * 1.0
+    h1 = torch.exp(torch.tensor(-0.25)) * h0 + 0.25 * 3.0 * 2.0
+    expected = torch.tensor([[[h0 * 1.0, float(h1) * -1.0]]])
+    torch.testing.assert_close(selective_scan_ref(u, delta, A, B, C), expected)
+
+
+# ------------------------------------------------------------------------------ the layer
+
+
+def test_block_maps_shape_and_is_causal():
+    block = MambaBlock(16, d_state=4)
+    x = torch.randn(2, 12, 16)
+    y = block(x)
+    assert y.shape == x.shape
+    changed = x.clone()
+    changed[:, 7] += 1.0
+    torch.testing.assert_close(block(changed)[:, :7], y[:, :7])
+    assert not torch.allclose(block(changed)[:, 7], y[:, 7])
+    assert block.kernel_path == "mamba:torch-chunked"
+
+
+def test_block_dt_rank_auto_and_initial_dynamics():
+    block = MambaBlock(40, d_state=8, expand=2)
+    assert block.dt_rank == 3  # ceil(40 / 16)
+    assert block.A_log.shape == (80, 8)
+    dt = torch.nn.functional.softplus(block.dt_proj.bias)
+    assert float(dt.min()) >= 1e-4 and float(dt.max()) <= 0.1 + 1e-6
+
+
+# -------------------------------------------------------------------------- kernel policy
+
+
+@pytest.mark.parametrize(("policy", "available", "on_cuda", "expected"), [
+    ("auto", True, True, "fast"), ("auto", True, False, "ref"), ("auto", False, True, "ref"),
+    ("ref", True, True, "ref"), ("fast", True, True, "fast"),
+])
+def test_policy_resolves(monkeypatch, policy, available, on_cuda, expected):
+    monkeypatch.setenv(kernels.KERNELS_ENV, policy)
+    assert kernels.resolve("mamba", available, on_cuda) == expected
+
+
+def test_policy_defaults_to_auto(monkeypatch):
+    monkeypatch.delenv(kernels.KERNELS_ENV, raising=False)
+    assert kernels.policy() == "auto"
+
+
+def test_invalid_policy_is_a_user_error(monkeypatch):
+    monkeypatch.setenv(kernels.KERNELS_ENV, "fastest")
+    with pytest.raises(UserError, match="auto, ref, fast"):
+        kernels.resolve("mamba", True, True)
+
+
+def test_fast_without_kernel_names_the_install_command(monkeypatch):
+    monkeypatch.setenv(kernels.KERNELS_ENV, "fast")
+    with pytest.raises(UserError, match="pip install --no-build-isolation mamba-ssm causal-conv1d"):
+        kernels.resolve("mamba", available=False, on_cuda=True)
+    with pytest.raises(UserError, match="needs CUDA"):
+        kernels.resolve("mamba", available=True, on_cuda=False)
+
+
+def test_build_fails_early_when_fast_is_forced_without_kernel(monkeypatch):
+    monkeypatch.setenv(kernels.KERNELS_ENV, "fast")
+    monkeypatch.setattr(mamba_module, "selective_scan_fn", None)
+    info = TaskInfo(name="toy", vocab_size=16, seq_len=8, num_classes=16, target="token", causal=True)
+    with pytest.raises(UserError, match="mamba-ssm"):
+        build(MambaConfig(d_model=8, n_layers=1), info)
+
+
+def test_auto_keeps_the_torch_path_for_cpu_inputs_even_with_a_kernel(monkeypatch):
+    def kernel_must_not_run(*args, **kwargs):
+        raise AssertionError("the CUDA kernel was called on a CPU tensor")
+
+    monkeypatch.setenv(kernels.KERNELS_ENV, "auto")
+    monkeypatch.setattr(mamba_module, "selective_scan_fn", kernel_must_not_run)
+    block = MambaBlock(8, d_state=4)
+    block(torch.randn(1, 5, 8))
+    assert block.kernel_path == "mamba:torch-chunked"
+
+
+def test_cli_run_trains_and_records_the_kernel_path(tmp_path, monkeypatch):
+    monkeypatch.delenv(kernels.KERNELS_ENV, raising=False)
+    code = main(["run", "--model", "mamba", "--task", "mqar", "--preset", "smoke", "--results", str(tmp_path),
+                 "--no-progress", "--device", "cpu"])
+    assert code == 0
+    (row,) = iter_rows(read_runs(tmp_path))
+    assert row["status"] == "ok" and row["steps"] == 8
+    assert row["kernels"] == "mamba:torch-chunked"
+    assert 0.0 <= row["accuracy"] <= 1.0
+
+
+def test_cli_fast_without_kernel_exits_2(tmp_path, monkeypatch):
+    monkeypatch.setenv(kernels.KERNELS_ENV, "fast")
+    monkeypatch.setattr(mamba_module, "selective_scan_fn", None)
+    assert main(["run", "--model", "mamba", "--task", "mqar", "--preset", "smoke", "--results", str(tmp_path),
+                 "--no-progress"]) == 2
+    assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------------- GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or mamba_module.selective_scan_fn is None,
+                    reason="needs CUDA and mamba-ssm")
+def test_cuda_kernel_matches_reference():
+    inputs = scan_inputs(batch=2, dim=32, d_state=16, length=300, device="cuda")
+    grad_out = torch.randn(2, 32, 300, device="cuda")
+    ref_out, ref_grads = run_scan(selective_scan_ref, inputs, grad_out)
+    for scan in (mamba_module.selective_scan_fn, selective_scan_fast):
+        out, grads = run_scan(scan, inputs, grad_out)
+        assert relative_error(out, ref_out) < 1e-3  # the kernel accumulates in another order
+        for name in inputs:
+            assert relative_error(grads[name], ref_grads[name]) < 1e-3, name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or mamba_module.selective_scan_fn is None,
+                    reason="needs CUDA and mamba-ssm")
+def test_block_fast_and_ref_paths_agree_on_cuda(monkeypatch):
+    block = MambaBlock(32).cuda()
+    x = torch.randn(2, 100, 32, device="cuda")
+    monkeypatch.setenv(kernels.KERNELS_ENV, "fast")
+    fast = block(x)
+    assert block.kernel_path.startswith("mamba:cuda")
+    monkeypatch.setenv(kernels.KERNELS_ENV, "ref")
+    ref = block(x)
+    assert block.kernel_path == "mamba:torch-chunked"
+    assert relative_error(fast, ref) < 1e-3
