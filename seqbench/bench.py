@@ -146,6 +146,15 @@ def gate_controllers(module) -> list:
     return [m for m in module.modules() if callable(getattr(m, "force_gate_rate", None))]
 
 
+def force_gates(module, rate: float) -> None:
+    """Fix the gate rate of every controller; models with gate modes run "hard", where an ungated
+    unit really skips its attention (a soft gate would still compute attention everywhere)."""
+    for controller in gate_controllers(module):
+        controller.force_gate_rate(rate)
+        if callable(getattr(controller, "set_gate_mode", None)):
+            controller.set_gate_mode("hard")
+
+
 def batch_size_for(seq_len: int, tokens_per_step: int) -> int:
     return max(1, tokens_per_step // seq_len)
 
@@ -347,10 +356,8 @@ def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOpti
         module.train(mode == "train")
         row["n_params"] = sum(p.numel() for p in module.parameters())
         row["kernels"] = kernels_used(module)
-        controllers = gate_controllers(module)
         if options.gate_rate is not None:
-            for controller in controllers:
-                controller.force_gate_rate(options.gate_rate)
+            force_gates(module, options.gate_rate)
         generator = torch.Generator().manual_seed(seq_len)
         tokens = torch.randint(0, BENCH_VOCAB, (batch, seq_len), generator=generator).to(device)  # (B, T)
         targets = torch.randint(0, BENCH_VOCAB, (batch, seq_len), generator=generator).to(device)  # (B, T)
@@ -425,8 +432,16 @@ def run_bench(registries, options: BenchOptions,
     if any(length <= 0 for length in lengths):
         raise UserError(f"--lengths must be positive integers, got {', '.join(map(str, lengths))}")
     if options.gate_rate is not None:
-        lacking = sorted({m.name for m in models
-                          if not gate_controllers(m.build(m.config, bench_info(min(lengths))))})
+        lacking = []
+        for m in models:
+            probe = m.build(m.config, bench_info(min(lengths)))
+            if not gate_controllers(probe):
+                lacking.append(m.name)
+                continue
+            try:
+                force_gates(probe, options.gate_rate)
+            except ValueError as exc:  # e.g. a TGN variant whose gate is per token, not per chunk
+                raise UserError(f"--gate-rate does not apply to {m.name}/{m.variant}: {exc}") from None
         if lacking:
             raise UserError(f"--gate-rate needs a model whose gates can be fixed (force_gate_rate), but "
                             f"{', '.join(lacking)} has none; bench those models in a separate call without "

@@ -30,9 +30,13 @@ class GatedFake(nn.Module):
         self.gate = nn.Linear(c.d_model, 1)
         self.head = nn.Linear(c.d_model, info.num_classes)
         self.forced: float | None = None
+        self.mode = "soft"
 
     def force_gate_rate(self, p: float | None) -> None:
         self.forced = p
+
+    def set_gate_mode(self, mode: str) -> None:
+        self.mode = mode
 
     def forward(self, tokens: torch.Tensor) -> ModelOutput:
         B, T = tokens.shape
@@ -42,7 +46,7 @@ class GatedFake(nn.Module):
             raise RuntimeError("fake model bug")
         x = self.embed(tokens)  # (B, T, D)
         gates = torch.sigmoid(self.gate(x)).squeeze(-1)  # (B, T)
-        if self.forced is not None:
+        if self.forced is not None and self.mode == "hard":  # like the chunked TGN: forcing needs hard mode
             gates = (torch.arange(T) < round(self.forced * T)).float().expand(B, T)
         return ModelOutput(logits=self.head(x), gates=gates)
 

@@ -101,7 +101,7 @@ def test_ring_claim_takes_the_smallest_and_largest_ring(tmp_path):
 
 def test_throughput_ratio_from_bench_rows(tmp_path):
     claim = _claim(load_claims(), "chunked-tgn-throughput")
-    base = {"preset": "default", "mode": "train", "seq_len": 8192, "batch_size": 1, "device": "cpu",
+    base = {"preset": "default", "mode": "infer", "seq_len": 8192, "batch_size": 1, "device": "cpu",
             "started_at": NOW}
     write_bench_row(tmp_path, {**base, "bench_id": "t", "model": "transformer", "variant": "default",
                                "status": "ok", "tokens_per_sec": 1000.0})
