@@ -59,6 +59,7 @@ def seqbench_side(registries, config, progress: bool, warmup: int, results: str)
 
 def plain_side(registries, config, warmup: int) -> float:
     """The loop a researcher would write by hand for the same training."""
+    torch.use_deterministic_algorithms(False)  # torch's default; seqbench turns it on for its CPU runs
     data, info, module = build_data_and_model(registries, config)
     c = config.train
     decay = [p for p in module.parameters() if p.ndim >= 2]

@@ -138,3 +138,13 @@ def test_retry_failed_replaces_the_failed_row(tmp_path):
     run_sweep(registries, cells, RunOptions(results_dir=tmp_path, device="cpu", progress=False))
     assert pending(cells, tmp_path) == [] and pending(cells, tmp_path, retry_failed=True) == cells
     assert remove_failed_rows(cells, tmp_path) == 1 and _rows(tmp_path) == []
+
+
+def test_a_run_leaves_torchs_deterministic_flag_as_it_found_it(registries, tmp_path):
+    import torch
+
+    cells = expand(registries, SweepSpec(models=("gru",), tasks=("mqar",), preset="smoke",
+                                         sets=(*TINY, "model.d_model=8")))
+    assert not torch.are_deterministic_algorithms_enabled()
+    rows = run_sweep(registries, cells, RunOptions(results_dir=tmp_path, device="cpu", progress=False))
+    assert rows[0]["status"] == "ok" and not torch.are_deterministic_algorithms_enabled()
