@@ -203,7 +203,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          on_row=lambda r: console.print(f"  {r['model']}/{r['variant']} {r['mode']} "
                                                         f"L={r['seq_len']}: {r['status']}", style="dim")):
         statuses.append(row["status"])
-        gate = "—" if row.get("gate_rate") is None else f"{row['gate_rate']:.3f} ({row['gate_rate_source']})"
+        if row.get("forced_gate_rate") is not None:
+            gate = f"{row['forced_gate_rate']:.3f} (forced)"
+        else:
+            gate = "—" if row.get("gate_rate") is None else f"{row['gate_rate']:.3f} (learned)"
         table.add_row(row["model"], row["variant"], row["mode"], str(row["seq_len"]), str(row["batch_size"]),
                       row["status"], _num(row.get("tokens_per_sec"), ",.0f"),
                       _num(row.get("peak_mem_bytes") and row["peak_mem_bytes"] / 2**20, ",.0f", " MiB"),

@@ -67,9 +67,21 @@ def test_forced_gate_rate_is_applied_and_recorded(fake_registries, tmp_path):
     rows = list(run_bench(fake_registries, _options(tmp_path, models=("fake_gated",), gate_rate=0.25)))
     assert all(r["status"] == "ok" for r in rows)
     assert all(r["forced_gate_rate"] == 0.25 and r["gate_rate_source"] == "forced" for r in rows)
-    assert all(r["gate_rate"] == pytest.approx(0.25) for r in rows)
+    assert all(r.get("gate_rate") is None for r in rows)  # the forced rate is the one on record
     learned = list(run_bench(fake_registries, _options(tmp_path / "b", models=("fake_gated",))))
     assert all(r["gate_rate_source"] == "learned" and r["forced_gate_rate"] is None for r in learned)
+    assert all(0 <= r["gate_rate"] <= 1 for r in learned)
+    # forcing must reach the model in hard mode: the step's gates are then exactly the forced fraction
+    from seqbench.bench import StepRunner, bench_info, force_gates, resolve_models
+
+    model = resolve_models(fake_registries, _options(tmp_path, models=("fake_gated",)))[0]
+    module = model.build(model.config, bench_info(64))
+    force_gates(module, 0.25)
+    import torch
+
+    step = StepRunner(module, "infer", torch.zeros(2, 64, dtype=torch.long), None)
+    step()
+    assert module.mode == "hard" and step.gate_fractions == [pytest.approx(0.25)]
 
 
 def test_gate_rate_for_a_model_without_gates_is_a_user_error(cli, tmp_path):
