@@ -29,7 +29,10 @@ def _registries():
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:  # logs and pipes get whole tables rather than ones cut at 80 columns
+        console.width = 160
+    return console
 
 
 # ---------------------------------------------------------------------------------- list
@@ -128,6 +131,12 @@ def cmd_describe(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- leaderboard
 
 
+def _warn_unreadable(path: Path, exc: Exception) -> None:
+    _console(stderr=True).print(f"[yellow]warning:[/] skipping unreadable results file {path}: "
+                                f"{type(exc).__name__}: {exc}", soft_wrap=True)
+
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from seqbench import leaderboard
     from seqbench.results import iter_rows, read_runs
@@ -135,7 +144,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     results = Path(args.results)
     if not (results / "runs").is_dir():
         raise UserError(f"no results in {results}/runs: run `seqbench run ...` first or pass --results DIR")
-    rows = list(iter_rows(read_runs(results)))
+    rows = list(iter_rows(read_runs(results, on_unreadable=_warn_unreadable)))
     entries = leaderboard.build(rows, task=args.task)
     if not entries:
         raise UserError(f"no runs{' of task ' + repr(args.task) if args.task else ''} in {results}/runs")
@@ -188,6 +197,162 @@ def print_leaderboard(entries, fmt: str) -> None:
             console.print(table)
 
 
+# ---------------------------------------------------------------------------------- bench
+
+
+def _csv(text: str | None, kind=str) -> tuple | None:
+    if text is None:
+        return None
+    try:
+        return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"expected a comma-separated list of {kind.__name__}s, got {text!r}") from None
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from seqbench.bench import BenchOptions, run_bench
+
+    options = BenchOptions(
+        models=_csv(args.models), variants=_csv(args.variant), lengths=_csv(args.lengths, int),
+        modes=_csv(args.mode), preset=args.preset, overrides=tuple(args.set or ()),
+        tokens_per_step=args.tokens_per_step, warmup=args.warmup, repeats=args.repeats, timeout_s=args.timeout,
+        gate_rate=args.gate_rate, device=args.device, threads=args.threads, results_dir=Path(args.results))
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"seqbench bench (preset {options.preset}) -> {options.results_dir}/bench",
+                  title_justify="left")
+    for name in ("model", "variant", "mode", "seq_len", "batch", "status", "tokens/s", "peak mem", "MFLOP/token",
+                 "MFU", "gate rate"):
+        table.add_column(name, justify="left" if name in ("model", "variant", "mode", "status") else "right")
+    statuses = []
+    for row in run_bench(_registries(), options,
+                         on_row=lambda r: console.print(f"  {r['model']}/{r['variant']} {r['mode']} "
+                                                        f"L={r['seq_len']}: {r['status']}", style="dim")):
+        statuses.append(row["status"])
+        if row.get("forced_gate_rate") is not None:
+            gate = f"{row['forced_gate_rate']:.3f} (forced)"
+        else:
+            gate = "—" if row.get("gate_rate") is None else f"{row['gate_rate']:.3f} (learned)"
+        table.add_row(row["model"], row["variant"], row["mode"], str(row["seq_len"]), str(row["batch_size"]),
+                      row["status"], _num(row.get("tokens_per_sec"), ",.0f"),
+                      _num(row.get("peak_mem_bytes") and row["peak_mem_bytes"] / 2**20, ",.0f", " MiB"),
+                      _num(row.get("flops_per_token") and row["flops_per_token"] / 1e6, ",.3f"),
+                      _num(row.get("mfu"), ".1%"), gate)
+    console.print(table)
+    return 0 if all(s in ("ok", "oom", "timeout") for s in statuses) else 1
+
+
+def _num(value, fmt: str, suffix: str = "") -> str:
+    return "—" if value is None else f"{value:{fmt}}{suffix}"
+
+
+# ---------------------------------------------------------------------------------- sweep
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from seqbench.runner import RunOptions
+    from seqbench.sweep import SweepSpec, expand, parse_shard, pending, remove_failed_rows, run_sweep, shard
+
+    index, count = parse_shard(args.shard)
+    spec = SweepSpec(models=_csv(args.models), tasks=_csv(args.tasks), seeds=_csv(args.seeds, int),
+                     variants=_csv(args.variants), grid=tuple(args.grid or ()), sets=tuple(args.set or ()),
+                     preset=args.preset, precision=args.precision)
+    if args.max_steps is not None:
+        from dataclasses import replace
+
+        spec = replace(spec, sets=(*spec.sets, f"train.max_steps={args.max_steps}"))
+    registries = _registries()
+    cells = expand(registries, spec)
+    mine = shard(cells, index, count)
+    results = Path(args.results)
+    todo = pending(mine, results, on_unreadable=_warn_unreadable, retry_failed=args.retry_failed)
+    console = _console()
+    console.print(f"[bold]seqbench sweep[/] {len(cells)} cells in the grid, {len(mine)} in shard {index}/{count}, "
+                  f"{len(mine) - len(todo)} already done, {len(todo)} to run -> {results}/runs")
+    if args.dry_run:
+        from rich.table import Table
+
+        table = Table(title_justify="left", title="cells (dry run: nothing is run)")
+        for name in ("#", "cell", "config_hash", "state"):
+            table.add_column(name)
+        waiting = {c.key for c in todo}
+        for cell in mine:
+            table.add_row(str(cell.index), cell.label(), cell.key, "to run" if cell.key in waiting else "done")
+        console.print(table)
+        return 0
+    if not todo:
+        return 0
+    if args.retry_failed:
+        remove_failed_rows(todo, results)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    options = RunOptions(results_dir=results, device=args.device, devices=args.devices, strategy=args.strategy,
+                         num_nodes=args.num_nodes, progress=False)
+    counts: dict[str, int] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        bar = progress.add_task("sweep", total=len(todo))
+
+        def start(cell):
+            progress.update(bar, description=f"[bold]{cell.label()}")
+
+        def done(cell, row):
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+            score = row.get("accuracy")
+            detail = f" accuracy={score:.3f}" if isinstance(score, float) else ""
+            if row["status"] not in ("ok", "diverged"):
+                detail = f" {str(row.get('error') or '').splitlines()[0]}"
+            colour = "green" if row["status"] == "ok" else "red"
+            progress.console.print(f"  [{colour}]{row['status']}[/] {cell.label()}{detail}", soft_wrap=True)
+            progress.advance(bar)
+
+        run_sweep(registries, todo, options, on_start=start, on_done=done)
+    console.print("done: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    return 0 if set(counts) <= {"ok", "diverged"} else 1
+
+
+# ----------------------------------------------------------------------------------- plot
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from seqbench.plots import make_plots
+
+    written = make_plots(Path(args.results), Path(args.out), on_unreadable=_warn_unreadable,
+                         note=lambda text: _console(stderr=True).print(f"[yellow]note:[/] {text}", soft_wrap=True))
+    console = _console()
+    for path in written:
+        console.print(f"wrote {path}")
+    if not written:
+        raise UserError(f"nothing to plot in {args.results}: it has no runs/, curves/ or bench/ rows yet")
+    return 0
+
+
+# --------------------------------------------------------------------------------- report
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from seqbench.report import build_report, load_claims
+
+    claims = load_claims(Path(args.claims) if args.claims else None)
+    text = build_report(claims, Path(args.results), preset=args.preset, on_unreadable=_warn_unreadable)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        _console().print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def _add_scale_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed", "16-mixed", "bf16-true"])
+    p.add_argument("--devices", default="1", help="Lightning devices: a count, a list like 0,1, or auto")
+    p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
+    p.add_argument("--num-nodes", type=int, default=1)
+
+
 # ---------------------------------------------------------------------------------- main
 
 
@@ -233,11 +398,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=None)
     p.add_argument("--format", default="table", choices=["table", "markdown", "csv"])
     p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("bench", help="tokens/s, peak memory and MFU against sequence length")
+    p.add_argument("--models", required=True, help="comma-separated, e.g. transformer,gru")
+    p.add_argument("--variant", default=None, help="comma-separated variants (default: each model's first)")
+    p.add_argument("--lengths", default=None, help="comma-separated sequence lengths "
+                   "(default: 512..8192 on CPU, 1024..32768 on GPU)")
+    p.add_argument("--mode", default="train", help="train, infer or train,infer")
+    p.add_argument("--preset", default="default", help="model sizes: smoke | default | paper")
+    p.add_argument("--set", action="append", metavar="model.KEY=VALUE", help="model override; repeatable")
+    p.add_argument("--gate-rate", type=float, default=None,
+                   help="fix the fraction of gated units (models with force_gate_rate, e.g. the chunked TGN)")
+    p.add_argument("--tokens-per-step", type=int, default=None,
+                   help="batch = this // seq_len (default 8192 on CPU, 32768 on GPU)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    p.add_argument("--repeats", type=int, default=5, help="timed steps; the median is reported (default 5)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per length before status timeout")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--results", default="results")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("sweep", help="run the grid models x variants x tasks x seeds x overrides (resumable)")
+    p.add_argument("--models", required=True, help="comma-separated model names")
+    p.add_argument("--tasks", required=True, help="comma-separated task names")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--variants", default=None, help="comma-separated; each model takes those it has")
+    p.add_argument("--grid", action="append", metavar="SECTION.KEY=V1,V2",
+                   help="an axis of the grid, e.g. task.num_nodes=20,40,60; repeatable")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override for every cell")
+    p.add_argument("--max-steps", type=int, default=None, help="shortcut for --set train.max_steps=N")
+    p.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
+    p.add_argument("--results", default="results")
+    p.add_argument("--shard", default=None, metavar="I/N", help="run only shard I of N (0 <= I < N)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run failed/oom cells again (their old rows are replaced)")
+    _add_scale_out(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("plot", help="PNG figures from a results folder (nothing is re-run)")
+    p.add_argument("--results", default="results")
+    p.add_argument("--out", default=None, help="folder for the PNGs (default: <results>/plots)")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("report", help="markdown reproduction report of the seed paper's claims")
+    p.add_argument("--results", default="results")
+    p.add_argument("--preset", default="default", help="the scale whose runs and commands are reported")
+    p.add_argument("--claims", default=None, help="a claims JSON file (default: the seed paper's)")
+    p.add_argument("--out", default=None, help="write the markdown here instead of stdout")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) == "plot" and args.out is None:
+        args.out = str(Path(args.results) / "plots")
     try:
         return args.func(args)
     except UserError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +35,10 @@ def mean_interval(values: list[float], confidence: float = 0.95) -> Stat:
     n = len(values)
     if n == 0:
         return Stat(None, None, 0)
-    mean = sum(values) / n
+    mean = statistics.mean(values)  # exact rational arithmetic: equal values give a zero-width interval
     if n < 2:
         return Stat(mean, None, n)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    sd = statistics.stdev(values)
     return Stat(mean, float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n), n)
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Iterator, Mapping, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pluggy
 

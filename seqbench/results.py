@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -80,25 +81,36 @@ def write_run(results_dir: Path, row: dict[str, Any], curve: list[dict[str, floa
     return path
 
 
-def read_folder(folder: Path) -> pa.Table | None:
-    """All ``*.parquet`` files of a folder as one table; unreadable files are warned about and skipped."""
+def read_folder(folder: Path, on_unreadable: Callable[[Path, Exception], None] | None = None) -> pa.Table | None:
+    """All ``*.parquet`` files of a folder as one table; unreadable files are skipped and reported to
+    ``on_unreadable`` (default: a Python warning). Hidden files are the temp files of writes in flight."""
     tables = []
     for path in sorted(Path(folder).glob("*.parquet")):
+        if path.name.startswith("."):
+            continue
         try:
             tables.append(pq.read_table(path))
         except Exception as exc:
-            warnings.warn(f"skipping unreadable results file {path}: {exc}", stacklevel=2)
+            if on_unreadable is None:
+                warnings.warn(f"skipping unreadable results file {path}: {exc}", stacklevel=2)
+            else:
+                on_unreadable(path, exc)
     if not tables:
         return None
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def read_runs(results_dir: Path) -> pa.Table | None:
-    return read_folder(Path(results_dir) / "runs")
+def read_runs(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None) -> pa.Table | None:
+    return read_folder(Path(results_dir) / "runs", on_unreadable=on_unreadable)
 
 
-def existing_config_hashes(results_dir: Path) -> set[str]:
-    table = read_runs(results_dir)
+def read_curves(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None) -> pa.Table | None:
+    return read_folder(Path(results_dir) / "curves", on_unreadable=on_unreadable)
+
+
+def existing_config_hashes(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None
+                           ) -> set[str]:
+    table = read_runs(results_dir, on_unreadable=on_unreadable)
     return set() if table is None else set(table.column("config_hash").to_pylist())
 
 

@@ -30,6 +30,7 @@ class RunOptions:
     num_nodes: int = 1
     progress: bool = True
     probes: tuple[str, ...] = ()  # seqbench.probes names, e.g. ("rank",): extra curve columns
+    callbacks: tuple[Any, ...] = ()  # extra Lightning callbacks (e.g. a benchmark's step clock)
 
 
 def resolve_run_config(registries: Registries, model: str, task: str, *, variant: str | None = None,
@@ -122,10 +123,10 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         raise UserError(f"--probe rank needs a model with probe_layers(); {config.model!r} has none")
     lit = SeqbenchModule(module, info, config.train, probes=options.probes)
     meter = ThroughputMeter()
-    callbacks: list[L.Callback] = [meter]
+    callbacks: list[L.Callback] = [meter, *options.callbacks]
     if options.progress:
         callbacks.append(RichProgressBar(leave=False))
-    with _quiet_lightning():
+    with _quiet_lightning(), _restore_deterministic_mode():
         trainer = L.Trainer(
             accelerator=accelerator, devices=_devices(options.devices), strategy=options.strategy,
             num_nodes=options.num_nodes, precision=config.precision, max_steps=config.train.max_steps,
@@ -171,6 +172,24 @@ def _device_name(accelerator: str) -> str:
     if accelerator == "cuda":
         return torch.cuda.get_device_name()
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+class _restore_deterministic_mode:
+    """Lightning's ``deterministic=True`` switches torch's global flag on and leaves it on; a run must
+    not change the process for what comes after it (the next cell of a sweep, a benchmark)."""
+
+    def __enter__(self):
+        import torch
+
+        self._before = torch.are_deterministic_algorithms_enabled()
+        self._warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.use_deterministic_algorithms(self._before, warn_only=self._warn_only)
+        return False
 
 
 class _quiet_lightning:

@@ -1,0 +1,472 @@
+"""Throughput benchmark: tokens/s, peak memory, FLOPs per token and MFU against sequence length.
+
+For each (model, variant, mode, length) the batch is sized so that every step sees about the same
+number of tokens (``tokens_per_step // seq_len`` sequences), so the rows compare the cost of a token
+at different lengths. A measurement is a few warm-up steps, then the median of repeated timed steps;
+on CUDA each step is bracketed by CUDA events after a synchronisation, on CPU by the wall clock.
+
+Peak memory: on CUDA the caching allocator's peak (``torch.cuda.max_memory_allocated``), on CPU the
+process's resident-set high-water mark, reset before each length through ``/proc/self/clear_refs``
+where Linux allows it (``mem_kind`` says which one a row holds).
+
+FLOPs are counted, not derived by hand: ``torch.utils.flop_counter.FlopCounterMode`` over one forward
+(matmuls, convolutions and attention; elementwise work is not counted, as is usual for MFU), times 3
+for a training step (forward + backward). MFU = achieved FLOP/s over the peak FLOP/s of a large
+matmul measured in the same process, in the benchmark's dtype.
+
+Every row is written atomically as its own file under ``<results>/bench/``; a length that runs out of
+memory or over its time budget is recorded with status ``oom`` / ``timeout`` and the benchmark goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import gc
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from seqbench import __version__
+from seqbench.errors import UserError
+from seqbench.results import atomic_write_table
+
+CPU_LENGTHS = (512, 1024, 2048, 4096, 8192)
+GPU_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768)  # the paper's Fig. 24 range
+CPU_TOKENS_PER_STEP = 8192
+GPU_TOKENS_PER_STEP = 32768
+BENCH_VOCAB = 256  # a byte-level vocabulary: the embedding and readout stay small next to the mixer
+
+BENCH_SCHEMA = pa.schema([
+    ("bench_id", pa.string()),
+    ("model", pa.string()),
+    ("variant", pa.string()),
+    ("preset", pa.string()),
+    ("mode", pa.string()),  # train (forward + backward + optimizer step) | infer (forward, no grad)
+    ("seq_len", pa.int64()),
+    ("batch_size", pa.int64()),
+    ("status", pa.string()),  # ok | oom | timeout | failed
+    ("error", pa.string()),
+    ("tokens_per_sec", pa.float64()),  # batch_size * seq_len / median step time
+    ("step_time_s", pa.float64()),  # median of the timed steps
+    ("timed_steps", pa.int64()),
+    ("peak_mem_bytes", pa.int64()),
+    ("mem_kind", pa.string()),  # cuda_allocator | process_rss | process_rss_cumulative
+    ("flops_per_token", pa.float64()),  # counted FLOPs of one step / tokens in it
+    ("peak_flops", pa.float64()),  # FLOP/s of a large matmul measured in this run
+    ("mfu", pa.float64()),  # flops_per_token * tokens_per_sec / peak_flops
+    ("forced_gate_rate", pa.float64()),  # the fraction of gated units fixed by --gate-rate, else null
+    ("gate_rate_source", pa.string()),  # forced | learned (the model's own gate) | null (ungated)
+    ("gate_rate", pa.float64()),  # learned gates: fraction above threshold in the timed steps (null if forced)
+    ("n_params", pa.int64()),
+    ("kernels", pa.string()),
+    ("device", pa.string()),
+    ("dtype", pa.string()),
+    ("seqbench_version", pa.string()),
+    ("torch_version", pa.string()),
+    ("git_sha", pa.string()),
+    ("started_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    models: tuple[str, ...]
+    variants: tuple[str, ...] | None = None  # None: each model's first variant
+    lengths: tuple[int, ...] | None = None  # None: CPU_LENGTHS or GPU_LENGTHS
+    modes: tuple[str, ...] = ("train",)
+    preset: str = "default"
+    overrides: tuple[str, ...] = ()  # --set model.KEY=VALUE
+    tokens_per_step: int | None = None  # None: CPU_TOKENS_PER_STEP or GPU_TOKENS_PER_STEP
+    warmup: int = 2
+    repeats: int = 5
+    timeout_s: float = 300.0  # per (model, mode, length), checked between steps
+    gate_rate: float | None = None
+    device: str = "auto"
+    threads: int | None = None  # CPU threads for torch (None: torch's default)
+    results_dir: Path = Path("results")
+
+
+# ------------------------------------------------------------------------------ planning
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    name: str
+    variant: str
+    config: Any  # the model's config dataclass, resolved from preset, variant and overrides
+    build: Callable
+
+
+def resolve_models(registries, options: BenchOptions) -> list[BenchModel]:
+    """(model, variant) pairs with their resolved configs; unknown names or variants raise UserError."""
+    from seqbench.config import apply_overrides, parse_overrides
+    from seqbench.registry import PRESETS, load_target
+
+    if options.preset not in PRESETS:
+        raise UserError(f"unknown preset {options.preset!r}: choose one of {', '.join(PRESETS)}")
+    sets = parse_overrides(list(options.overrides))
+    if sets["task"] or sets["train"]:
+        raise UserError("bench takes only model.KEY=VALUE overrides: its data are synthetic and its steps are "
+                        "set by --warmup/--repeats")
+    specs = [registries.models.get(name) for name in options.models]
+    if options.variants:
+        unknown = [v for v in options.variants if not any(v in s.variants for s in specs)]
+        if unknown:
+            raise UserError(f"no selected model has variant(s) {', '.join(unknown)}; variants: "
+                            + "; ".join(f"{s.name}: {', '.join(s.variants)}" for s in specs))
+    out = []
+    for spec in specs:
+        variants = [v for v in (options.variants or ()) if v in spec.variants] or [spec.variants[0]]
+        config_cls = load_target(spec.config)
+        field_names = {f.name for f in dataclasses.fields(config_cls)}
+        for variant in variants:
+            layer = {"variant": variant} if "variant" in field_names else {}
+            config = apply_overrides(config_cls, "model", spec.presets.get(options.preset, {}), layer, sets["model"])
+            out.append(BenchModel(spec.name, variant, config, load_target(spec.build)))
+    return out
+
+
+def bench_info(seq_len: int):
+    """A synthetic causal next-token task of length ``seq_len``: what a model needs to be built."""
+    from seqbench.api import TaskInfo
+
+    return TaskInfo(name="bench", vocab_size=BENCH_VOCAB, seq_len=seq_len, num_classes=BENCH_VOCAB,
+                    target="token", causal=True)
+
+
+def gate_controllers(module) -> list:
+    """Submodules that can fix their gate rate (``force_gate_rate(p)``), e.g. the chunked TGN."""
+    return [m for m in module.modules() if callable(getattr(m, "force_gate_rate", None))]
+
+
+def force_gates(module, rate: float) -> None:
+    """Fix the gate rate of every controller; models with gate modes run "hard", where an ungated
+    unit really skips its attention (a soft gate would still compute attention everywhere)."""
+    for controller in gate_controllers(module):
+        controller.force_gate_rate(rate)
+        if callable(getattr(controller, "set_gate_mode", None)):
+            controller.set_gate_mode("hard")
+
+
+def batch_size_for(seq_len: int, tokens_per_step: int) -> int:
+    return max(1, tokens_per_step // seq_len)
+
+
+# ---------------------------------------------------------------------------- measurement
+
+
+def pick_device(device: str):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"unknown --device {device!r}: choose auto, cpu or cuda")
+    return torch.device(device)
+
+
+def device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+_PEAK_FLOPS: dict[tuple, float] = {}  # measured once per process, device, dtype and size
+
+
+def measure_peak_flops(device, dtype=None, size: int | None = None, repeats: int = 5) -> float:
+    """FLOP/s of the best of ``repeats`` square matmuls: the device's attainable peak for MFU."""
+    import torch
+
+    dtype = dtype or torch.float32
+    size = size or (8192 if device.type == "cuda" else 2048)
+    key = (str(device), str(dtype), size)
+    if key not in _PEAK_FLOPS:
+        _PEAK_FLOPS[key] = _best_matmul_flops(device, dtype, size, repeats)
+    return _PEAK_FLOPS[key]
+
+
+def _best_matmul_flops(device, dtype, size: int, repeats: int) -> float:
+    import torch
+
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = float("inf")
+    for i in range(repeats + 1):
+        seconds = _timed(device, lambda: torch.mm(a, b))
+        if i > 0:  # the first call pays for allocation and kernel selection
+            best = min(best, seconds)
+    return 2 * size**3 / best
+
+
+def _timed(device, fn: Callable[[], Any]) -> float:
+    import torch
+
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1000.0
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+class PeakMemory:
+    """Peak memory of one measurement: the CUDA allocator's, or the process's RSS high-water mark."""
+
+    def __init__(self, device):
+        self.device = device
+        self.kind = "cuda_allocator" if device.type == "cuda" else "process_rss"
+
+    def reset(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        try:  # Linux >= 4.0: writing 5 resets VmHWM, so each length gets its own peak
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            self.kind = "process_rss_cumulative"  # the peak since the process started
+
+    def read(self) -> int | None:
+        import torch
+
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        import resource
+
+        self.kind = "process_rss_cumulative"
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _cpu_flash_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def count_flops(module, tokens) -> float:
+    """FLOPs of one forward on ``tokens`` as counted by torch's FlopCounterMode.
+
+    Torch counts SDPA's CUDA kernels but not the CPU flash kernel that SDPA picks on CPU; it is added
+    here with torch's own SDPA formula (full, non-causal attention, as torch counts the CUDA kernels).
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    custom = {}
+    cpu_flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if cpu_flash is not None:
+        custom[cpu_flash] = _cpu_flash_attention_flops
+    counter = FlopCounterMode(display=False, custom_mapping=custom)
+    with torch.no_grad(), counter:
+        module(tokens)
+    return float(counter.get_total_flops())
+
+
+def gates_of(result):
+    from seqbench.lit import as_output
+
+    return as_output(result).gates
+
+
+class StepRunner:
+    """One benchmark step of a model: a training step (forward, CE, backward, AdamW) or a forward."""
+
+    def __init__(self, module, mode: str, tokens, targets):
+        import torch
+
+        self.module, self.mode, self.tokens, self.targets = module, mode, tokens, targets
+        self.optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4) if mode == "train" else None
+        self.threshold = float(getattr(module, "gate_threshold", 0.5))
+        self.gate_fractions: list[float] = []
+
+    def __call__(self) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        from seqbench.lit import as_output
+
+        if self.mode == "train":
+            out = as_output(self.module(self.tokens))
+            loss = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]).float(), self.targets.reshape(-1))
+            if out.gates is not None:
+                loss = loss + 0.01 * out.gates.float().mean()  # the gate penalty is part of a TGN step
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            with torch.inference_mode():
+                out = as_output(self.module(self.tokens))
+        if out.gates is not None:
+            self.gate_fractions.append(float((out.gates.detach().float() > self.threshold).float().mean()))
+
+
+def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOptions, device,
+            peak_flops: float) -> dict[str, Any]:
+    """One row: build the model for ``seq_len``, warm up, time ``repeats`` steps, count FLOPs."""
+    import torch
+
+    from seqbench.runner import kernels_used
+
+    tokens_per_step = options.tokens_per_step or (GPU_TOKENS_PER_STEP if device.type == "cuda"
+                                                  else CPU_TOKENS_PER_STEP)
+    batch = batch_size_for(seq_len, tokens_per_step)
+    row: dict[str, Any] = {"model": bench_model.name, "variant": bench_model.variant, "mode": mode,
+                           "seq_len": seq_len, "batch_size": batch, "peak_flops": peak_flops,
+                           "forced_gate_rate": options.gate_rate}
+    memory = PeakMemory(device)
+    memory.reset()
+    deadline = time.perf_counter() + options.timeout_s
+    module = step = None
+    try:
+        torch.manual_seed(0)
+        module = bench_model.build(bench_model.config, bench_info(seq_len)).to(device)
+        module.train(mode == "train")
+        row["n_params"] = sum(p.numel() for p in module.parameters())
+        row["kernels"] = kernels_used(module)
+        if options.gate_rate is not None:
+            force_gates(module, options.gate_rate)
+        generator = torch.Generator().manual_seed(seq_len)
+        tokens = torch.randint(0, BENCH_VOCAB, (batch, seq_len), generator=generator).to(device)  # (B, T)
+        targets = torch.randint(0, BENCH_VOCAB, (batch, seq_len), generator=generator).to(device)  # (B, T)
+        step = StepRunner(module, mode, tokens, targets)
+        times: list[float] = []
+        for i in range(options.warmup + options.repeats):
+            seconds = _timed(device, step)
+            if i >= options.warmup:
+                times.append(seconds)
+            if time.perf_counter() > deadline and i + 1 < options.warmup + options.repeats:
+                row.update(status="timeout", error=f"over the {options.timeout_s:g} s budget after {i + 1} steps "
+                                                   f"(last step {seconds:.2f} s)")
+                break
+        else:
+            row["status"] = "ok"
+        row["peak_mem_bytes"] = memory.read()
+        if row["status"] == "ok":
+            median = statistics.median(times)
+            row.update(step_time_s=median, timed_steps=len(times), tokens_per_sec=batch * seq_len / median)
+            forward_flops = count_flops(module, tokens)
+            row["flops_per_token"] = forward_flops * (3 if mode == "train" else 1) / (batch * seq_len)
+            row["mfu"] = row["flops_per_token"] * row["tokens_per_sec"] / peak_flops if peak_flops else None
+        if options.gate_rate is not None:
+            # The gates a model returns may still be its learned values while the override decides
+            # the compute (the chunked TGN does this), so the forced rate is the one on record.
+            row["gate_rate_source"] = "forced"
+        elif step.gate_fractions:
+            row["gate_rate"] = statistics.fmean(step.gate_fractions)
+            row["gate_rate_source"] = "learned"
+    except Exception as exc:  # one bad length must not end the benchmark
+        row["status"] = "oom" if is_oom(exc) else "failed"
+        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+        row["peak_mem_bytes"] = memory.read()
+    finally:
+        del module, step
+        if device.type == "cuda":  # hand the cached blocks back so the next length starts clean
+            gc.collect()
+            torch.cuda.empty_cache()
+    row["mem_kind"] = memory.kind
+    return row
+
+
+# ------------------------------------------------------------------------------- the loop
+
+
+def write_bench_row(results_dir: Path, row: dict[str, Any]) -> Path:
+    path = Path(results_dir) / "bench" / f"{row['bench_id']}.parquet"
+    atomic_write_table(pa.Table.from_pylist([{f.name: row.get(f.name) for f in BENCH_SCHEMA}],
+                                            schema=BENCH_SCHEMA), path)
+    return path
+
+
+def run_bench(registries, options: BenchOptions,
+              on_row: Callable[[dict[str, Any]], None] | None = None) -> Iterable[dict[str, Any]]:
+    """Measure every (model, variant, mode, length); write and yield each row as it is done."""
+    import torch
+
+    from seqbench.runner import git_sha
+
+    for mode in options.modes:
+        if mode not in ("train", "infer"):
+            raise UserError(f"unknown --mode {mode!r}: choose train or infer")
+    if options.gate_rate is not None and not 0.0 <= options.gate_rate <= 1.0:
+        raise UserError(f"--gate-rate must be a fraction in [0, 1], got {options.gate_rate}")
+    if options.warmup < 0 or options.repeats < 1:
+        raise UserError("--warmup must be >= 0 and --repeats >= 1")
+    models = resolve_models(registries, options)
+    device = pick_device(options.device)
+    if options.threads is not None:
+        if options.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {options.threads}")
+        # On a shared CPU fewer threads can be much faster: a recurrence's many small ops each end in a
+        # thread barrier, and oversubscribed barriers stall (measured 25x on a GRU here).
+        torch.set_num_threads(options.threads)
+    lengths = options.lengths or (GPU_LENGTHS if device.type == "cuda" else CPU_LENGTHS)
+    if any(length <= 0 for length in lengths):
+        raise UserError(f"--lengths must be positive integers, got {', '.join(map(str, lengths))}")
+    if options.gate_rate is not None:
+        lacking = []
+        for m in models:
+            probe = m.build(m.config, bench_info(min(lengths)))
+            if not gate_controllers(probe):
+                lacking.append(m.name)
+                continue
+            try:
+                force_gates(probe, options.gate_rate)
+            except ValueError as exc:  # e.g. a TGN variant whose gate is per token, not per chunk
+                raise UserError(f"--gate-rate does not apply to {m.name}/{m.variant}: {exc}") from None
+        if lacking:
+            raise UserError(f"--gate-rate needs a model whose gates can be fixed (force_gate_rate), but "
+                            f"{', '.join(lacking)} has none; bench those models in a separate call without "
+                            "--gate-rate (rows from both calls share --results)")
+    peak = measure_peak_flops(device)
+    common = {"preset": options.preset, "device": device_name(device), "dtype": "float32",
+              "seqbench_version": __version__, "torch_version": torch.__version__, "git_sha": git_sha()}
+    for bench_model in models:
+        for mode in options.modes:
+            for seq_len in sorted(lengths):
+                started = dt.datetime.now(dt.timezone.utc)
+                row = {**common, **measure(bench_model, mode, seq_len, options, device, peak), "started_at": started,
+                       "bench_id": f"{started:%Y%m%d-%H%M%S}-{bench_model.name}-{bench_model.variant}-{mode}"
+                                   f"-L{seq_len}-{uuid.uuid4().hex[:6]}"}
+                row["path"] = str(write_bench_row(options.results_dir, row))
+                if on_row is not None:
+                    on_row(row)
+                yield row
+
+
+def read_bench(results_dir: Path, on_unreadable=None) -> pa.Table | None:
+    from seqbench.results import read_folder
+
+    return read_folder(Path(results_dir) / "bench", on_unreadable=on_unreadable)

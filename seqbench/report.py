@@ -1,0 +1,294 @@
+"""The reproduction report: one markdown row per quantitative claim of the seed paper.
+
+The claims are data (``seqbench/claims/paper.json``): for each, the paper's value, what to measure
+(a metric of one model, a difference between two models, or a throughput ratio from the benchmark),
+the rule that decides the verdict, and per preset the sweep that measures it. This module only reads
+results; it never runs anything.
+
+Verdicts: ``supported`` when the whole 95% interval satisfies the claim's ``supported`` rule,
+``contradicted`` when the whole interval satisfies its ``contradicted`` rule, ``inconclusive``
+otherwise (or with fewer seeds than ``min_seeds``), ``not yet measured`` when no row matches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.resources
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scipy import stats
+
+from seqbench.errors import UserError
+from seqbench.leaderboard import mean_interval
+from seqbench.results import iter_rows, read_runs
+
+RULES = {
+    "at_least": ("≥ {0:g}", lambda lo, hi, a: lo >= a),
+    "above": ("> {0:g}", lambda lo, hi, a: lo > a),
+    "at_most": ("≤ {0:g}", lambda lo, hi, a: hi <= a),
+    "below": ("< {0:g}", lambda lo, hi, a: hi < a),
+    "within": ("within [{0:g}, {1:g}]", lambda lo, hi, a, b: a <= lo and hi <= b),
+    "outside": ("outside [{0:g}, {1:g}]", lambda lo, hi, a, b: hi < a or lo > b),
+}
+KINDS = ("value", "difference", "ratio")
+
+
+@dataclass
+class Measured:
+    verdict: str  # supported | contradicted | inconclusive | not yet measured
+    text: str  # the measured value with its interval, or why there is none
+    seeds: str  # seeds (or bench rows) behind it
+    mean: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+# --------------------------------------------------------------------------------- claims
+
+
+def load_claims(path: Path | None = None) -> dict[str, Any]:
+    """The claims file (default: the seed paper's, shipped in the package), checked for shape."""
+    try:
+        if path is None:
+            text = importlib.resources.files("seqbench").joinpath("claims/paper.json").read_text()
+        else:
+            text = Path(path).read_text()
+        claims = json.loads(text)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read the claims file {path or 'seqbench/claims/paper.json'}: {exc}") from None
+    for claim in claims.get("claims", []):
+        where = f"claim {claim.get('id', '?')!r}"
+        for key in ("id", "claim", "paper_value", "source", "measure", "supported", "contradicted", "presets"):
+            if key not in claim:
+                raise UserError(f"{where} in the claims file lacks {key!r}")
+        if claim["measure"].get("kind") not in KINDS:
+            raise UserError(f"{where}: measure.kind must be one of {', '.join(KINDS)}")
+        for side in ("supported", "contradicted"):
+            if claim[side][0] not in RULES:
+                raise UserError(f"{where}: rule {claim[side][0]!r} is not one of {', '.join(RULES)}")
+    return claims
+
+
+def rule_text(rule: list) -> str:
+    return RULES[rule[0]][0].format(*rule[1:])
+
+
+def rule_holds(rule: list, low: float, high: float) -> bool:
+    return bool(RULES[rule[0]][1](low, high, *rule[1:]))
+
+
+def commands(claim: dict[str, Any], preset: str, results: Path) -> list[str]:
+    """The exact commands that measure ``claim`` at ``preset``."""
+    block = claim["presets"].get(preset)
+    if block is None:
+        return []
+    if "commands" in block:
+        return [f"{c} --results {results}" for c in block["commands"]]
+    sweep = claim["sweep"]
+    parts = ["seqbench sweep", f"--models {sweep['models']}", f"--tasks {sweep['tasks']}",
+             f"--seeds {block.get('seeds', '0')}"]
+    if sweep.get("variants"):
+        parts.append(f"--variants {sweep['variants']}")
+    parts += [f"--set {item}" for item in block.get("set", [])]
+    parts += [f"--grid {item}" for item in block.get("grid", [])]
+    parts += [f"--preset {preset}", f"--results {results}"]
+    return [" ".join(parts)]
+
+
+# ---------------------------------------------------------------------------- measurement
+
+
+def _flat_config(row: dict[str, Any]) -> dict[str, str]:
+    config = json.loads(row["config_json"]) if row.get("config_json") else {}
+    flat = {}
+    for section, key in (("model_config", "model"), ("task_config", "task"), ("train", "train")):
+        for name, value in config.get(section, {}).items():
+            flat[f"{key}.{name}"] = str(value)
+    return flat
+
+
+def _matches(row: dict[str, Any], flat: dict[str, str], sets: list[str]) -> bool:
+    for item in sets:
+        key, _, value = item.partition("=")
+        have = flat.get(key.strip())
+        if have is None:
+            return False
+        try:
+            if not math.isclose(float(have), float(value)):
+                return False
+        except ValueError:
+            if have != value.strip():
+                return False
+    return True
+
+
+def select_runs(runs: list[dict], claim: dict, preset: str, side: dict[str, Any]) -> list[dict]:
+    """Ok rows of one model (and variant) on the claim's task at ``preset``, one per seed (the newest)."""
+    measure = claim["measure"]
+    block = claim["presets"].get(preset, {})
+    chosen = []
+    for row in runs:
+        if row["status"] != "ok" or row["task"] != measure["task"] or row["preset"] != preset:
+            continue
+        if row["model"] != side["model"] or ("variant" in side and row["variant"] != side["variant"]):
+            continue
+        if _matches(row, _flat_config(row), block.get("set", [])):
+            chosen.append(row)
+    if "at" in side and chosen:
+        values = {float(_flat_config(r).get(side["key"], "nan")) for r in chosen}
+        target = (min if side["at"] == "smallest" else max)(v for v in values if not math.isnan(v))
+        chosen = [r for r in chosen if math.isclose(float(_flat_config(r).get(side["key"], "nan")), target)]
+    newest: dict[tuple, dict] = {}
+    for row in chosen:
+        key = (row["variant"], row["seed"])
+        if key not in newest or row["started_at"] > newest[key]["started_at"]:
+            newest[key] = row
+    return list(newest.values())
+
+
+def _side_name(side: dict[str, Any]) -> str:
+    name = side["model"] + (f"/{side['variant']}" if "variant" in side else "")
+    return name + (f" at the {side['at']} {side['key']}" if "at" in side else "")
+
+
+def measure_runs(claim: dict, runs: list[dict], preset: str, min_seeds: int) -> Measured:
+    measure = claim["measure"]
+    metric = measure["metric"]
+    if measure["kind"] == "value":
+        sides = [{k: v for k, v in measure.items() if k in ("model", "variant")}]
+    else:
+        sides = [measure["a"], measure["b"]]
+    picked = [select_runs(runs, claim, preset, side) for side in sides]
+    for side, rows in zip(sides, picked, strict=True):
+        if len({r["variant"] for r in rows}) > 1:
+            return Measured("inconclusive", f"{_side_name(side)} has runs of several variants; name one in the claim",
+                            "—")
+    values = [[r[metric] for r in rows if r.get(metric) is not None] for rows in picked]
+    if any(not v for v in values):
+        missing = [_side_name(s) for s, v in zip(sides, values, strict=True) if not v]
+        return Measured("not yet measured", f"no ok runs of {', '.join(missing)} with {metric}", "0")
+    seeds = "/".join(str(len(v)) for v in values)
+    if measure["kind"] == "value":
+        stat = mean_interval(values[0])
+        mean, half = stat.mean, stat.half_width
+        interval = "95% t-interval"
+    else:
+        mean, half = welch_difference(values[0], values[1])
+        interval = "Welch 95% interval of the difference"
+    if min(len(v) for v in values) < min_seeds or half is None:
+        return Measured("inconclusive", f"{mean:+.3f} ± n/a (fewer than {min_seeds} seeds: no interval)"
+                        if measure["kind"] != "value" else f"{mean:.3f} ± n/a (fewer than {min_seeds} seeds)",
+                        seeds, mean)
+    sign = "+" if measure["kind"] != "value" else ""
+    text = f"{mean:{sign}.3f} ± {half:.3f} ({interval})"
+    return _decide(claim, text, seeds, mean, mean - half, mean + half)
+
+
+def welch_difference(a: list[float], b: list[float], confidence: float = 0.95) -> tuple[float, float | None]:
+    """mean(a) - mean(b) and the half-width of its Welch t-interval (None with fewer than 2 values a side)."""
+    na, nb = len(a), len(b)
+    diff = sum(a) / na - sum(b) / nb
+    if na < 2 or nb < 2:
+        return diff, None
+    va = sum((x - sum(a) / na) ** 2 for x in a) / (na - 1)
+    vb = sum((x - sum(b) / nb) ** 2 for x in b) / (nb - 1)
+    se2 = va / na + vb / nb
+    if se2 == 0:
+        return diff, 0.0
+    df = se2**2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
+    return diff, float(stats.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(se2)
+
+
+def measure_bench(claim: dict, bench: list[dict], preset: str) -> Measured:
+    measure = claim["measure"]
+    seq_len = claim["presets"].get(preset, {}).get("seq_len")
+    found = []
+    for side in (measure["a"], measure["b"]):
+        rows = [r for r in bench if r["model"] == side["model"] and r["preset"] == preset
+                and r["mode"] == measure["mode"] and r["seq_len"] == seq_len
+                and ("variant" not in side or r["variant"] == side["variant"])
+                and _same_rate(r.get("forced_gate_rate"), side.get("forced_gate_rate"))]
+        if not rows:
+            return Measured("not yet measured", f"no bench row of {_bench_name(side)} ({measure['mode']}, "
+                                                f"L={seq_len}, preset {preset})", "0")
+        found.append(max(rows, key=lambda r: r["started_at"]))
+    a, b = found
+    for side, row in zip((measure["a"], measure["b"]), found, strict=True):
+        if row["status"] != "ok":
+            return Measured("inconclusive", f"{_bench_name(side)} was {row['status']} at L={seq_len}", "1/1")
+    ratio = a[measure["metric"]] / b[measure["metric"]]
+    text = (f"{ratio:.2f}x ({a[measure['metric']]:,.0f} / {b[measure['metric']]:,.0f} tokens/s, L={seq_len}, "
+            f"{a['device']}; medians, no interval)")
+    return _decide(claim, text, "1/1 bench rows", ratio, ratio, ratio)
+
+
+def _same_rate(have: float | None, want: float | None) -> bool:
+    if want is None:
+        return have is None
+    return have is not None and math.isclose(have, want)
+
+
+def _bench_name(side: dict[str, Any]) -> str:
+    name = side["model"] + (f"/{side['variant']}" if "variant" in side else "")
+    return name + (f" (gate rate forced to {side['forced_gate_rate']:.0%})" if "forced_gate_rate" in side else "")
+
+
+def _decide(claim: dict, text: str, seeds: str, mean: float, low: float, high: float) -> Measured:
+    if rule_holds(claim["supported"], low, high):
+        verdict = "supported"
+    elif rule_holds(claim["contradicted"], low, high):
+        verdict = "contradicted"
+    else:
+        verdict = "inconclusive"
+    return Measured(verdict, text, seeds, mean, low, high)
+
+
+def evaluate(claim: dict, runs: list[dict], bench: list[dict], preset: str, min_seeds: int) -> Measured:
+    if claim["source"] == "bench":
+        return measure_bench(claim, bench, preset)
+    return measure_runs(claim, runs, preset, min_seeds)
+
+
+# -------------------------------------------------------------------------------- markdown
+
+
+def build_report(claims: dict[str, Any], results: Path, preset: str = "default", on_unreadable=None) -> str:
+    from seqbench.bench import read_bench
+    from seqbench.registry import PRESETS
+
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    runs = list(iter_rows(read_runs(results, on_unreadable=on_unreadable)))
+    bench = list(iter_rows(read_bench(results, on_unreadable=on_unreadable)))
+    min_seeds = int(claims.get("min_seeds", 2))
+    lines = [
+        f"# Reproduction report: {claims.get('title', 'claims')}",
+        "",
+        f"Results: `{results}` ({len(runs)} run rows, {len(bench)} bench rows), preset **{preset}**, "
+        f"generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.",
+        "",
+        claims.get("note", ""),
+        "",
+        "Intervals: one model's metric is mean ± the 95% Student-t interval over seeds; a difference between "
+        "two models is mean ± the 95% Welch interval; throughput ratios are of median step times (no interval).",
+        "",
+        "| claim | paper | measured | seeds | verdict | rule | command |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    counts: dict[str, int] = {}
+    for claim in claims.get("claims", []):
+        result = evaluate(claim, runs, bench, preset, min_seeds)
+        counts[result.verdict] = counts.get(result.verdict, 0) + 1
+        rule = f"supported if {rule_text(claim['supported'])}; contradicted if {rule_text(claim['contradicted'])}"
+        block = claim["presets"].get(preset, {})
+        setting = ", ".join([*block.get("set", []), *block.get("grid", [])])
+        command = "<br>".join(f"`{c}`" for c in commands(claim, preset, results)) or "(no command for this preset)"
+        lines.append(f"| **{claim['id']}**: {claim['claim']}{f' ({setting})' if setting else ''} | "
+                     f"{claim['paper_value']} | {result.text} | {result.seeds} | **{result.verdict}** | {rule} | "
+                     f"{command} |")
+    lines += ["", "Verdicts: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())), ""]
+    return "\n".join(lines)
