@@ -71,9 +71,7 @@ def build(rows: list[dict[str, Any]], task: str | None = None) -> list[Entry]:
     rows = [r for r in rows if task is None or r["task"] == task]
     settings = [_setting_of(r) for r in rows]
     # A setting key is shown when it varies between runs of the same task, preset and model.
-    varying: dict[tuple, set[str]] = {}
-    for row, setting in zip(rows, settings):
-        varying.setdefault((row["task"], row["preset"], row["model"]), set())
+    varying: dict[tuple, set[str]] = {(r["task"], r["preset"], r["model"]): set() for r in rows}
     for key in varying:
         same = [s for r, s in zip(rows, settings) if (r["task"], r["preset"], r["model"]) == key]
         varying[key] = {k for k in set().union(*same) if len({json.dumps(s.get(k)) for s in same}) > 1}

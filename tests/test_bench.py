@@ -48,9 +48,9 @@ def test_bench_writes_one_complete_row_per_model_and_length(registries, tmp_path
 
 def test_flop_count_includes_cpu_attention(registries):
     import torch
-    from seqbench_plugins.transformer import TransformerConfig, build
 
     from seqbench.bench import bench_info
+    from seqbench_plugins.transformer import TransformerConfig, build
 
     d, L = 16, 64
     model = build(TransformerConfig(d_model=d, n_layers=1, n_heads=2), bench_info(L))

@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pytest
-from seqbench_tasks.mqar import MQARConfig
 
 from seqbench.config import ConfigError, TrainConfig, apply_overrides, parse_overrides
 from seqbench.errors import UserError
 from seqbench.runner import resolve_run_config
+from seqbench_tasks.mqar import MQARConfig
 
 
 def test_presets_and_overrides_resolve_to_a_frozen_typed_config(registries):

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import torch
-from seqbench_tasks.mqar import MQARConfig, MQARData, generate_mqar
 
 from seqbench.api import IGNORE_INDEX
 from seqbench.data import split_generator
+from seqbench_tasks.mqar import MQARConfig, MQARData, generate_mqar
 
 
 def _recall_by_lookup(tokens: torch.Tensor, num_kv_pairs: int) -> dict[int, int]:
