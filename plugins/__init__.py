@@ -9,6 +9,10 @@ from seqbench.registry import ModelSpec
 
 _SIZES = {"smoke": {"d_model": 16, "n_layers": 1}, "default": {}, "paper": {"d_model": 128, "n_layers": 2}}
 
+# TGN's default is sized so `seqbench run --model tgn --task mqar` learns MQAR on a 2-core CPU in < 180 s.
+_TGN_SIZES = {"smoke": {"d_model": 16, "n_layers": 1, "n_heads": 2, "chunk_size": 8}, "default": {},
+              "paper": {"d_model": 128, "n_layers": 2}}
+
 
 @hookimpl
 def seqbench_register_models(registry):
@@ -23,3 +27,18 @@ def seqbench_register_models(registry):
         "mamba", build="seqbench_plugins.mamba:build", config="seqbench_plugins.mamba:MambaConfig",
         description="Mamba-1 selective SSM (mamba-ssm kernels on CUDA, chunked PyTorch scan elsewhere)",
         presets=_SIZES))
+    registry.add(ModelSpec(
+        "tgn", build="seqbench_plugins.tgn:build", config="seqbench_plugins.tgn:TGNConfig",
+        description="Thermodynamic Gated Network: GRU/Mamba + causal attention mixed by a sparse learned gate",
+        variants=("parallel", "serial", "chunked"), presets=_TGN_SIZES))
+    # Graph models take the graph view and read any token task as a chain graph over its positions.
+    registry.add(ModelSpec(
+        "gcn", build="seqbench_plugins.gcn:build", config="seqbench_plugins.gcn:GCNConfig",
+        description="GCN (torch_geometric GCNConv): k layers see exactly k hops, no positions",
+        inputs=frozenset({"graph", "tokens"}),
+        presets={"smoke": {"d_model": 16}, "default": {}, "paper": {"d_model": 128, "n_layers": 3}}))
+    registry.add(ModelSpec(
+        "graphgps", build="seqbench_plugins.graphgps:build", config="seqbench_plugins.graphgps:GraphGPSConfig",
+        description="GraphGPS (torch_geometric GPSConv): local GIN + global attention, Laplacian PE",
+        inputs=frozenset({"graph", "tokens"}),
+        presets={"smoke": {"d_model": 16, "n_heads": 2}, "default": {}, "paper": {"d_model": 128, "n_layers": 1}}))

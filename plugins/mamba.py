@@ -73,6 +73,8 @@ class MambaBlock(nn.Module):
         A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)  # (E, N)
         self.A_log = nn.Parameter(torch.log(A))
         self.D = nn.Parameter(torch.ones(d_inner))
+        # mamba_ssm's marker, honoured by seqbench.lit: decaying A_log would pull every rate toward 1.
+        self.A_log._no_weight_decay = True
         self.kernel_path = "mamba:torch-chunked"  # updated by each forward to the path that ran
 
     def _init_dt(self, dt_min: float, dt_max: float, dt_floor: float = 1e-4) -> None:
@@ -98,8 +100,10 @@ class MambaBlock(nn.Module):
         y = scan(x, dt, -torch.exp(self.A_log.float()), B.transpose(1, 2).contiguous(),
                  C.transpose(1, 2).contiguous(), self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
                  delta_softplus=True)  # (B, E, T)
-        self.kernel_path = ("mamba:cuda" if causal_conv1d_fn is not None else "mamba:cuda-scan") if fast \
-            else "mamba:torch-chunked"
+        if not fast:
+            self.kernel_path = "mamba:torch-chunked"
+        else:  # without causal-conv1d, mamba-ssm's scan still runs, after a plain Conv1d
+            self.kernel_path = "mamba:cuda" if causal_conv1d_fn is not None else "mamba:cuda-scan"
         return self.out_proj(y.transpose(1, 2))  # (B, T, D)
 
 

@@ -10,9 +10,9 @@ Both take mamba_ssm's ``selective_scan_fn`` arguments and layouts, so the three 
 
 :func:`selective_scan_ref` is the loop above, written to be obviously right; tests hold the fast
 path to it. :func:`selective_scan_fast` is the run-time path on CPU (and on CUDA without mamba-ssm).
-Its core, :class:`_ChunkedScan`, walks time in chunks of ``CHUNK`` steps: a chunk's decays, inputs
+Its core, :class:`_ChunkedScan`, walks time in chunks of a few steps: a chunk's decays, inputs
 and states live only while that chunk is processed, so the (B, L, D, N) state tensor is never
-materialised, each chunk stays in cache, and only the chunk-start states (L / CHUNK of them) are
+materialised, each chunk stays in cache, and only the chunk-start states (one per chunk) are
 saved for backward. The backward is derived by hand (a reverse scan per chunk, re-running the
 chunk's forward from its saved start state) instead of letting autograd record 1000s of small ops.
 
@@ -23,11 +23,38 @@ decay exp(delta_t * A) differs per (channel, state) pair. A sequential scan insi
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
-CHUNK = 64  # time steps per chunk: (CHUNK, B, D, N) floats should fit in cache; measured best of 32-128
+# Steps per chunk: as many as keep one (K, B, N, D) buffer near CHUNK_ELEMENTS floats (a few such buffers
+# then fit in cache), at most CHUNK. Measured best on 2 cores: 32 steps at B*N*D = 8*16*128 (of 32-256),
+# 4 steps at 64*16*128 (of 4-64).
+CHUNK = 32
+CHUNK_ELEMENTS = 1 << 19
 LOG2_E = 1.4426950408889634
+# Intra-op threads inside the CPU scan (None: torch's setting). The scan is hundreds of mid-size ops and
+# each multi-threaded op pays a fork/join; on this project's shared 2-core machine, with other jobs
+# running, a join often waits a whole time slice: one layer's forward+backward took 1.7 s with 1 thread
+# in the scan vs 4.1 s with 2 (each at its best chunk length; mambapy: 6.3 s), all else at 2 threads.
+# The per-step updates are below torch's parallel grain size anyway, so a quiet machine loses little.
+SCAN_THREADS: int | None = 1
+
+
+@contextlib.contextmanager
+def _scan_context(device: torch.device):
+    """Full precision throughout (autocast would run the batched matmuls in bf16/fp16), SCAN_THREADS on CPU."""
+    with torch.autocast(device.type, enabled=False):
+        previous = torch.get_num_threads()
+        if device.type != "cpu" or SCAN_THREADS is None or SCAN_THREADS == previous:
+            yield
+            return
+        torch.set_num_threads(SCAN_THREADS)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
 
 def _prepare_delta(delta: torch.Tensor, delta_bias: torch.Tensor | None, delta_softplus: bool) -> torch.Tensor:
@@ -62,25 +89,46 @@ def selective_scan_fast(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B
                         delta_bias: torch.Tensor | None = None, delta_softplus: bool = False) -> torch.Tensor:
     """Same result as :func:`selective_scan_ref`, chunked with a hand-written backward (see module doc)."""
     delta = _prepare_delta(delta, delta_bias, delta_softplus)
-    # Time-major copies, so one step's (B, D) or (B, N) slice is contiguous for the scan loops.
-    y = _ChunkedScan.apply(*(t.permute(2, 0, 1).contiguous() for t in (u, delta)), A,
-                           *(t.permute(2, 0, 1).contiguous() for t in (B, C)))  # (L, B, D)
-    return _finish(y.permute(1, 2, 0), u, D, z)
+    # Time-major copies, so one step's (B, D) or (B, N) slice is contiguous for the scan loops; at least
+    # fp32, as mamba-ssm keeps its state (bf16 inputs under autocast would lose the recurrence).
+    dtype = torch.promote_types(u.dtype, torch.float32)
+    y = _ChunkedScan.apply(*(t.permute(2, 0, 1).to(dtype).contiguous() for t in (u, delta)), A.to(dtype),
+                           *(t.permute(2, 0, 1).to(dtype).contiguous() for t in (B, C)))  # (L, B, D)
+    return _finish(y.permute(1, 2, 0).to(u.dtype), u, D, z)
 
 
-def _chunk_states(h: torch.Tensor, delta: torch.Tensor, delta_u: torch.Tensor, A2_t: torch.Tensor,
-                  B: torch.Tensor, decay: torch.Tensor, states: torch.Tensor) -> None:
-    """Fill one chunk's ``decay`` and ``states`` (K, B, N, D) buffers from the state ``h`` (B, N, D) before it.
+class _ChunkBuffers:
+    """(K, B, N, D) work tensors allocated once per call and reused by every chunk (fresh multi-MB
+    tensors per chunk cost page faults), with their per-step row views made once (indexing a row per
+    step costs more Python time than the step's arithmetic).
 
-    delta, delta_u: (K, B, D); A2_t: (N, D), A * log2(e) (exp2 is ~3x faster than exp on CPU); B: (K, B, N).
     The state axis N comes before the channel axis D so the innermost loops run over D (long, contiguous)
     and the C and B contractions become row-vector-times-matrix products, which BLAS does well.
     """
+
+    def __init__(self, like: torch.Tensor, shape: tuple[int, ...], names: tuple[str, ...]):
+        self.tensors = {name: like.new_empty(shape) for name in names}
+        self.rows = {name: t.unbind(0) for name, t in self.tensors.items()}
+
+    def take(self, name: str, k: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The first ``k`` steps of a buffer, whole and as rows."""
+        return self.tensors[name][:k], self.rows[name][:k]
+
+
+def _chunk_states(h: torch.Tensor, delta: torch.Tensor, delta_u: torch.Tensor, A2_t: torch.Tensor,
+                  B: torch.Tensor, buffers: _ChunkBuffers, k: int):
+    """One chunk's decays and states, from the state ``h`` (B, N, D) before it; returns their buffers.
+
+    delta, delta_u: (K, B, D); A2_t: (N, D), A * log2(e) (exp2 is ~3x faster than exp on CPU); B: (K, B, N).
+    """
+    decay, decay_rows = buffers.take("decay", k)  # (K, B, N, D)
+    states, state_rows = buffers.take("states", k)  # (K, B, N, D)
     torch.exp2(torch.mul(delta[:, :, None, :], A2_t, out=decay), out=decay)  # exp(delta_t A)
     torch.mul(B[..., None], delta_u[:, :, None, :], out=states)  # the inputs, scanned in place below
-    states[0].addcmul_(decay[0], h)
-    for t in range(1, states.shape[0]):
-        states[t].addcmul_(decay[t], states[t - 1])
+    state_rows[0].addcmul_(decay_rows[0], h)
+    for t in range(1, k):
+        state_rows[t].addcmul_(decay_rows[t], state_rows[t - 1])
+    return decay, decay_rows, states
 
 
 def _sum_n(vec: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
@@ -97,64 +145,77 @@ def _sum_d(states: torch.Tensor, vec: torch.Tensor, scratch: torch.Tensor) -> to
 class _ChunkedScan(torch.autograd.Function):
     """y_t = C_t . h_t with h_t = exp(delta_t A) h_{t-1} + delta_t u_t B_t; time-major inputs.
 
-    u, delta: (L, B, D); A: (D, N); B, C: (L, B, N) -> y: (L, B, D). Chunk buffers are allocated once
-    and reused: fresh multi-MB tensors per chunk would cost page faults on every chunk.
+    u, delta: (L, B, D); A: (D, N); B, C: (L, B, N) -> y: (L, B, D).
     """
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C):
-        length, batch, dim = u.shape
-        A2_t = (A * LOG2_E).t().contiguous()  # (N, D)
-        delta_u = delta * u  # (L, B, D)
-        decay = u.new_empty(min(CHUNK, length), batch, A.shape[1], dim)  # (K, B, N, D)
-        states = torch.empty_like(decay)
-        h = u.new_zeros(batch, A.shape[1], dim)  # (B, N, D)
-        starts, ys = [], []
-        for lo in range(0, length, CHUNK):
-            k = min(CHUNK, length - lo)
-            starts.append(h)
-            _chunk_states(h, delta[lo:lo + k], delta_u[lo:lo + k], A2_t, B[lo:lo + k], decay[:k], states[:k])
-            ys.append(_sum_n(C[lo:lo + k], states[:k]))  # (K, B, D)
-            h = states[k - 1].clone()
-        ctx.save_for_backward(u, delta, A, B, C, torch.stack(starts))
-        return torch.cat(ys)
+        with _scan_context(u.device):
+            return _ChunkedScan._forward(ctx, u, delta, A, B, C)
 
     @staticmethod
     def backward(ctx, grad_y):
+        with _scan_context(grad_y.device):
+            return _ChunkedScan._backward(ctx, grad_y)
+
+    @staticmethod
+    def _forward(ctx, u, delta, A, B, C):
+        length, batch, dim = u.shape
+        A2_t = (A * LOG2_E).t().contiguous()  # (N, D)
+        delta_u = delta * u  # (L, B, D)
+        chunk = ctx.chunk = max(1, min(CHUNK, CHUNK_ELEMENTS // (batch * A.shape[1] * dim), length))
+        buffers = _ChunkBuffers(u, (chunk, batch, A.shape[1], dim), ("decay", "states"))
+        starts = u.new_empty(-(-length // chunk), batch, A.shape[1], dim)  # (chunks, B, N, D): h before each
+        starts[0].zero_()
+        y = torch.empty_like(u)  # (L, B, D)
+        for index, lo in enumerate(range(0, length, chunk)):
+            k = min(chunk, length - lo)
+            _, _, states = _chunk_states(starts[index], delta[lo:lo + k], delta_u[lo:lo + k], A2_t, B[lo:lo + k],
+                                         buffers, k)
+            torch.bmm(C[lo:lo + k].view(k * batch, 1, -1), states.view(k * batch, -1, dim),
+                      out=y[lo:lo + k].view(k * batch, 1, dim))  # y_t = C_t . h_t
+            if index + 1 < starts.shape[0]:
+                starts[index + 1].copy_(states[k - 1])
+        ctx.save_for_backward(u, delta, A, B, C, starts)
+        return y
+
+    @staticmethod
+    def _backward(ctx, grad_y):
         u, delta, A, B, C, starts = ctx.saved_tensors
         grad_y = grad_y.contiguous()
         length = u.shape[0]
         A_t = A.t().contiguous()  # (N, D)
         A2_t = A_t * LOG2_E
         delta_u = delta * u  # (L, B, D)
-        decay = u.new_empty(min(CHUNK, length), *starts.shape[1:])  # (K, B, N, D)
-        states, grad_h, scratch = torch.empty_like(decay), torch.empty_like(decay), torch.empty_like(decay)
+        chunk = ctx.chunk
+        buffers = _ChunkBuffers(u, (chunk, *starts.shape[1:]), ("decay", "states", "grad_h", "scratch"))
         grad_u, grad_delta, grad_B, grad_C = (torch.empty_like(t) for t in (u, delta, B, C))
         grad_A_t = torch.zeros_like(A_t)  # (N, D)
         carry = None  # d loss / d h_t at the last step of the previous chunk, through the next chunk's decay
         for index in reversed(range(starts.shape[0])):
-            lo = index * CHUNK
-            k = min(CHUNK, length - lo)
+            lo = index * chunk
+            k = min(chunk, length - lo)
             rows = slice(lo, lo + k)
-            dec, st, gh, tmp = decay[:k], states[:k], grad_h[:k], scratch[:k]
             h0 = starts[index]  # (B, N, D)
             d, gy = delta[rows], grad_y[rows]  # (K, B, D)
-            _chunk_states(h0, d, delta_u[rows], A2_t, B[rows], dec, st)
-            grad_C[rows] = _sum_d(st, gy, tmp)
+            decay, decay_rows, states = _chunk_states(h0, d, delta_u[rows], A2_t, B[rows], buffers, k)
+            grad_h, grad_h_rows = buffers.take("grad_h", k)  # (K, B, N, D)
+            scratch, _ = buffers.take("scratch", k)
+            grad_C[rows] = _sum_d(states, gy, scratch)
             # grad_h[t] = C_t gy_t + decay[t+1] grad_h[t+1]: a reverse scan, in place.
-            torch.mul(C[rows, :, :, None], gy[:, :, None, :], out=gh)
+            torch.mul(C[rows, :, :, None], gy[:, :, None, :], out=grad_h)
             if carry is not None:
-                gh[-1] += carry
+                grad_h_rows[k - 1].add_(carry)
             for t in range(k - 2, -1, -1):
-                gh[t].addcmul_(dec[t + 1], gh[t + 1])
-            carry = dec[0] * gh[0]
+                grad_h_rows[t].addcmul_(decay_rows[t + 1], grad_h_rows[t + 1])
+            carry = decay_rows[0] * grad_h_rows[0]
             # d loss / d (delta_t A) = grad_h[t] * decay[t] * h_{t-1}, written over decay's memory.
-            grad_log_decay = dec.mul_(gh)  # (K, B, N, D)
-            grad_log_decay[1:].mul_(st[:-1])
+            grad_log_decay = decay.mul_(grad_h)  # (K, B, N, D)
+            grad_log_decay[1:].mul_(states[:-1])
             grad_log_decay[0].mul_(h0)
-            grad_A_t += torch.mul(grad_log_decay, d[:, :, None, :], out=tmp).sum((0, 1))
-            grad_delta_u = _sum_n(B[rows], gh)  # (K, B, D): d loss / d (delta_t u_t)
-            grad_delta[rows] = torch.mul(grad_log_decay, A_t, out=tmp).sum(2) + grad_delta_u * u[rows]
+            grad_A_t += torch.mul(grad_log_decay, d[:, :, None, :], out=scratch).sum((0, 1))
+            grad_delta_u = _sum_n(B[rows], grad_h)  # (K, B, D): d loss / d (delta_t u_t)
+            grad_delta[rows] = torch.mul(grad_log_decay, A_t, out=scratch).sum(2) + grad_delta_u * u[rows]
             grad_u[rows] = grad_delta_u * d
-            grad_B[rows] = _sum_d(gh, delta_u[rows], tmp)
+            grad_B[rows] = _sum_d(grad_h, delta_u[rows], scratch)
         return grad_u, grad_delta, grad_A_t.t(), grad_B, grad_C

@@ -30,6 +30,7 @@ class TaskInfo:
     pad_id: int | None = None  # left padding token, when sequences vary in length
     ignore_index: int = IGNORE_INDEX
     metric: Literal["accuracy", "perplexity"] = "accuracy"
+    ordinal: bool = False  # classes are ordered numbers (e.g. distances): also record ``mae`` of argmax
 
 
 @dataclass

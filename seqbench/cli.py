@@ -82,7 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"(preset {config.preset}, seed {config.seed}, config {config.config_hash()})")
     console.print_json(json.dumps(config.to_dict()))
     options = RunOptions(results_dir=Path(args.results), device=args.device, devices=args.devices,
-                         strategy=args.strategy, num_nodes=args.num_nodes, progress=not args.no_progress)
+                         strategy=args.strategy, num_nodes=args.num_nodes, progress=not args.no_progress,
+                         probes=tuple(args.probe or ()))
     row = run(registries, config, options)
     _print_row(console, row)
     return 0 if row["status"] == "ok" else 1
@@ -92,13 +93,39 @@ def _print_row(console, row: dict) -> None:
     from rich.table import Table
 
     table = Table(show_header=False, title=f"result {row['run_id']}", title_justify="left")
-    for key in ("status", "accuracy", "perplexity", "loss", "gate_rate", "accuracy_hard", "tokens_per_sec",
+    for key in ("status", "accuracy", "perplexity", "mae", "loss", "gate_rate", "accuracy_hard", "gate_rate_hard",
+                "attn_flop_fraction_hard", "lambda", "tokens_per_sec",
                 "n_params", "steps", "wall_time_s", "device", "kernels"):
         value = row.get(key)
         if value is not None:
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     table.add_row("written to", row["path"])
     console.print(table)
+
+
+# ------------------------------------------------------------------------------ describe
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from seqbench.describe import describe_task
+
+    report = describe_task(_registries(), args.task, preset=args.preset, seed=args.seed, overrides=args.set or [])
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(show_header=False, title=f"task {report['task']} (preset {report['preset']})", title_justify="left")
+    for key, value in report.items():
+        if key in ("task", "preset"):
+            continue
+        if key == "label_distribution":
+            value = "  ".join(f"{label}: {share:.1%}" for label, share in value.items())
+        elif isinstance(value, float):
+            value = f"{value:.4g}"
+        table.add_row(key, str(value))
+    _console().print(table)
+    return 0
 
 
 # --------------------------------------------------------------------------- leaderboard
@@ -354,7 +381,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
     p.add_argument("--num-nodes", type=int, default=1)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.add_argument("--probe", action="append", choices=["rank"],
+                   help="record a probe in the curves at each evaluation (rank: per-layer effective rank)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("describe", help="a task's train split: size, label distribution, majority-class rate")
+    p.add_argument("--task", required=True)
+    p.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", metavar="task.KEY=VALUE", help="override a task setting; repeatable")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("leaderboard", help="rank models per task from a results folder")
     p.add_argument("--results", default="results")

@@ -3,7 +3,10 @@
 A task subclasses :class:`TensorTaskData` and implements ``info()`` and ``generate(split,
 generator)``. The base class gives every task the same guarantees: each split has its own seed
 stream (train, val and test never share one), generated splits are cached on disk under a key of
-(task, version, config, seed, split), and a data fingerprint hashes the tensors actually used.
+(task, version, config, seed, split, source), and a data fingerprint hashes the tensors actually used.
+
+A split may hold extra tensors besides "tokens" and "targets" (e.g. a 0-d "vocab_size" for a task
+whose vocabulary comes from its data); they are cached and fingerprinted but not batched.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +58,7 @@ class TensorTaskData(L.LightningDataModule):
 
     name: str = ""  # set by subclasses: the registered task name
     version: int = 1  # bump whenever the generator's output changes (invalidates the cache)
+    seeded: bool = True  # False for data read from files: the seed then takes no part in the cache key
 
     def __init__(self, config: Any, seed: int, batch_size: int):
         super().__init__()
@@ -61,6 +66,8 @@ class TensorTaskData(L.LightningDataModule):
         self.seed = seed
         self.batch_size = batch_size
         self.splits: dict[str, dict[str, torch.Tensor]] = {}
+        # split -> ("generated" | "cache", seconds), so `seqbench describe` can report the cost
+        self.load_report: dict[str, tuple[str, float]] = {}
 
     # -- for subclasses ---------------------------------------------------------------------
     def info(self) -> TaskInfo:
@@ -70,11 +77,14 @@ class TensorTaskData(L.LightningDataModule):
         """Return {"tokens": (N, T) int64, "targets": (N, T) or (N,) int64} for ``split``."""
         raise NotImplementedError
 
+    def source_key(self) -> str | None:
+        """Identity of external input data (e.g. a hash of the files read), part of the cache key."""
+        return None
+
     # -- Lightning --------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         for split in SPLITS:
-            if split not in self.splits:
-                self.splits[split] = self._load_or_generate(split)
+            self.split_data(split)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -98,19 +108,37 @@ class TensorTaskData(L.LightningDataModule):
                           drop_last=shuffle and len(dataset) >= self.batch_size)
 
     def cache_key(self, split: str) -> str:
-        blob = json.dumps({"task": self.name, "version": self.version, "seed": self.seed, "split": split,
-                           "config": dataclasses.asdict(self.config)}, sort_keys=True)
+        blob = json.dumps({"task": self.name, "version": self.version, "seed": self.seed if self.seeded else None,
+                           "split": split, "config": dataclasses.asdict(self.config), "source": self.source_key()},
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
-    def _load_or_generate(self, split: str) -> dict[str, torch.Tensor]:
+    def cache_path(self, split: str) -> Path | None:
         root = cache_dir()
-        path = root / self.name / f"{self.cache_key(split)}.pt" if root else None
+        return root / self.name / f"{self.cache_key(split)}.pt" if root else None
+
+    def split_data(self, split: str) -> dict[str, torch.Tensor]:
+        """One split, loaded or generated on first use (a generator may need another split, e.g. to
+        keep test sequences out of training)."""
+        if split not in self.splits:
+            self.splits[split] = self._load_or_generate(split)
+        return self.splits[split]
+
+    def _load_or_generate(self, split: str) -> dict[str, torch.Tensor]:
+        path = self.cache_path(split)
+        start = time.perf_counter()
         if path is not None and path.exists():
             try:
-                return torch.load(path, weights_only=True)
-            except Exception:  # a corrupt cache entry is regenerated, never trusted
+                data = torch.load(path, weights_only=True)
+                _check_split(data)
+                self.load_report[split] = ("cache", time.perf_counter() - start)
+                return data
+            except Exception:  # a corrupt or truncated cache entry is regenerated, never trusted
                 path.unlink(missing_ok=True)
+        start = time.perf_counter()
         data = self.generate(split, split_generator(self.seed, split))
+        _check_split(data)
+        self.load_report[split] = ("generated", time.perf_counter() - start)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -118,3 +146,15 @@ class TensorTaskData(L.LightningDataModule):
             torch.save(data, tmp)
             os.replace(tmp, path)
         return data
+
+
+def _check_split(data: Any) -> None:
+    if not (isinstance(data, dict) and all(isinstance(data.get(k), torch.Tensor) for k in ("tokens", "targets"))
+            and len(data["tokens"]) == len(data["targets"])):
+        raise ValueError("a split must be {'tokens': Tensor, 'targets': Tensor} with one row per example")
+
+
+def row_digests(tokens: torch.Tensor) -> list[bytes]:
+    """A 16-byte digest per row: to de-duplicate sequences within and across splits."""
+    rows = tokens.contiguous().numpy()
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanAbsoluteError, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from seqbench.api import ModelOutput, TaskInfo
@@ -25,6 +25,11 @@ def gate_threshold(module: nn.Module) -> float:
     return float(getattr(module, "gate_threshold", 0.5))
 
 
+def has_gate_modes(module: nn.Module) -> bool:
+    """A module with ``set_gate_mode("soft"|"hard")`` is tested twice: soft, then hard-gated (``*_hard``)."""
+    return callable(getattr(module, "set_gate_mode", None))
+
+
 class EvalMetrics(nn.Module):
     """torchmetrics accumulators for one evaluation pass (validation curve point or final test)."""
 
@@ -36,6 +41,8 @@ class EvalMetrics(nn.Module):
         self.gate_rate = MeanMetric()
         self.gate_mean = MeanMetric()
         self.extras = nn.ModuleDict()
+        # Ordinal tasks: how far off the predicted class is, not just whether it is right.
+        self.mae = MeanAbsoluteError() if info.ordinal else None
         self.ignore_index = info.ignore_index
 
     def update(self, out: ModelOutput, targets: torch.Tensor, threshold: float) -> None:
@@ -47,6 +54,9 @@ class EvalMetrics(nn.Module):
         loss = F.cross_entropy(logits.float(), flat, ignore_index=self.ignore_index)
         self.loss.update(loss, weight=scored)
         self.accuracy.update(logits, flat)
+        if self.mae is not None:
+            keep = flat != self.ignore_index
+            self.mae.update(logits[keep].argmax(-1).float(), flat[keep].float())
         if out.gates is not None:
             gates = out.gates.detach().float()
             self.gate_rate.update((gates > threshold).float().mean(), weight=gates.numel())
@@ -64,6 +74,8 @@ class EvalMetrics(nn.Module):
         result["accuracy"] = float(self.accuracy.compute())
         if metric == "perplexity":
             result["perplexity"] = math.exp(min(result["loss"], 50.0))
+        if self.mae is not None:
+            result["mae"] = float(self.mae.compute())
         if self.gate_rate.update_count:
             result["gate_rate"] = float(self.gate_rate.compute())
             result["gate_mean"] = float(self.gate_mean.compute())
@@ -74,22 +86,29 @@ class EvalMetrics(nn.Module):
     def reset(self) -> None:
         for child in (self.accuracy, self.loss, self.gate_rate, self.gate_mean, *self.extras.values()):
             child.reset()
+        if self.mae is not None:
+            self.mae.reset()
 
 
 class SeqbenchModule(L.LightningModule):
     """Cross-entropy (+ ``lambda * mean(gate)`` for gated models) with AdamW and warm-up/cosine.
 
-    After a run: ``curve`` holds one dict per evaluation, ``test_metrics`` the final test metrics,
-    ``diverged`` whether a non-finite loss stopped training.
+    After a run: ``curve`` holds one dict per evaluation (plus, for gated models, one per training
+    step with ``lambda``, ``train_loss``, ``train_gate_rate``, ``train_gate_mean``; evaluation points
+    are the rows with ``accuracy``), ``test_metrics`` the final test metrics, ``diverged`` whether a
+    non-finite loss stopped training.
     """
 
-    def __init__(self, module: nn.Module, info: TaskInfo, train: TrainConfig):
+    def __init__(self, module: nn.Module, info: TaskInfo, train: TrainConfig, probes: tuple[str, ...] = ()):
         super().__init__()
+        self.probes = probes
+        self.probe_tokens: torch.Tensor | None = None  # the fixed batch probes read (first validation batch)
         self.module = module
         self.info = info
         self.train_config = train
         self.val_metrics = EvalMetrics(info)
         self.test_metrics_acc = EvalMetrics(info)
+        self.test_metrics_hard = EvalMetrics(info)
         self.curve: list[dict[str, float]] = []
         self.test_metrics: dict[str, float] = {}
         self.diverged = False
@@ -111,6 +130,11 @@ class SeqbenchModule(L.LightningModule):
         if out.gates is not None and hasattr(self.module, "gate_lambda"):
             self.last_lambda = float(self.module.gate_lambda(self.global_step, loss.detach()))
             total = loss + self.last_lambda * out.gates.mean()
+            gates = out.gates.detach().float()
+            self.curve.append({"step": float(self.global_step), "lambda": self.last_lambda,
+                               "train_loss": float(loss.detach()),
+                               "train_gate_rate": float((gates > gate_threshold(self.module)).float().mean()),
+                               "train_gate_mean": float(gates.mean())})
         if not torch.isfinite(total):
             self.diverged = True
             self.trainer.should_stop = True
@@ -121,6 +145,8 @@ class SeqbenchModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         tokens, targets = batch
+        if batch_idx == 0 and self.probe_tokens is None:
+            self.probe_tokens = tokens
         self.val_metrics.update(self(tokens), targets, gate_threshold(self.module))
 
     def on_validation_epoch_end(self) -> None:
@@ -131,21 +157,39 @@ class SeqbenchModule(L.LightningModule):
         point = {"step": float(self.global_step), **metrics}
         if hasattr(self.module, "gate_lambda"):
             point["lambda"] = self.last_lambda
+        if "rank" in self.probes and self.probe_tokens is not None:
+            from seqbench.probes import layer_ranks
+
+            point.update(layer_ranks(self.module, self.probe_tokens))
         self.curve.append(point)
         self.log("val_acc", metrics["accuracy"], prog_bar=True)
 
     def test_step(self, batch, batch_idx):
         tokens, targets = batch
         self.test_metrics_acc.update(self(tokens), targets, gate_threshold(self.module))
+        if has_gate_modes(self.module):
+            self.module.set_gate_mode("hard")
+            try:
+                self.test_metrics_hard.update(self(tokens), targets, gate_threshold(self.module))
+            finally:
+                self.module.set_gate_mode("soft")
 
     def on_test_epoch_end(self) -> None:
         self.test_metrics = self.test_metrics_acc.compute(self.info.metric)
         self.test_metrics_acc.reset()
+        if has_gate_modes(self.module):
+            hard = self.test_metrics_hard.compute(self.info.metric)
+            self.test_metrics_hard.reset()
+            self.test_metrics.update({f"{name}_hard": value for name, value in hard.items()})
+        if hasattr(self.module, "gate_lambda"):
+            self.test_metrics["lambda"] = self.last_lambda
 
     def configure_optimizers(self):
         c = self.train_config
-        decay = [p for p in self.module.parameters() if p.ndim >= 2]
-        no_decay = [p for p in self.module.parameters() if p.ndim < 2]
+        # Matrices decay; biases, norms and parameters marked `_no_weight_decay` (mamba_ssm's convention) don't.
+        params = list(self.module.parameters())
+        decay = [p for p in params if p.ndim >= 2 and not getattr(p, "_no_weight_decay", False)]
+        no_decay = [p for p in params if p.ndim < 2 or getattr(p, "_no_weight_decay", False)]
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
                                        {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=(0.9, 0.98))
 

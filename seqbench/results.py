@@ -72,7 +72,9 @@ def run_table(row: dict[str, Any]) -> pa.Table:
 def write_run(results_dir: Path, row: dict[str, Any], curve: list[dict[str, float]]) -> Path:
     run_id = row["run_id"]
     if curve:
-        curve_rows = [{"run_id": run_id, **point} for point in curve]
+        # points may carry different keys (evaluation vs per-step training points): take the union
+        names = list(dict.fromkeys(key for point in curve for key in point))
+        curve_rows = [{"run_id": run_id, **{name: point.get(name) for name in names}} for point in curve]
         atomic_write_table(pa.Table.from_pylist(curve_rows), results_dir / "curves" / f"{run_id}.parquet")
     path = results_dir / "runs" / f"{run_id}.parquet"
     atomic_write_table(run_table(row), path)  # last: a row exists only when its curves do

@@ -29,6 +29,7 @@ class RunOptions:
     strategy: str = "auto"
     num_nodes: int = 1
     progress: bool = True
+    probes: tuple[str, ...] = ()  # seqbench.probes names, e.g. ("rank",): extra curve columns
     callbacks: tuple[Any, ...] = ()  # extra Lightning callbacks (e.g. a benchmark's step clock)
 
 
@@ -118,7 +119,9 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     run_id = f"{started:%Y%m%d-%H%M%S}-{config.model}-{config.task}-s{config.seed}-{uuid.uuid4().hex[:6]}"
     t0 = time.perf_counter()
     data, info, module = build_data_and_model(registries, config)
-    lit = SeqbenchModule(module, info, config.train)
+    if "rank" in options.probes and not callable(getattr(module, "probe_layers", None)):
+        raise UserError(f"--probe rank needs a model with probe_layers(); {config.model!r} has none")
+    lit = SeqbenchModule(module, info, config.train, probes=options.probes)
     meter = ThroughputMeter()
     callbacks: list[L.Callback] = [meter, *options.callbacks]
     if options.progress:

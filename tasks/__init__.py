@@ -16,3 +16,52 @@ def seqbench_register_tasks(registry):
             "paper": {"task": {"vocab_size": 8192, "seq_len": 512, "num_kv_pairs": 64, "num_train": 100_000,
                                "num_test": 3_000}, "train": {"max_steps": 20_000, "batch_size": 64, "lr": 1e-3}},
         }))
+    registry.add(TaskSpec(
+        "ring_distance", build="seqbench_tasks.ring_distance:RingDistanceData",
+        config="seqbench_tasks.ring_distance:RingDistanceConfig", version=1,
+        description="Shortest distance between two marked nodes of a ring (graph or sequence view)",
+        views=frozenset({"graph", "tokens"}),
+        presets={
+            "smoke": {"task": {"num_nodes": 12, "num_train": 256, "num_val": 64, "num_test": 64},
+                      "train": {"max_steps": 8, "batch_size": 32, "eval_every": 4, "eval_batches": 1}},
+            "default": {"task": {}, "train": {"max_steps": 1000, "batch_size": 64, "eval_every": 100}},
+            "paper": {"task": {"num_nodes": 100, "num_train": 100_000, "num_test": 5_000},
+                      "train": {"max_steps": 20_000, "batch_size": 64}},
+        }))
+    registry.add(TaskSpec(
+        "listops", build="seqbench_tasks.listops:ListOpsData", config="seqbench_tasks.listops:ListOpsConfig",
+        version=1, description="ListOps (Long Range Arena rules): value 0-9 of a nested MIN/MAX/MED/SM expression",
+        presets={
+            "smoke": {"task": {"min_len": 5, "max_len": 32, "num_train": 256, "num_val": 64, "num_test": 64},
+                      "train": {"max_steps": 8, "batch_size": 32, "eval_every": 4, "eval_batches": 1}},
+            "default": {"task": {}, "train": {"max_steps": 2000, "batch_size": 64, "eval_every": 200}},
+            # LRA: 96k/2k/2k expressions of 500-2000 tokens; the seed paper's L is 2048
+            "paper": {"task": {"min_len": 500, "max_len": 2048, "num_train": 96_000, "num_val": 2_000,
+                               "num_test": 2_000},
+                      "train": {"max_steps": 10_000, "batch_size": 32, "lr": 5e-4, "eval_every": 500}},
+        }))
+    registry.add(TaskSpec(
+        "assoc_recall", build="seqbench_tasks.assoc_recall:AssocRecallData",
+        config="seqbench_tasks.assoc_recall:AssocRecallConfig", version=1, causal=True,
+        description="Associative recall (H3/Hyena): k v pairs, then => and a key; predict its value",
+        presets={
+            "smoke": {"task": {"vocab_size": 10, "input_seq_len": 16, "num_train": 256, "num_val": 64,
+                               "num_test": 64},
+                      "train": {"max_steps": 8, "batch_size": 32, "eval_every": 4, "eval_batches": 1}},
+            "default": {"task": {}, "train": {"max_steps": 1500, "batch_size": 64, "eval_every": 100}},
+            # Hyena's setting (vocab 30, safari's 4000 training sequences) at the seed paper's L = 1024
+            "paper": {"task": {"vocab_size": 30, "input_seq_len": 1024, "num_train": 4_000, "num_val": 500,
+                               "num_test": 500},
+                      "train": {"max_steps": 20_000, "batch_size": 32, "lr": 5e-4, "eval_every": 500}},
+        }))
+    registry.add(TaskSpec(
+        "wikitext", build="seqbench_tasks.wikitext:WikiTextData", config="seqbench_tasks.wikitext:WikiTextConfig",
+        version=1, metric="perplexity", causal=True,
+        description="Word-level language modelling on WikiText-2/103 (needs task.data_dir or `datasets`)",
+        presets={
+            "smoke": {"task": {"seq_len": 16, "max_train_tokens": 4096, "max_val_tokens": 512},
+                      "train": {"max_steps": 8, "batch_size": 8, "eval_every": 4, "eval_batches": 1}},
+            "default": {"task": {}, "train": {"max_steps": 1500, "batch_size": 32, "eval_every": 250}},
+            "paper": {"task": {"name": "wikitext-103", "seq_len": 512},
+                      "train": {"max_steps": 50_000, "batch_size": 32, "lr": 5e-4, "eval_every": 1000}},
+        }))

@@ -88,11 +88,28 @@ def test_block_maps_shape_and_is_causal():
     assert block.kernel_path == "mamba:torch-chunked"
 
 
+def test_block_matches_mambapy_with_the_same_weights():
+    """An independent Mamba-1 implementation (mambapy, pure PyTorch) with our weights gives our outputs."""
+    mambapy = pytest.importorskip("mambapy.mamba")
+    theirs = mambapy.MambaBlock(mambapy.MambaConfig(d_model=16, n_layers=1, d_state=8, expand_factor=2, d_conv=4))
+    ours = MambaBlock(16, d_state=8, expand=2, d_conv=4)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 45, 16, requires_grad=True)
+    x_theirs = x.detach().clone().requires_grad_()
+    y, y_theirs = ours(x), theirs(x_theirs)
+    grad_out = torch.randn_like(y)
+    y.backward(grad_out)
+    y_theirs.backward(grad_out)
+    assert relative_error(y, y_theirs) < TOLERANCE
+    assert relative_error(x.grad, x_theirs.grad) < TOLERANCE
+    assert relative_error(ours.A_log.grad, theirs.A_log.grad) < TOLERANCE
+
+
 def test_block_dt_rank_auto_and_initial_dynamics():
     block = MambaBlock(40, d_state=8, expand=2)
     assert block.dt_rank == 3  # ceil(40 / 16)
     assert block.A_log.shape == (80, 8)
-    dt = torch.nn.functional.softplus(block.dt_proj.bias)
+    dt = torch.nn.functional.softplus(block.dt_proj.bias.detach())
     assert float(dt.min()) >= 1e-4 and float(dt.max()) <= 0.1 + 1e-6
 
 
@@ -195,3 +212,15 @@ def test_block_fast_and_ref_paths_agree_on_cuda(monkeypatch):
     ref = block(x)
     assert block.kernel_path == "mamba:torch-chunked"
     assert relative_error(fast, ref) < 1e-3
+
+
+def test_a_log_is_excluded_from_weight_decay():
+    from seqbench.config import TrainConfig
+    from seqbench.lit import SeqbenchModule
+
+    info = TaskInfo(name="toy", vocab_size=16, seq_len=8, num_classes=16, target="token", causal=True)
+    model = build(MambaConfig(d_model=8, n_layers=1), info)
+    optimizer = SeqbenchModule(model, info, TrainConfig()).configure_optimizers()["optimizer"]
+    decayed = {id(p) for group in optimizer.param_groups if group["weight_decay"] > 0 for p in group["params"]}
+    assert id(model.layers[0].mixer.A_log) not in decayed
+    assert id(model.layers[0].mixer.in_proj.weight) in decayed

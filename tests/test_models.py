@@ -14,8 +14,9 @@ PAIRS = [(m.name, v, t.name) for m in _REGISTRIES.models for v in m.variants for
          if m.inputs & t.views]
 
 
-def _setup(model, variant, task):
-    config = resolve_run_config(_REGISTRIES, model, task, variant=variant, preset="smoke", seed=0)
+def _setup(model, variant, task, overrides):
+    config = resolve_run_config(_REGISTRIES, model, task, variant=variant, preset="smoke", seed=0,
+                                overrides=overrides(task))
     data, info, module = build_data_and_model(_REGISTRIES, config)
     tokens, targets = next(iter(data.train_dataloader()))
     return info, module, tokens[:4], targets[:4]
@@ -26,8 +27,8 @@ def _logits(out):
 
 
 @pytest.mark.parametrize("model, variant, task", PAIRS, ids=[f"{m}-{v}-{t}" for m, v, t in PAIRS])
-def test_forward_backward_no_nan(model, variant, task):
-    info, module, tokens, targets = _setup(model, variant, task)
+def test_forward_backward_no_nan(model, variant, task, smoke_overrides):
+    info, module, tokens, targets = _setup(model, variant, task, smoke_overrides)
     out = module(tokens)
     logits = _logits(out)
     expected = (tokens.shape[0], info.seq_len, info.num_classes) if info.target == "token" else (
@@ -48,9 +49,9 @@ CAUSAL_PAIRS = [p for p in PAIRS if _REGISTRIES.tasks.get(p[2]).causal]
 
 
 @pytest.mark.parametrize("model, variant, task", CAUSAL_PAIRS, ids=[f"{m}-{v}-{t}" for m, v, t in CAUSAL_PAIRS])
-def test_causality(model, variant, task):
+def test_causality(model, variant, task, smoke_overrides):
     """Changing token t+1 leaves the outputs at positions <= t unchanged."""
-    info, module, tokens, _ = _setup(model, variant, task)
+    info, module, tokens, _ = _setup(model, variant, task, smoke_overrides)
     assert info.causal and info.target == "token"
     module.eval()
     with torch.no_grad():

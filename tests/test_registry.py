@@ -95,12 +95,10 @@ def test_task_spec_versions_match_their_data_modules(registries):
         assert load_target(spec.build).name == spec.name
 
 
-def test_task_spec_causal_flag_matches_task_info(registries):
+def test_task_spec_causal_flag_matches_task_info(registries, smoke_overrides):
     from seqbench.runner import build_data_and_model, resolve_run_config
 
     for spec in registries.tasks:
-        if spec.name == "wikitext":
-            continue  # needs a corpus on disk; its own tests check its TaskInfo
-        config = resolve_run_config(registries, "gru", spec.name, preset="smoke")
+        config = resolve_run_config(registries, "gru", spec.name, preset="smoke", overrides=smoke_overrides(spec.name))
         _, info, _ = build_data_and_model(registries, config)
         assert info.causal == spec.causal, spec.name
