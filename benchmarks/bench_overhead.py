@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="config override, e.g. model.d_model=8 (a tiny model isolates the per-step overhead)")
     parser.add_argument("--no-progress", action="store_true", help="seqbench side without its progress bar")
     parser.add_argument("--results", default="/tmp/seqbench-overhead")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -115,7 +117,7 @@ def main() -> None:
     # Evaluation only after the last step, outside the timed window, as in the plain loop.
     config = resolve_run_config(registries, args.model, args.task, preset=args.preset, seed=0,
                                 overrides=[f"train.max_steps={args.steps}", f"train.eval_every={args.steps}",
-                                           "train.eval_batches=1", "task.num_test=64"])
+                                           "train.eval_batches=1", "task.num_test=64", *args.set])
     harness, plain = [], []
     for round_index in range(args.rounds):
         harness.append(seqbench_side(registries, config, not args.no_progress, args.warmup, args.results))
@@ -126,6 +128,10 @@ def main() -> None:
     print(f"{args.model} on {args.task} (preset {args.preset}, batch {config.train.batch_size}, "
           f"seq_len {getattr(config.task_config, 'seq_len', '?')}, {args.steps} steps, {args.rounds} rounds, "
           f"progress bar {'off' if args.no_progress else 'on'}, {torch.get_num_threads()} threads)")
+    tokens = config.train.batch_size * config.task_config.seq_len
+    overhead_ms = 1000 * tokens * (1 / statistics.median(harness) - 1 / statistics.median(plain))
+    print(f"median step: seqbench {1000 * tokens / statistics.median(harness):.1f} ms, plain "
+          f"{1000 * tokens / statistics.median(plain):.1f} ms (harness overhead {overhead_ms:+.1f} ms per step)")
     print(f"median seqbench {statistics.median(harness):,.0f} tokens/s, median plain {statistics.median(plain):,.0f} "
           f"tokens/s, ratio seqbench/plain = {ratio:.3f} (target >= 0.95)")
 

@@ -12,7 +12,7 @@ where Linux allows it (``mem_kind`` says which one a row holds).
 FLOPs are counted, not derived by hand: ``torch.utils.flop_counter.FlopCounterMode`` over one forward
 (matmuls, convolutions and attention; elementwise work is not counted, as is usual for MFU), times 3
 for a training step (forward + backward). MFU = achieved FLOP/s over the peak FLOP/s of a large
-matmul measured in the same process, in the benchmark's dtype.
+matmul measured in the same process (before every length; the best so far), in the benchmark's dtype.
 
 Every row is written atomically as its own file under ``<results>/bench/``; a length that runs out of
 memory or over its time budget is recorded with status ``oom`` / ``timeout`` and the benchmark goes on.
@@ -182,23 +182,12 @@ def device_name(device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-_PEAK_FLOPS: dict[tuple, float] = {}  # measured once per process, device, dtype and size
-
-
-def measure_peak_flops(device, dtype=None, size: int | None = None, repeats: int = 5) -> float:
+def measure_peak_flops(device, dtype=None, size: int | None = None, repeats: int = 3) -> float:
     """FLOP/s of the best of ``repeats`` square matmuls: the device's attainable peak for MFU."""
     import torch
 
     dtype = dtype or torch.float32
     size = size or (8192 if device.type == "cuda" else 2048)
-    key = (str(device), str(dtype), size)
-    if key not in _PEAK_FLOPS:
-        _PEAK_FLOPS[key] = _best_matmul_flops(device, dtype, size, repeats)
-    return _PEAK_FLOPS[key]
-
-
-def _best_matmul_flops(device, dtype, size: int, repeats: int) -> float:
-    import torch
 
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
@@ -450,12 +439,15 @@ def run_bench(registries, options: BenchOptions,
             raise UserError(f"--gate-rate needs a model whose gates can be fixed (force_gate_rate), but "
                             f"{', '.join(lacking)} has none; bench those models in a separate call without "
                             "--gate-rate (rows from both calls share --results)")
-    peak = measure_peak_flops(device)
+    peak = 0.0
     common = {"preset": options.preset, "device": device_name(device), "dtype": "float32",
               "seqbench_version": __version__, "torch_version": torch.__version__, "git_sha": git_sha()}
     for bench_model in models:
         for mode in options.modes:
             for seq_len in sorted(lengths):
+                # Re-measured before every length and the best kept: on a shared machine one throttled
+                # measurement would otherwise set a low peak (and an MFU above 100%) for the whole run.
+                peak = max(peak, measure_peak_flops(device))
                 started = dt.datetime.now(dt.timezone.utc)
                 row = {**common, **measure(bench_model, mode, seq_len, options, device, peak), "started_at": started,
                        "bench_id": f"{started:%Y%m%d-%H%M%S}-{bench_model.name}-{bench_model.variant}-{mode}"

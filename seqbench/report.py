@@ -7,7 +7,8 @@ results; it never runs anything.
 
 Verdicts: ``supported`` when the whole 95% interval satisfies the claim's ``supported`` rule,
 ``contradicted`` when the whole interval satisfies its ``contradicted`` rule, ``inconclusive``
-otherwise (or with fewer seeds than ``min_seeds``), ``not yet measured`` when no row matches.
+otherwise (or with fewer seeds than ``min_seeds``, or at a preset not in ``decisive_presets``: the
+smoke preset checks plumbing, not claims), ``not yet measured`` when no row matches.
 """
 
 from __future__ import annotations
@@ -247,10 +248,17 @@ def _decide(claim: dict, text: str, seeds: str, mean: float, low: float, high: f
     return Measured(verdict, text, seeds, mean, low, high)
 
 
-def evaluate(claim: dict, runs: list[dict], bench: list[dict], preset: str, min_seeds: int) -> Measured:
+def evaluate(claim: dict, runs: list[dict], bench: list[dict], preset: str, min_seeds: int,
+             decisive: bool = True) -> Measured:
+    """The claim's measurement at ``preset``; a non-decisive preset (smoke) never gives a verdict."""
     if claim["source"] == "bench":
-        return measure_bench(claim, bench, preset)
-    return measure_runs(claim, runs, preset, min_seeds)
+        result = measure_bench(claim, bench, preset)
+    else:
+        result = measure_runs(claim, runs, preset, min_seeds)
+    if not decisive and result.verdict in ("supported", "contradicted"):
+        result.text += f" — would be {result.verdict}, but preset {preset} decides nothing"
+        result.verdict = "inconclusive"
+    return result
 
 
 # -------------------------------------------------------------------------------- markdown
@@ -265,6 +273,7 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
     runs = list(iter_rows(read_runs(results, on_unreadable=on_unreadable)))
     bench = list(iter_rows(read_bench(results, on_unreadable=on_unreadable)))
     min_seeds = int(claims.get("min_seeds", 2))
+    decisive = claims.get("decisive_presets", list(PRESETS))
     lines = [
         f"# Reproduction report: {claims.get('title', 'claims')}",
         "",
@@ -281,7 +290,7 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
     ]
     counts: dict[str, int] = {}
     for claim in claims.get("claims", []):
-        result = evaluate(claim, runs, bench, preset, min_seeds)
+        result = evaluate(claim, runs, bench, preset, min_seeds, decisive=preset in decisive)
         counts[result.verdict] = counts.get(result.verdict, 0) + 1
         rule = f"supported if {rule_text(claim['supported'])}; contradicted if {rule_text(claim['contradicted'])}"
         block = claim["presets"].get(preset, {})

@@ -124,7 +124,8 @@ def test_report_cli_writes_one_row_per_claim(cli, tmp_path):
     table = [line for line in text.splitlines() if line.startswith("| **")]
     assert code == 0 and len(table) == len(load_claims()["claims"])
     chance = next(line for line in table if "ar-rnn-chance" in line)
-    assert "**supported**" in chance and "0.051 ± " in chance
+    assert "**inconclusive**" in chance and "would be supported, but preset smoke decides nothing" in chance
+    assert "0.051 ± " in chance
     assert "seqbench sweep --models gru,transformer,tgn" in chance
     assert "95% Student-t interval" in text
     code, _, err = cli("report", "--results", tmp_path, "--preset", "huge")
