@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from seqbench.registry import build_registries
@@ -19,5 +21,9 @@ def test_smoke_run_is_ok(model, variant, task, tmp_path, smoke_overrides):
                                 overrides=smoke_overrides(task))
     row = run(_REGISTRIES, config, RunOptions(results_dir=tmp_path, progress=False))
     assert row["status"] == "ok", row.get("error")
+    assert 0 <= row["accuracy"] <= 1 and math.isfinite(row["loss"])
+    assert len(row["data_fingerprint"]) == 16
+    if _REGISTRIES.tasks.get(task).metric == "perplexity":
+        assert row["perplexity"] == pytest.approx(math.exp(row["loss"]), rel=1e-6)
     table = read_runs(tmp_path)
-    assert table.num_rows == 1 and table.column("accuracy")[0].as_py() is not None
+    assert table.num_rows == 1 and table.column("run_id")[0].as_py() == row["run_id"]
