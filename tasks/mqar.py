@@ -12,6 +12,11 @@ Worked example (vocab_size=16, seq_len=16, num_kv_pairs=2; keys in 1..7, values 
     targets: . .  . .  | 9 . . .  12 . . . . . . .    (. = ignore_index, not scored)
 
 The key 3 was bound to 9, so at the position of the query 3 the target is 9.
+
+Generation is vectorised in torch. At the paper preset (vocab 8192, L 512, 64 pairs) 10,000 sequences
+took 6.2 s of CPU time (one thread) on this project's 2-core CPU, so the 100,000-sequence training
+split needs about a minute of CPU (extrapolated); the per-row argsort over 4,095 key candidates makes
+its peak memory several GB when all 100,000 rows are drawn at once.
 """
 
 from __future__ import annotations
