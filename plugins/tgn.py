@@ -160,8 +160,8 @@ class TGNBlock(nn.Module):
         if self.c.variant != "chunked":
             return [[row.nonzero().squeeze(1)] for row in on]
         cs = self.c.chunk_size
-        return [[torch.arange(i * cs, min((i + 1) * cs, T), device=on.device) for i in row.nonzero().squeeze(1).tolist()]
-                for row in on]
+        return [[torch.arange(i * cs, min((i + 1) * cs, T), device=on.device)
+                 for i in row.nonzero().squeeze(1).tolist()] for row in on]
 
 
 class TGN(nn.Module):

@@ -157,6 +157,7 @@ def _serialise(levels: list[_Level], sizes: list[np.ndarray], n: int, seq_len: i
     """Top-down: each node's position in its (left-padded) sequence; write operator, digit and ``]``."""
     tokens = np.full((n, seq_len), PAD, dtype=np.int64)
     pos = seq_len - sizes[0]  # roots start after the left padding
+    parent_pos = pos
     for d, level in enumerate(levels):
         if d > 0:
             excl = np.cumsum(sizes[d]) - sizes[d]  # token offset of each node within its level

@@ -31,7 +31,7 @@ def stack_evaluate(row: list[int], max_args: int) -> tuple[int, int, int]:
     assert row[: len(row) - len(tokens)] == [0] * (len(row) - len(tokens)), "padding must all be on the left"
     stack: list[tuple[str, list[int]]] = []
     result, depth = None, 0
-    for i, token in enumerate(tokens):
+    for token in tokens:
         assert result is None, "tokens after the expression ended"
         if token in NAMES:
             stack.append((NAMES[token], []))
