@@ -16,7 +16,6 @@ run's tokens/s is tokens per step over its median step period.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 
@@ -24,6 +23,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from seqbench.lit import build_optimizer
 from seqbench.registry import build_registries
 from seqbench.runner import RunOptions, build_data_and_model, resolve_run_config, run
 
@@ -62,18 +62,7 @@ def plain_side(registries, config, warmup: int) -> float:
     torch.use_deterministic_algorithms(False)  # torch's default; seqbench turns it on for its CPU runs
     data, info, module = build_data_and_model(registries, config)
     c = config.train
-    decay = [p for p in module.parameters() if p.ndim >= 2]
-    no_decay = [p for p in module.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=(0.9, 0.98))
-
-    def schedule(step: int) -> float:
-        if step < c.warmup_steps:
-            return (step + 1) / c.warmup_steps
-        progress = min(1.0, (step - c.warmup_steps) / max(1, c.max_steps - c.warmup_steps))
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    optimizer, scheduler = build_optimizer(module, c)  # the same optimizer and schedule as seqbench
     module.train()
     starts, tokens, step = [], [], 0
     while step < c.max_steps:

@@ -81,6 +81,10 @@ class TensorTaskData(L.LightningDataModule):
         """Identity of external input data (e.g. a hash of the files read), part of the cache key."""
         return None
 
+    def split_size(self, split: str) -> int:
+        """Examples in ``split``, for configs with ``num_train``/``num_val``/``num_test`` fields."""
+        return getattr(self.config, f"num_{split}")
+
     # -- Lightning --------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         for split in SPLITS:

@@ -90,6 +90,24 @@ class EvalMetrics(nn.Module):
             self.mae.reset()
 
 
+def build_optimizer(module: nn.Module, c: TrainConfig):
+    """AdamW with linear warm-up then cosine decay to 10% of the peak learning rate (stepped per step)."""
+    # Matrices decay; biases, norms and parameters marked `_no_weight_decay` (mamba_ssm's convention) don't.
+    params = list(module.parameters())
+    decay = [p for p in params if p.ndim >= 2 and not getattr(p, "_no_weight_decay", False)]
+    no_decay = [p for p in params if p.ndim < 2 or getattr(p, "_no_weight_decay", False)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=(0.9, 0.98))
+
+    def schedule(step: int) -> float:
+        if step < c.warmup_steps:
+            return (step + 1) / c.warmup_steps
+        progress = min(1.0, (step - c.warmup_steps) / max(1, c.max_steps - c.warmup_steps))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
 class SeqbenchModule(L.LightningModule):
     """Cross-entropy (+ ``lambda * mean(gate)`` for gated models) with AdamW and warm-up/cosine.
 
@@ -185,21 +203,7 @@ class SeqbenchModule(L.LightningModule):
             self.test_metrics["lambda"] = self.last_lambda
 
     def configure_optimizers(self):
-        c = self.train_config
-        # Matrices decay; biases, norms and parameters marked `_no_weight_decay` (mamba_ssm's convention) don't.
-        params = list(self.module.parameters())
-        decay = [p for p in params if p.ndim >= 2 and not getattr(p, "_no_weight_decay", False)]
-        no_decay = [p for p in params if p.ndim < 2 or getattr(p, "_no_weight_decay", False)]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=(0.9, 0.98))
-
-        def schedule(step: int) -> float:
-            if step < c.warmup_steps:
-                return (step + 1) / c.warmup_steps
-            progress = min(1.0, (step - c.warmup_steps) / max(1, c.max_steps - c.warmup_steps))
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        optimizer, scheduler = build_optimizer(self.module, self.train_config)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 

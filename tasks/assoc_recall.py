@@ -121,7 +121,7 @@ class AssocRecallData(TensorTaskData):
 
     def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
         c = self.config
-        size = {"train": c.num_train, "val": c.num_val, "test": c.num_test}[split]
+        size = self.split_size(split)
         earlier = {"train": (), "val": ("train",), "test": ("train", "val")}[split]
         # digests of whole sequences (answer included) from earlier splits
         exclude = set()

@@ -229,7 +229,7 @@ class ListOpsData(TensorTaskData):
 
     def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
         c = self.config
-        size = {"train": c.num_train, "val": c.num_val, "test": c.num_test}[split]
+        size = self.split_size(split)
         earlier = {"train": (), "val": ("train",), "test": ("train", "val")}[split]
         exclude = {d for s in earlier for d in row_digests(self.split_data(s)["tokens"])}
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))

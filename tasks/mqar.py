@@ -92,5 +92,5 @@ class MQARData(TensorTaskData):
                         target="token", causal=True)
 
     def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        size = {"train": self.config.num_train, "val": self.config.num_val, "test": self.config.num_test}[split]
+        size = self.split_size(split)
         return generate_mqar(self.config, size, generator)

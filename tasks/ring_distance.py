@@ -73,5 +73,5 @@ class RingDistanceData(TensorTaskData):
                         causal=False, topology="ring", ordinal=True)
 
     def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        size = {"train": self.config.num_train, "val": self.config.num_val, "test": self.config.num_test}[split]
+        size = self.split_size(split)
         return generate_ring_distance(self.config, size, generator)
