@@ -104,8 +104,7 @@ def build_data_and_model(registries: Registries, config: RunConfig):
     return data, info, module
 
 
-def run(registries: Registries, config: RunConfig, options: RunOptions = RunOptions(),
-        console: Any = None) -> dict[str, Any]:
+def run(registries: Registries, config: RunConfig, options: RunOptions = RunOptions()) -> dict[str, Any]:
     """Train and test one configuration; write and return its result row."""
     import lightning as L
     import torch
@@ -153,7 +152,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         "config_hash": config.config_hash(), "config_json": config.to_json(),
         "data_fingerprint": data.data_fingerprint(), "started_at": started,
     }
-    row["path"] = str(write_run(options.results_dir, {k: v for k, v in row.items()}, lit.curve))
+    row["path"] = str(write_run(options.results_dir, row, lit.curve))
     return row
 
 
