@@ -162,26 +162,6 @@ def batch_size_for(seq_len: int, tokens_per_step: int) -> int:
 # ---------------------------------------------------------------------------- measurement
 
 
-def pick_device(device: str):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto")
-    if device not in ("cpu", "cuda"):
-        raise UserError(f"unknown --device {device!r}: choose auto, cpu or cuda")
-    return torch.device(device)
-
-
-def device_name(device) -> str:
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"
-
-
 def measure_peak_flops(device, dtype=None, size: int | None = None, repeats: int = 3) -> float:
     """FLOP/s of the best of ``repeats`` square matmuls: the device's attainable peak for MFU."""
     import torch
@@ -404,7 +384,7 @@ def run_bench(registries, options: BenchOptions,
     """Measure every (model, variant, mode, length); write and yield each row as it is done."""
     import torch
 
-    from seqbench.runner import git_sha
+    from seqbench.runner import device_name, git_sha, pick_accelerator
 
     for mode in options.modes:
         if mode not in ("train", "infer"):
@@ -414,7 +394,7 @@ def run_bench(registries, options: BenchOptions,
     if options.warmup < 0 or options.repeats < 1:
         raise UserError("--warmup must be >= 0 and --repeats >= 1")
     models = resolve_models(registries, options)
-    device = pick_device(options.device)
+    device = torch.device(pick_accelerator(options.device))
     if options.threads is not None:
         if options.threads < 1:
             raise UserError(f"--threads must be >= 1, got {options.threads}")
@@ -440,7 +420,7 @@ def run_bench(registries, options: BenchOptions,
                             f"{', '.join(lacking)} has none; bench those models in a separate call without "
                             "--gate-rate (rows from both calls share --results)")
     peak = 0.0
-    common = {"preset": options.preset, "device": device_name(device), "dtype": "float32",
+    common = {"preset": options.preset, "device": device_name(device.type), "dtype": "float32",
               "seqbench_version": __version__, "torch_version": torch.__version__, "git_sha": git_sha()}
     for bench_model in models:
         for mode in options.modes:

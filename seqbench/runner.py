@@ -91,6 +91,20 @@ def kernels_used(module: Any) -> str:
     return ",".join(paths) if paths else "torch"
 
 
+def row_identity(config: RunConfig) -> dict[str, Any]:
+    """The columns every run row has, finished or not: what ran, with which software, and when."""
+    import torch
+
+    started = dt.datetime.now(dt.timezone.utc)
+    return {
+        "run_id": f"{started:%Y%m%d-%H%M%S}-{config.model}-{config.task}-s{config.seed}-{uuid.uuid4().hex[:6]}",
+        "model": config.model, "variant": config.variant, "task": config.task,
+        "task_version": config.task_version, "preset": config.preset, "seed": config.seed,
+        "seqbench_version": __version__, "torch_version": torch.__version__, "git_sha": git_sha(),
+        "config_hash": config.config_hash(), "config_json": config.to_json(), "started_at": started,
+    }
+
+
 def build_data_and_model(registries: Registries, config: RunConfig):
     """The task's data module (set up) and the model's plain nn.Module, seeded."""
     import lightning as L
@@ -107,15 +121,13 @@ def build_data_and_model(registries: Registries, config: RunConfig):
 def run(registries: Registries, config: RunConfig, options: RunOptions = RunOptions()) -> dict[str, Any]:
     """Train and test one configuration; write and return its result row."""
     import lightning as L
-    import torch
     from lightning.pytorch.callbacks import RichProgressBar
 
     from seqbench.lit import SeqbenchModule, ThroughputMeter
     from seqbench.results import write_run
 
     accelerator = pick_accelerator(options.device)
-    started = dt.datetime.now(dt.timezone.utc)
-    run_id = f"{started:%Y%m%d-%H%M%S}-{config.model}-{config.task}-s{config.seed}-{uuid.uuid4().hex[:6]}"
+    identity = row_identity(config)
     t0 = time.perf_counter()
     data, info, module = build_data_and_model(registries, config)
     if "rank" in options.probes and not callable(getattr(module, "probe_layers", None)):
@@ -140,17 +152,12 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
             trainer.test(lit, datamodule=data, verbose=False)
     test = lit.test_metrics
     row: dict[str, Any] = {
-        "run_id": run_id, "model": config.model, "variant": config.variant, "task": config.task,
-        "task_version": config.task_version, "preset": config.preset, "seed": config.seed,
-        "status": "diverged" if lit.diverged else "ok", "error": None,
-        **test,
+        **identity, "status": "diverged" if lit.diverged else "ok", "error": None, **test,
         "tokens_per_sec": meter.tokens_per_sec,
         "n_params": sum(p.numel() for p in module.parameters()),
         "steps": lit.finite_steps, "wall_time_s": time.perf_counter() - t0,
-        "device": _device_name(accelerator), "kernels": kernels_used(module),
-        "seqbench_version": __version__, "torch_version": torch.__version__, "git_sha": git_sha(),
-        "config_hash": config.config_hash(), "config_json": config.to_json(),
-        "data_fingerprint": data.data_fingerprint(), "started_at": started,
+        "device": device_name(accelerator), "kernels": kernels_used(module),
+        "data_fingerprint": data.data_fingerprint(),
     }
     row["path"] = str(write_run(options.results_dir, row, lit.curve))
     return row
@@ -165,7 +172,7 @@ def _devices(devices: str) -> Any:
         return [int(d) for d in devices.split(",")]
 
 
-def _device_name(accelerator: str) -> str:
+def device_name(accelerator: str) -> str:
     import torch
 
     if accelerator == "cuda":

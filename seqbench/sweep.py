@@ -11,16 +11,13 @@ array) partition the grid between them and can share one results folder without 
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqbench import __version__
 from seqbench.config import RunConfig, parse_overrides
 from seqbench.errors import UserError
 
@@ -119,24 +116,10 @@ def shard(cells: list[Cell], index: int, count: int) -> list[Cell]:
 
 def failure_row(config: RunConfig, status: str, error: str, wall_time_s: float, device: str | None) -> dict[str, Any]:
     """The result row of a cell that did not finish: its identity, its status and why."""
-    from seqbench.runner import git_sha
+    from seqbench.runner import row_identity
 
-    started = dt.datetime.now(dt.timezone.utc)
-    torch_version = None
-    try:
-        import torch
-
-        torch_version = torch.__version__
-    except ImportError:
-        pass
-    return {
-        "run_id": f"{started:%Y%m%d-%H%M%S}-{config.model}-{config.task}-s{config.seed}-{uuid.uuid4().hex[:6]}",
-        "model": config.model, "variant": config.variant, "task": config.task,
-        "task_version": config.task_version, "preset": config.preset, "seed": config.seed,
-        "status": status, "error": error[:2000], "wall_time_s": wall_time_s, "device": device,
-        "seqbench_version": __version__, "torch_version": torch_version, "git_sha": git_sha(),
-        "config_hash": config.config_hash(), "config_json": config.to_json(), "started_at": started,
-    }
+    return {**row_identity(config), "status": status, "error": error[:2000], "wall_time_s": wall_time_s,
+            "device": device}
 
 
 def run_cell(registries, cell: Cell, options) -> dict[str, Any]:
