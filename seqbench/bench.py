@@ -107,10 +107,9 @@ class BenchModel:
 def resolve_models(registries, options: BenchOptions) -> list[BenchModel]:
     """(model, variant) pairs with their resolved configs; unknown names or variants raise UserError."""
     from seqbench.config import apply_overrides, parse_overrides
-    from seqbench.registry import PRESETS, load_target
+    from seqbench.registry import check_preset, load_target
 
-    if options.preset not in PRESETS:
-        raise UserError(f"unknown preset {options.preset!r}: choose one of {', '.join(PRESETS)}")
+    check_preset(options.preset)
     sets = parse_overrides(list(options.overrides))
     if sets["task"] or sets["train"]:
         raise UserError("bench takes only model.KEY=VALUE overrides: its data are synthetic and its steps are "

@@ -71,12 +71,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from seqbench.runner import RunOptions, resolve_run_config, run
 
     registries = _registries()
+    overrides = [*(args.set or []), *([f"train.max_steps={args.max_steps}"] if args.max_steps is not None else [])]
     config = resolve_run_config(registries, args.model, args.task, variant=args.variant, preset=args.preset,
-                                seed=args.seed, overrides=args.set or [], precision=args.precision)
-    if args.max_steps is not None:
-        from dataclasses import replace
-
-        config = replace(config, train=replace(config.train, max_steps=args.max_steps))
+                                seed=args.seed, overrides=overrides, precision=args.precision)
     console = _console()
     console.print(f"[bold]seqbench run[/] {config.model}/{config.variant} on {config.task} "
                   f"(preset {config.preset}, seed {config.seed}, config {config.config_hash()})")

@@ -11,9 +11,10 @@ import dataclasses
 from collections import Counter
 from typing import Any
 
-from seqbench.config import apply_overrides, parse_overrides
+from seqbench.config import parse_overrides
 from seqbench.errors import UserError
-from seqbench.registry import PRESETS, Registries, load_target
+from seqbench.registry import Registries, check_preset, load_target
+from seqbench.runner import resolve_task_config
 
 TOP_LABELS = 20  # label distributions with more classes (language modelling) show only the most frequent
 
@@ -21,13 +22,11 @@ TOP_LABELS = 20  # label distributions with more classes (language modelling) sh
 def describe_task(registries: Registries, task: str, preset: str = "default", seed: int = 0,
                   overrides: list[str] = ()) -> dict[str, Any]:
     spec = registries.tasks.get(task)
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    check_preset(preset)
     sets = parse_overrides(list(overrides))
     if sets["model"] or sets["train"]:
         raise UserError("describe takes only task.* overrides (it builds no model and trains nothing)")
-    config = apply_overrides(load_target(spec.config), "task", spec.presets.get(preset, {}).get("task", {}),
-                             sets["task"])
+    config = resolve_task_config(spec, preset, sets["task"])
     data = load_target(spec.build)(config, seed=seed, batch_size=1)
     train = data.split_data("train")
     info = data.info()

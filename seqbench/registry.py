@@ -24,6 +24,11 @@ VIEWS = frozenset({"tokens", "graph"})
 DISABLE_AUTOLOAD_ENV = "SEQBENCH_DISABLE_PLUGIN_AUTOLOAD"
 
 
+def check_preset(preset: str) -> None:
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+
+
 def load_target(target: str | Any) -> Any:
     """Import ``"package.module:attr"``; non-strings are returned as they are."""
     if not isinstance(target, str):

@@ -266,10 +266,9 @@ def evaluate(claim: dict, runs: list[dict], bench: list[dict], preset: str, min_
 
 def build_report(claims: dict[str, Any], results: Path, preset: str = "default", on_unreadable=None) -> str:
     from seqbench.bench import read_bench
-    from seqbench.registry import PRESETS
+    from seqbench.registry import PRESETS, check_preset
 
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    check_preset(preset)
     runs = list(iter_rows(read_runs(results, on_unreadable=on_unreadable)))
     bench = list(iter_rows(read_bench(results, on_unreadable=on_unreadable)))
     min_seeds = int(claims.get("min_seeds", 2))

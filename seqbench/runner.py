@@ -16,7 +16,7 @@ from typing import Any
 from seqbench import __version__
 from seqbench.config import RunConfig, TrainConfig, apply_overrides, parse_overrides
 from seqbench.errors import UserError
-from seqbench.registry import PRESETS, Registries, load_target
+from seqbench.registry import Registries, check_preset, load_target
 
 
 @dataclass(frozen=True)
@@ -33,14 +33,19 @@ class RunOptions:
     callbacks: tuple[Any, ...] = ()  # extra Lightning callbacks (e.g. a benchmark's step clock)
 
 
+def resolve_task_config(task_spec, preset: str, task_overrides: dict[str, str]) -> Any:
+    """The task's config dataclass: defaults, then the preset's task settings, then ``--set task.*``."""
+    return apply_overrides(load_target(task_spec.config), "task", task_spec.presets.get(preset, {}).get("task", {}),
+                           task_overrides)
+
+
 def resolve_run_config(registries: Registries, model: str, task: str, *, variant: str | None = None,
                        preset: str = "default", seed: int = 0, overrides: list[str] = (),
                        precision: str = "32-true") -> RunConfig:
     """Names, preset and ``--set`` overrides -> a validated RunConfig. Raises UserError."""
     model_spec = registries.models.get(model)
     task_spec = registries.tasks.get(task)
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    check_preset(preset)
     if variant is None:
         variant = model_spec.variants[0]
     elif variant not in model_spec.variants:
@@ -51,15 +56,14 @@ def resolve_run_config(registries: Registries, model: str, task: str, *, variant
             f"{', '.join(sorted(task_spec.views))}; pick a model and task with an input view in common"
         )
     sets = parse_overrides(list(overrides))
-    task_preset = task_spec.presets.get(preset, {})
     model_cls = load_target(model_spec.config)
     variant_layer = {"variant": variant} if "variant" in {f.name for f in dataclasses.fields(model_cls)} else {}
     return RunConfig(
         model=model, variant=variant, task=task, task_version=task_spec.version, preset=preset, seed=seed,
         model_config=apply_overrides(model_cls, "model", model_spec.presets.get(preset, {}), variant_layer,
                                      sets["model"]),
-        task_config=apply_overrides(load_target(task_spec.config), "task", task_preset.get("task", {}), sets["task"]),
-        train=apply_overrides(TrainConfig, "train", task_preset.get("train", {}), sets["train"]),
+        task_config=resolve_task_config(task_spec, preset, sets["task"]),
+        train=apply_overrides(TrainConfig, "train", task_spec.presets.get(preset, {}).get("train", {}), sets["train"]),
         precision=precision,
     )
 
