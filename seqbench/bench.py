@@ -263,10 +263,6 @@ def count_flops(module, tokens) -> float:
     return float(counter.get_total_flops())
 
 
-def gates_of(result):
-    from seqbench.lit import as_output
-
-    return as_output(result).gates
 
 
 class StepRunner:

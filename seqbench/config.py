@@ -183,8 +183,3 @@ def apply_overrides(cls: type, section: str, *layers: Mapping[str, Any]) -> Any:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid {section} config: {exc}") from None
-
-
-def describe_fields(cls: type) -> dict[str, Any]:
-    """Field name -> default, for ``seqbench list --json`` and error messages."""
-    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}

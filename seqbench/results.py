@@ -108,10 +108,6 @@ def read_curves(results_dir: Path, on_unreadable: Callable[[Path, Exception], No
     return read_folder(Path(results_dir) / "curves", on_unreadable=on_unreadable)
 
 
-def existing_config_hashes(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None
-                           ) -> set[str]:
-    table = read_runs(results_dir, on_unreadable=on_unreadable)
-    return set() if table is None else set(table.column("config_hash").to_pylist())
 
 
 def iter_rows(table: pa.Table | None) -> Iterable[dict[str, Any]]:
