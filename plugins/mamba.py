@@ -5,8 +5,10 @@ and SiLU on x; x_proj to (dt, B, C); dt_proj and softplus; the selective scan wi
 output gated by SiLU(z); out_proj. Its initialisation (dt bias, S4D-real A) is mamba_simple's too.
 
 Kernels: mamba-ssm's ``selective_scan_fn`` (and causal-conv1d's ``causal_conv1d_fn`` when present)
-run on CUDA; everywhere else the pure-PyTorch chunked scan in ``seqbench_plugins.selective_scan``
-runs. ``SEQBENCH_KERNELS`` (see seqbench.kernels) chooses, and ``kernel_path`` records which ran.
+run on CUDA. On the CPU, passes that need no gradient (evaluation, inference) run the compiled kernel
+of ``seqbench_plugins.cpu_scan`` when it builds; everything else runs the pure-PyTorch chunked scan in
+``seqbench_plugins.selective_scan``. ``SEQBENCH_KERNELS`` (see seqbench.kernels) chooses (``ref``:
+PyTorch only), and ``kernel_path`` lists every path that ran.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from torch import nn
 
 from seqbench.api import TaskInfo
 from seqbench.config import require
-from seqbench.kernels import resolve
+from seqbench.kernels import policy, resolve
+from seqbench_plugins import cpu_scan
 from seqbench_plugins.common import Readout, TokenEmbedding
 from seqbench_plugins.selective_scan import selective_scan_fast
 
@@ -75,7 +78,7 @@ class MambaBlock(nn.Module):
         self.D = nn.Parameter(torch.ones(d_inner))
         # mamba_ssm's marker, honoured by seqbench.lit: decaying A_log would pull every rate toward 1.
         self.A_log._no_weight_decay = True
-        self.kernel_path = "mamba:torch-chunked"  # updated by each forward to the path that ran
+        self.paths_run: set[str] = set()  # what kernel_path reports
 
     def _init_dt(self, dt_min: float, dt_max: float, dt_floor: float = 1e-4) -> None:
         """dt_proj as in mamba_simple: softplus(bias) log-uniform in [dt_min, dt_max] at the start."""
@@ -86,25 +89,51 @@ class MambaBlock(nn.Module):
         with torch.no_grad():
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
 
+    @property
+    def kernel_path(self) -> str:
+        """Every scan path this block has run, e.g. ``mamba:cpu-kernel,mamba:torch-chunked``."""
+        return ",".join(sorted(self.paths_run))
+
+    def scan_path(self, hidden: torch.Tensor) -> str:
+        """"cuda" (mamba-ssm), "cpu-kernel" (compiled, gradient-free passes only) or "torch" (chunked scan)."""
+        if resolve("mamba", selective_scan_fn is not None, hidden.is_cuda) == "fast":
+            return "cuda"
+        needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or any(p.requires_grad for p in self.parameters()))
+        if hidden.device.type == "cpu" and not needs_grad and policy() == "auto" and cpu_scan.available():
+            return "cpu-kernel"
+        return "torch"
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        path = self.scan_path(hidden)
+        if path == "cpu-kernel":
+            return self._forward_cpu_kernel(hidden)
         length = hidden.shape[1]
         x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (B, E, T) each
-        fast = resolve("mamba", selective_scan_fn is not None, hidden.is_cuda) == "fast"
-        if fast and causal_conv1d_fn is not None:
+        if path == "cuda" and causal_conv1d_fn is not None:
             x = causal_conv1d_fn(x.contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
         else:
             x = F.silu(self.conv1d(x)[..., :length])  # (B, E, T); the right padding is cut to stay causal
         dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        A = -torch.exp(self.A_log.float())  # (E, N)
         dt = (dt @ self.dt_proj.weight.t()).transpose(1, 2)  # (B, E, T); its bias goes in as delta_bias
-        scan = selective_scan_fn if fast else selective_scan_fast
-        y = scan(x, dt, -torch.exp(self.A_log.float()), B.transpose(1, 2).contiguous(),
-                 C.transpose(1, 2).contiguous(), self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
-                 delta_softplus=True)  # (B, E, T)
-        if not fast:
-            self.kernel_path = "mamba:torch-chunked"
+        scan = selective_scan_fn if path == "cuda" else selective_scan_fast
+        y = scan(x, dt, A, B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), self.D.float(), z=z,
+                 delta_bias=self.dt_proj.bias.float(), delta_softplus=True)  # (B, E, T)
+        if path == "torch":
+            self.paths_run.add("mamba:torch-chunked")
         else:  # without causal-conv1d, mamba-ssm's scan still runs, after a plain Conv1d
-            self.kernel_path = "mamba:cuda" if causal_conv1d_fn is not None else "mamba:cuda-scan"
+            self.paths_run.add("mamba:cuda" if causal_conv1d_fn is not None else "mamba:cuda-scan")
         return self.out_proj(y.transpose(1, 2))  # (B, T, D)
+
+    def _forward_cpu_kernel(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The same computation, gradient-free, time-major (B, T, E) throughout: no transposed copies."""
+        x, z = self.in_proj(hidden).float().chunk(2, dim=-1)  # (B, T, E) views, rows 2E apart
+        x = cpu_scan.causal_conv_silu(x, self.conv1d.weight.squeeze(1), self.conv1d.bias)  # (B, T, E)
+        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.softplus(self.dt_proj(dt).float())  # (B, T, E)
+        y = cpu_scan.selective_scan_cpu(x, delta, -torch.exp(self.A_log.float()), B, C, self.D, z)  # (B, T, E)
+        self.paths_run.add("mamba:cpu-kernel")
+        return self.out_proj(y.to(hidden.dtype))
 
 
 class ResidualMamba(nn.Module):

@@ -52,11 +52,13 @@ class SubsetCausalAttention(nn.Module):
     def at_positions(self, x: torch.Tensor, positions: list[list[torch.Tensor]]) -> torch.Tensor:
         """Attention output only at selected query positions; zeros elsewhere.
 
-        ``positions[b]`` is a list of sorted 1-D index tensors for row ``b``; each group is one SDPA
-        call whose queries see the keys of positions ``0 .. group[-1]`` (their causal prefix), masked
-        so that a query at position p sees keys <= p. Token-level TGN passes one group per row (all
-        gated tokens); chunked TGN one group per gated chunk, so a chunk's queries score only the
-        keys before its own end instead of the row's last gated position.
+        ``positions[b]`` is a list of sorted 1-D index tensors for row ``b``, the groups in ascending
+        order; a group's queries see the keys of positions ``0 .. group[-1]`` (their causal prefix),
+        masked so that a query at position p sees keys <= p. Token-level TGN passes one group per row
+        (all gated tokens); chunked TGN one group per gated chunk, so a chunk's queries score only the
+        keys before its own end instead of the row's last gated position. Groups of consecutive
+        positions (chunks) on the CPU go through the flash kernel (:func:`_chunk_prefix_attention`);
+        others through SDPA with a mask.
         """
         B, T, D = x.shape
         out = x.new_zeros(B, T, D)  # under autocast the projections may return another dtype: cast on write
@@ -66,39 +68,74 @@ class SubsetCausalAttention(nn.Module):
             if not groups:
                 continue
             end = int(groups[-1][-1]) + 1  # keys beyond the last gated query are never needed
-            k, v = (self._heads(t) for t in self.kv(x[b, :end]).chunk(2, dim=-1))  # (nh, end, hs) each
-            for pos in groups:
-                stop = int(pos[-1]) + 1
-                q = self._heads(self.q(x[b, pos]))  # (nh, Q, hs)
-                if _CPU_FLASH is not None and x.device.type == "cpu" and stop - int(pos[0]) == len(pos):
-                    y = _contiguous_block_attention(q, k[:, :stop], v[:, :stop])  # (nh, Q, hs)
-                else:
-                    visible = torch.arange(stop, device=x.device) <= pos.unsqueeze(1)  # (Q, stop) causal prefix
-                    y = F.scaled_dot_product_attention(q, k[:, :stop], v[:, :stop], attn_mask=visible)  # (nh, Q, hs)
-                out[b, pos] = self.out(y.transpose(0, 1).reshape(len(pos), D)).to(out.dtype)
-                self.query_rows += len(pos)
-                self.pairs += len(pos) * stop
+            k, v = (self._heads(t).contiguous() for t in self.kv(x[b, :end]).chunk(2, dim=-1))  # (nh, end, hs) each
+            rows = torch.cat(groups)
+            q = self._heads(self.q(x[b, rows])).contiguous()  # (nh, Q, hs): every gated query of the row
+            bounds = [(int(g[0]), int(g[-1]) + 1) for g in groups]
+            if _CPU_FLASH is not None and x.device.type == "cpu" and all(hi - lo == len(g) for (lo, hi), g
+                                                                          in zip(bounds, groups)):
+                y = _chunk_prefix_attention(q, k, v, bounds)  # (nh, Q, hs)
+            else:
+                y = torch.cat([_masked_prefix_attention(q_group, k, v, pos) for q_group, pos
+                               in zip(q.split([len(g) for g in groups], dim=1), groups)], dim=1)
+            out[b, rows] = self.out(y.transpose(0, 1).reshape(len(rows), D)).to(out.dtype)
+            self.query_rows += len(rows)
+            self.pairs += sum(len(g) * hi for (_, hi), g in zip(bounds, groups))
         return out
+
+
+def _masked_prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Queries at sorted positions ``pos`` over keys ``0 .. pos[-1]``, each seeing keys up to its own position."""
+    stop = int(pos[-1]) + 1
+    visible = torch.arange(stop, device=q.device) <= pos.unsqueeze(1)  # (Q, stop): each query's causal prefix
+    return F.scaled_dot_product_attention(q, k[:, :stop], v[:, :stop], attn_mask=visible)  # (nh, Q, hs)
 
 
 # CPU's flash kernel, which also returns the log-sum-exp of each query's scores. Public SDPA with an
 # explicit mask falls back to the math path (it scores and stores the whole Q x K block), which made
-# a chunk's prefix attention ~4x slower per score than the flash kernel; see _contiguous_block_attention.
+# a chunk's prefix attention ~4x slower per score than the flash kernel; see _chunk_prefix_attention.
 _CPU_FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
-def _contiguous_block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Queries at the last Q positions of k/v (a chunk), each seeing keys up to its own position.
+def _merge(out: torch.Tensor, lse: torch.Tensor, part: torch.Tensor, part_lse: torch.Tensor) -> None:
+    """Fold a softmax-attention result over more keys into (out, lse), in place and exactly:
+    softmax over the union = the two partial softmaxes reweighted by exp(lse_i - lse_union)."""
+    union = torch.logaddexp(lse, part_lse)  # (nh, Q)
+    out.mul_((lse - union).exp_().unsqueeze(-1)).add_(part * (part_lse - union).exp_().unsqueeze(-1))
+    lse.copy_(union)
 
-    Split into the keys before the chunk (no mask: every query sees them all) and the chunk's own keys
-    (a square causal block), both through the flash kernel, then merged exactly with their
-    log-sum-exps: softmax over the union = the two partial softmaxes reweighted by exp(lse_i - lse).
+
+def _blocks(t: torch.Tensor, starts: list[int], size: int) -> torch.Tensor:
+    """(nh, L, hs) -> (n, nh, size, hs): the rows [start, start + size) for each start, as a batch."""
+    return torch.stack([t[:, lo:lo + size] for lo in starts])
+
+
+def _chunk_prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                            bounds: list[tuple[int, int]]) -> torch.Tensor:
+    """Causal attention for the queries of sorted, disjoint chunks ``[lo, hi)``, concatenated in ``q``.
+
+    A chunk's keys are its own (a square causal block) plus every key before ``lo``. Cut the keys at
+    the chunk starts into segments: segment j (from the previous chunk's start to chunk j's) is seen,
+    unmasked, by chunk j and every later chunk, whose queries are a suffix of ``q``. So one flash call
+    per segment (queries: that suffix) plus the chunks' own blocks, merged by log-sum-exp, computes
+    exactly the scores of per-chunk prefix attention, in fewer, larger calls (more queries per key read).
     """
-    Q = q.shape[-2]
-    local, lse_local = _CPU_FLASH(q.unsqueeze(0), k[None, :, -Q:], v[None, :, -Q:], 0.0, True)  # (1, nh, Q, hs)
-    if k.shape[-2] == Q:
-        return local[0]
-    prefix, lse_prefix = _CPU_FLASH(q.unsqueeze(0), k[None, :, :-Q], v[None, :, :-Q], 0.0, False)
-    lse = torch.logaddexp(lse_local, lse_prefix)  # (1, nh, Q)
-    merged = (lse_local - lse).exp().unsqueeze(-1) * local + (lse_prefix - lse).exp().unsqueeze(-1) * prefix
-    return merged[0]
+    sizes = [hi - lo for lo, hi in bounds]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]  # where each chunk's queries start in q
+    out, lse = q.new_empty(q.shape), q.new_empty(q.shape[:-1])  # (nh, Q, hs), (nh, Q)
+    for size in sorted(set(sizes)):  # the chunks' own causal blocks, one batched call per chunk size
+        chosen = [i for i, s in enumerate(sizes) if s == size]
+        starts = [bounds[i][0] for i in chosen]
+        local, local_lse = _CPU_FLASH(_blocks(q, [offsets[i] for i in chosen], size), _blocks(k, starts, size),
+                                      _blocks(v, starts, size), 0.0, True)  # (n, nh, size, hs), (n, nh, size)
+        for n, i in enumerate(chosen):
+            out[:, offsets[i]:offsets[i] + size] = local[n]
+            lse[:, offsets[i]:offsets[i] + size] = local_lse[n]
+    previous = 0
+    for j, (lo, _) in enumerate(bounds):
+        if lo > previous:  # keys [previous, lo): seen by chunk j and all later ones
+            part, part_lse = _CPU_FLASH(q[None, :, offsets[j]:].contiguous(), k[None, :, previous:lo], v[None, :, previous:lo],
+                                        0.0, False)
+            _merge(out[:, offsets[j]:], lse[:, offsets[j]:], part[0], part_lse[0])
+        previous = lo
+    return out

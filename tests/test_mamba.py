@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -11,7 +13,7 @@ from seqbench.api import TaskInfo
 from seqbench.cli import main
 from seqbench.errors import UserError
 from seqbench.results import iter_rows, read_runs
-from seqbench_plugins import selective_scan
+from seqbench_plugins import cpu_scan, selective_scan
 from seqbench_plugins.mamba import MambaBlock, MambaConfig, build
 from seqbench_plugins.selective_scan import selective_scan_fast, selective_scan_ref
 
@@ -58,7 +60,10 @@ def test_fast_scan_matches_sequential_reference(monkeypatch, chunk, length):
 
 def test_fast_scan_without_optional_terms_matches_reference():
     inputs = scan_inputs(batch=3, dim=5, d_state=3, length=20)
-    core = {name: inputs[name] for name in ("u", "delta", "A", "B", "C")}
+    core = {name: inputs[name] for name in ("u", "A", "B", "C")}
+    # without softplus the step sizes are taken as given: they must be positive, as softplus makes them;
+    # negative ones grow the state by exp(|delta * A|) per step and overflow to inf (then NaN) within L=20
+    core["delta"] = inputs["delta"].detach().abs()
     fast = selective_scan_fast(**core)
     assert relative_error(fast, selective_scan_ref(**core)) < TOLERANCE
 
@@ -170,7 +175,9 @@ def test_cli_run_trains_and_records_the_kernel_path(tmp_path, monkeypatch):
     assert code == 0
     (row,) = iter_rows(read_runs(tmp_path))
     assert row["status"] == "ok" and row["steps"] == 8
-    assert row["kernels"] == "mamba:torch-chunked"
+    # training needs gradients (PyTorch scan); evaluation does not (the compiled CPU kernel, where it builds)
+    expected = "mamba:cpu-kernel,mamba:torch-chunked" if cpu_scan.available() else "mamba:torch-chunked"
+    assert row["kernels"] == expected
     assert 0.0 <= row["accuracy"] <= 1.0
 
 
@@ -180,6 +187,97 @@ def test_cli_fast_without_kernel_exits_2(tmp_path, monkeypatch):
     assert main(["run", "--model", "mamba", "--task", "mqar", "--preset", "smoke", "--results", str(tmp_path),
                  "--no-progress"]) == 2
     assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------- compiled CPU kernel
+
+needs_cpu_kernel = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                                      reason="no C compiler to build the CPU kernel")
+
+
+def time_major(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().transpose(1, 2)  # (B, X, L) -> (B, L, X), a view: the kernel must honour the strides
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize(("batch", "dim", "length"), [(1, 16, 1), (2, 6, 37), (1, 64, 40), (3, 50, 64), (2, 130, 33)])
+@pytest.mark.parametrize("optional", [True, False])
+def test_cpu_kernel_matches_sequential_reference(batch, dim, length, optional):
+    """Each block width (16, 32, 64), partial blocks and several blocks per row, with and without D and z."""
+    assert cpu_scan.available(), cpu_scan.unavailable_reason()
+    inputs = {name: t.detach() for name, t in scan_inputs(batch, dim, d_state=5, length=length).items()}
+    if not optional:
+        inputs["D"] = inputs["z"] = None
+    expected = selective_scan_ref(**inputs, delta_softplus=True)  # (B, D, L)
+    delta = torch.nn.functional.softplus(inputs["delta"] + inputs["delta_bias"][:, None])
+    with torch.no_grad():
+        y = cpu_scan.selective_scan_cpu(time_major(inputs["u"]), time_major(delta), inputs["A"],
+                                        time_major(inputs["B"]), time_major(inputs["C"]), inputs["D"],
+                                        None if inputs["z"] is None else time_major(inputs["z"]))
+    assert relative_error(y.transpose(1, 2), expected) < TOLERANCE
+
+
+@needs_cpu_kernel
+def test_cpu_conv_matches_torch_conv():
+    block = MambaBlock(24, d_state=4, d_conv=4)
+    x = torch.randn(2, 19, 48)
+    with torch.no_grad():
+        expected = torch.nn.functional.silu(block.conv1d(x.transpose(1, 2))[..., :19]).transpose(1, 2)
+        got = cpu_scan.causal_conv_silu(x, block.conv1d.weight.squeeze(1), block.conv1d.bias)
+    assert relative_error(got, expected) < TOLERANCE
+
+
+@needs_cpu_kernel
+def test_block_uses_cpu_kernel_only_without_gradients(monkeypatch):
+    monkeypatch.delenv(kernels.KERNELS_ENV, raising=False)
+    block = MambaBlock(32, d_state=8)
+    with torch.no_grad():  # random rates and step sizes, so the scan is not near-trivial
+        block.A_log.normal_()
+        block.dt_proj.bias.normal_()
+    x = torch.randn(2, 50, 32)
+    trained = block(x)  # parameters require grad: the PyTorch scan
+    assert block.kernel_path == "mamba:torch-chunked"
+    with torch.inference_mode():
+        inferred = block(x)
+    assert block.kernel_path == "mamba:cpu-kernel,mamba:torch-chunked"
+    assert relative_error(inferred, trained) < TOLERANCE
+    monkeypatch.setenv(kernels.KERNELS_ENV, "ref")
+    fresh = MambaBlock(32, d_state=8)
+    with torch.inference_mode():
+        fresh(x)
+    assert fresh.kernel_path == "mamba:torch-chunked"  # ref: PyTorch only
+
+
+@needs_cpu_kernel
+def test_cpu_kernel_refuses_gradients_and_bad_shapes():
+    u = torch.randn(1, 8, 4, requires_grad=True)
+    A, B = -torch.rand(4, 3), torch.randn(1, 8, 3)
+    with pytest.raises(RuntimeError, match="no backward"):
+        cpu_scan.selective_scan_cpu(u, u.detach().abs(), A, B, B)
+    with pytest.raises(ValueError, match="C has shape"):
+        cpu_scan.selective_scan_cpu(u.detach(), u.detach().abs(), A, B, B[:, :5])
+
+
+def test_cpu_kernel_without_compiler_falls_back(monkeypatch, tmp_path):
+    """No compiler: the kernel reports why, and the block runs the PyTorch scan."""
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv(cpu_scan.CACHE_ENV, str(tmp_path / "kernels"))
+    cpu_scan._build.cache_clear()
+    try:
+        assert not cpu_scan.available()
+        assert "no-such-compiler" in cpu_scan.unavailable_reason()
+        block = MambaBlock(8, d_state=4)
+        with torch.inference_mode():
+            block(torch.randn(1, 5, 8))
+        assert block.kernel_path == "mamba:torch-chunked"
+    finally:
+        cpu_scan._build.cache_clear()
+
+
+def test_loading_the_kernel_keeps_denormals():
+    """The kernel is compiled with -ffast-math but must not switch the process to flush-to-zero."""
+    cpu_scan.available()
+    assert float(torch.tensor(1e-40) * 1.0) > 0
 
 
 # ---------------------------------------------------------------------------------- GPU

@@ -1,0 +1,195 @@
+"""A compiled CPU kernel for Mamba-1's selective scan, forward only: the inference fast path on CPU.
+
+mamba-ssm's kernels are CUDA-only and no maintained library ships a CPU selective scan, so this one
+is ours: ``cpu_scan.c``, about sixty lines of C, built with the system C compiler on first use and
+loaded with ctypes. Each block of 16 channels keeps its state in registers while time runs, and
+``exp`` is vectorised by glibc's vector math library; at d_model 64 (128 channels, 16 states),
+L = 8192 it runs one layer's scan in ~6 ms on 2 cores, against ~35 ms for the chunked PyTorch scan,
+whose per-step Python dispatch is most of its cost (``benchmarks/bench_tgn_chunked.py``).
+
+It has no backward: the Mamba block uses it only when no gradient is needed (evaluation, inference
+benchmarks) and the policy allows (``SEQBENCH_KERNELS`` is not ``ref``); training keeps the PyTorch
+scan. Without a C compiler, or when the build fails, :func:`available` is False (the reason is in
+:func:`unavailable_reason`) and the PyTorch path runs; the row's ``kernels`` column says which ran.
+
+Builds are cached under ``~/.cache/seqbench/kernels`` (``SEQBENCH_KERNEL_CACHE`` to move it), keyed by
+the source, compiler, flags and CPU, and written atomically, so concurrent processes can share them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("cpu_scan.c")
+CACHE_ENV = "SEQBENCH_KERNEL_CACHE"
+# -ffast-math lets gcc call glibc's vector expf; it goes to the compile step only: linking a shared
+# library with it (gcc < 13) adds crtfastmath.o, which flushes denormals to zero for the whole process.
+COMPILE_FLAGS = ("-O3", "-ffast-math", "-fopenmp", "-fPIC", "-std=c99")
+NATIVE_FLAG = "-march=native"  # dropped if the compiler refuses it
+LINK_FLAGS = ("-shared", "-fopenmp")  # libgomp.so.1: the process already has torch's copy, so one runtime
+
+
+def _cache_dir() -> Path:
+    value = os.environ.get(CACHE_ENV, "")
+    return Path(value) if value else Path.home() / ".cache" / "seqbench" / "kernels"
+
+
+def _cpu_identity() -> str:
+    """What -march=native compiled for: a build is only reused on the same kind of CPU."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.machine()
+    wanted = ("model name", "flags", "Features", "CPU part")
+    return platform.machine() + "".join(sorted({line for line in lines if line.startswith(wanted)}))
+
+
+def _compile(compiler: str, flags: tuple[str, ...], target: Path) -> None:
+    """Compile and link into ``target`` atomically; CalledProcessError on failure."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        obj, lib = Path(scratch) / "cpu_scan.o", Path(scratch) / target.name
+        for command in ([compiler, *flags, "-c", str(SOURCE), "-o", str(obj)],
+                        [compiler, *LINK_FLAGS, str(obj), "-o", str(lib), "-lm"]):
+            subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+        os.replace(lib, target)
+
+
+class _Build:
+    library: ctypes.CDLL | None = None
+    failure: str | None = None
+
+
+@functools.cache
+def _build() -> _Build:
+    build = _Build()
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        build.failure = "no C compiler found (install gcc, or set CC)"
+        return build
+    errors = []
+    for flags in ((*COMPILE_FLAGS, NATIVE_FLAG), COMPILE_FLAGS):
+        key = hashlib.sha256("\0".join([SOURCE.read_text(), compiler, *flags, *LINK_FLAGS,
+                                        _cpu_identity()]).encode()).hexdigest()[:16]
+        target = _cache_dir() / f"cpu_scan-{key}.so"
+        try:
+            if not target.exists():
+                _compile(compiler, flags, target)
+            build.library = ctypes.CDLL(str(target))
+            break
+        except subprocess.CalledProcessError as error:
+            errors.append(f"{' '.join(error.cmd[:2])} ...: {(error.stderr or '').strip()[-300:]}")
+        except (OSError, subprocess.TimeoutExpired) as error:
+            errors.append(str(error))
+    if build.library is None:
+        build.failure = "building cpu_scan.c failed: " + " | ".join(errors)
+        log.info("CPU scan kernel unavailable, the PyTorch scan runs instead: %s", build.failure)
+        return build
+    int64, pointer = ctypes.c_int64, ctypes.c_void_p
+    # the C signatures, argument for argument (a mismatch here corrupts memory, so keep them in step)
+    build.library.selective_scan_forward.argtypes = [int64] * 4 + [pointer] * 5 + [int64, pointer, pointer, int64,
+                                                                                   pointer, ctypes.c_int, ctypes.c_int]
+    build.library.causal_conv_silu.argtypes = [int64] * 4 + [pointer, int64] + [pointer] * 3 + [ctypes.c_int]
+    for function in (build.library.selective_scan_forward, build.library.causal_conv_silu):
+        function.restype = None
+    return build
+
+
+def available() -> bool:
+    """Whether the kernel is built (building it on the first call)."""
+    return _build().library is not None
+
+
+def unavailable_reason() -> str | None:
+    return _build().failure
+
+
+def _rows(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """A (batch, T, width) float32 tensor whose time rows are contiguous and evenly spaced, and that spacing.
+
+    Column slices of a projection's output qualify as they are (no copy); anything else is copied.
+    """
+    tensor = tensor.detach().float()
+    batch_stride, row_stride, column_stride = tensor.stride()
+    if column_stride == 1 and row_stride >= tensor.shape[2] and batch_stride == tensor.shape[1] * row_stride:
+        return tensor, row_stride
+    return tensor.contiguous(), tensor.shape[2]
+
+
+def _check(name: str, tensor: torch.Tensor | None, shape: tuple[int, ...]) -> None:
+    """The C code trusts shapes and devices: check them before handing it raw pointers."""
+    if tensor is None:
+        return
+    if tuple(tensor.shape) != shape:
+        raise ValueError(f"cpu_scan: {name} has shape {tuple(tensor.shape)}, expected {shape}")
+    if tensor.device.type != "cpu":
+        raise ValueError(f"cpu_scan: {name} is on {tensor.device}; this kernel runs on the CPU")
+
+
+def _no_grad_needed(*tensors: torch.Tensor | None) -> None:
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        raise RuntimeError("cpu_scan kernels have no backward; use selective_scan_fast when training")
+
+
+def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """silu(depthwise causal conv1d(x)), time-major: x (batch, T, E), weight (E, K), bias (E,) -> (batch, T, E)."""
+    batch, length, channels = x.shape
+    width = weight.shape[1]
+    _check("x", x, (batch, length, channels))
+    _check("weight", weight, (channels, width))
+    _check("bias", bias, (channels,))
+    _no_grad_needed(x, weight, bias)
+    x, x_stride = _rows(x)
+    weight_t = weight.detach().float().t().contiguous()  # (K, E): the inner loop runs over channels
+    bias = bias.detach().float().contiguous()
+    out = torch.empty(batch, length, channels, dtype=torch.float32)
+    _build().library.causal_conv_silu(batch, length, channels, width, x.data_ptr(), x_stride, weight_t.data_ptr(),
+                                      bias.data_ptr(), out.data_ptr(), torch.get_num_threads())
+    return out
+
+
+def selective_scan_cpu(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                       D: torch.Tensor | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
+    """y (batch, T, E) from time-major inputs; no autograd. Call only when :func:`available`.
+
+    u, delta, z: (batch, T, E), delta after softplus; A: (E, N); B, C: (batch, T, N); D: (E,).
+    """
+    batch, length, channels = u.shape
+    d_state = A.shape[1]
+    for name, tensor, shape in (("u", u, u.shape), ("delta", delta, u.shape), ("A", A, (channels, d_state)),
+                                ("B", B, (batch, length, d_state)), ("C", C, (batch, length, d_state)),
+                                ("D", D, (channels,)), ("z", z, u.shape)):
+        _check(name, tensor, tuple(shape))
+    _no_grad_needed(u, delta, A, B, C, D, z)
+    # float32 and alive until the call returns: the C code reads raw pointers
+    u, delta = (t.detach().float().contiguous() for t in (u, delta))
+    B, bc_stride = _rows(B)
+    C, c_stride = _rows(C)
+    if c_stride != bc_stride:
+        B, C = B.contiguous(), C.contiguous()
+        bc_stride = d_state
+    A_t = A.detach().float().t().contiguous()  # (N, E)
+    D = None if D is None else D.detach().float().contiguous()
+    z, z_stride = (None, 0) if z is None else _rows(z)
+    y = torch.empty(batch, length, channels, dtype=torch.float32)
+    threads = torch.get_num_threads()
+    # the widest channel block that still gives every thread one (see cpu_scan.c)
+    block = next((w for w in (64, 32) if batch * -(-channels // w) >= threads), 16)
+    _build().library.selective_scan_forward(
+        batch, length, channels, d_state, u.data_ptr(), delta.data_ptr(), A_t.data_ptr(), B.data_ptr(), C.data_ptr(),
+        bc_stride, None if D is None else D.data_ptr(), None if z is None else z.data_ptr(), z_stride, y.data_ptr(),
+        block, threads)
+    return y
