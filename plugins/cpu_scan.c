@@ -2,12 +2,14 @@
  *
  * Time-major layouts: one time step's values are a contiguous row, rows are evenly spaced (a row stride
  * lets z, B and C be column slices of a projection's output without copies):
- *   u, delta, y    : (batch, T, E)     rows of E; delta already softplus-ed (the caller adds the bias)
+ *   u, delta, y    : (batch, T, E)     rows of E; delta before its bias and softplus (as mamba-ssm takes it)
+ *   delta_bias     : (E,)
  *   z              : (batch, T, E)     rows z_stride apart; NULL for no output gate
  *   A              : (N, E)            transposed from the model's (E, N)
  *   Bm, Cm         : (batch, T, N)     rows bc_stride apart
  *   D              : (E,) or NULL
  *
+ *   delta <- softplus(delta + delta_bias)     (torch's softplus: the identity above 20)
  *   h_t = exp(delta_t * A) * h_{t-1} + delta_t * u_t * B_t          h : (N, E) per batch row, h_{-1} = 0
  *   y_t = (C_t . h_t + D * u_t) * silu(z_t)
  *
@@ -19,30 +21,57 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #define MAX_CHANNELS 64
 
+/* exp(x) for x <= 0 (the decays: delta >= 0, A < 0), to ~1e-7 relative: Cephes' expf (Cody-Waite range
+ * reduction, degree-6 polynomial, 2^k from the exponent bits). Inlined, it lets the compiler keep the scan
+ * state in registers; the call to glibc's vector expf clobbers them (one layer at L = 8192: 4.6 vs 6.9 ms). */
+static inline float exp_nonpositive(float x) {
+    x = x < -87.0f ? -87.0f : (x > 0.0f ? 0.0f : x);  /* below -87, 2^k would leave the normal range */
+    const float k = roundf(x * 1.44269504088896341f);
+    const float f = (x - k * 0.693359375f) + k * 2.12194440e-4f;  /* x - k ln2, in two parts: f in [-ln2/2, ln2/2] */
+    float p = 1.9875691500e-4f;
+    p = p * f + 1.3981999507e-3f;
+    p = p * f + 8.3334519073e-3f;
+    p = p * f + 4.1665795894e-2f;
+    p = p * f + 1.6666665459e-1f;
+    p = p * f + 5.0000001201e-1f;
+    p = p * f * f + f + 1.0f;
+    const int32_t bits = ((int32_t)k + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
 static inline void scan_block(int64_t T, int64_t E, int64_t N, int64_t e0, const int width,
-                              const float *u, const float *delta, const float *A, const float *Bm, const float *Cm,
-                              int64_t bc_stride, const float *D, const float *z, int64_t z_stride, float *y) {
-    float h[N][MAX_CHANNELS], a[N][MAX_CHANNELS], skip[MAX_CHANNELS];
+                              const float *u, const float *delta, const float *delta_bias, const float *A,
+                              const float *Bm, const float *Cm, int64_t bc_stride, const float *D, const float *z,
+                              int64_t z_stride, float *y) {
+    float h[N][MAX_CHANNELS], a[N][MAX_CHANNELS], skip[MAX_CHANNELS], bias[MAX_CHANNELS];
     for (int64_t n = 0; n < N; n++)
         for (int e = 0; e < width; e++) {
             h[n][e] = 0.0f;
             a[n][e] = A[n * E + e0 + e];
         }
-    for (int e = 0; e < width; e++) skip[e] = D ? D[e0 + e] : 0.0f;
+    for (int e = 0; e < width; e++) {
+        skip[e] = D ? D[e0 + e] : 0.0f;
+        bias[e] = delta_bias[e0 + e];
+    }
     for (int64_t t = 0; t < T; t++) {
-        const float *dt = delta + t * E + e0, *ut = u + t * E + e0, *b = Bm + t * bc_stride, *c = Cm + t * bc_stride;
-        float du[MAX_CHANNELS], acc[MAX_CHANNELS];
+        const float *raw = delta + t * E + e0, *ut = u + t * E + e0, *b = Bm + t * bc_stride, *c = Cm + t * bc_stride;
+        float dt[MAX_CHANNELS], du[MAX_CHANNELS], acc[MAX_CHANNELS];
         for (int e = 0; e < width; e++) {
+            const float x = raw[e] + bias[e];
+            dt[e] = x > 20.0f ? x : log1pf(expf(x));
             du[e] = dt[e] * ut[e];
             acc[e] = skip[e] * ut[e];
         }
         for (int64_t n = 0; n < N; n++) {
             const float bn = b[n], cn = c[n];
             for (int e = 0; e < width; e++) {
-                const float state = expf(dt[e] * a[n][e]) * h[n][e] + du[e] * bn;
+                const float state = exp_nonpositive(dt[e] * a[n][e]) * h[n][e] + du[e] * bn;
                 h[n][e] = state;
                 acc[e] += cn * state;
             }
@@ -58,7 +87,7 @@ static inline void scan_block(int64_t T, int64_t E, int64_t N, int64_t e0, const
 }
 
 void selective_scan_forward(int64_t batch, int64_t T, int64_t E, int64_t N, const float *u, const float *delta,
-                            const float *A, const float *Bm, const float *Cm, int64_t bc_stride, const float *D,
+                            const float *delta_bias, const float *A, const float *Bm, const float *Cm, int64_t bc_stride, const float *D,
                             const float *z, int64_t z_stride, float *y, int block, int threads) {
     if (block != 16 && block != 32 && block != 64) block = 16;
     const int64_t blocks_per_row = (E + block - 1) / block;
@@ -70,13 +99,13 @@ void selective_scan_forward(int64_t batch, int64_t T, int64_t E, int64_t N, cons
         float *yr = y + row * T * E;
         /* full blocks get a constant width, so their loops are fixed-length and fully vectorised */
         if (e0 + block > E)
-            scan_block(T, E, N, e0, (int)(E - e0), ur, dr, A, br, cr, bc_stride, D, zr, z_stride, yr);
+            scan_block(T, E, N, e0, (int)(E - e0), ur, dr, delta_bias, A, br, cr, bc_stride, D, zr, z_stride, yr);
         else if (block == 64)
-            scan_block(T, E, N, e0, 64, ur, dr, A, br, cr, bc_stride, D, zr, z_stride, yr);
+            scan_block(T, E, N, e0, 64, ur, dr, delta_bias, A, br, cr, bc_stride, D, zr, z_stride, yr);
         else if (block == 32)
-            scan_block(T, E, N, e0, 32, ur, dr, A, br, cr, bc_stride, D, zr, z_stride, yr);
+            scan_block(T, E, N, e0, 32, ur, dr, delta_bias, A, br, cr, bc_stride, D, zr, z_stride, yr);
         else
-            scan_block(T, E, N, e0, 16, ur, dr, A, br, cr, bc_stride, D, zr, z_stride, yr);
+            scan_block(T, E, N, e0, 16, ur, dr, delta_bias, A, br, cr, bc_stride, D, zr, z_stride, yr);
     }
 }
 

@@ -100,7 +100,7 @@ def _build() -> _Build:
         return build
     int64, pointer = ctypes.c_int64, ctypes.c_void_p
     # the C signatures, argument for argument (a mismatch here corrupts memory, so keep them in step)
-    build.library.selective_scan_forward.argtypes = [int64] * 4 + [pointer] * 5 + [int64, pointer, pointer, int64,
+    build.library.selective_scan_forward.argtypes = [int64] * 4 + [pointer] * 6 + [int64, pointer, pointer, int64,
                                                                                    pointer, ctypes.c_int, ctypes.c_int]
     build.library.causal_conv_silu.argtypes = [int64] * 4 + [pointer, int64] + [pointer] * 3 + [ctypes.c_int]
     for function in (build.library.selective_scan_forward, build.library.causal_conv_silu):
@@ -162,18 +162,22 @@ def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
 
 
 def selective_scan_cpu(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-                       D: torch.Tensor | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
+                       D: torch.Tensor | None = None, z: torch.Tensor | None = None,
+                       delta_bias: torch.Tensor | None = None) -> torch.Tensor:
     """y (batch, T, E) from time-major inputs; no autograd. Call only when :func:`available`.
 
-    u, delta, z: (batch, T, E), delta after softplus; A: (E, N); B, C: (batch, T, N); D: (E,).
+    mamba-ssm's ``selective_scan_fn`` with ``delta_softplus=True``, time-major: u, delta, z (batch, T, E);
+    A (E, N); B, C (batch, T, N); D, delta_bias (E,). The kernel adds delta_bias and applies softplus.
     """
     batch, length, channels = u.shape
     d_state = A.shape[1]
     for name, tensor, shape in (("u", u, u.shape), ("delta", delta, u.shape), ("A", A, (channels, d_state)),
                                 ("B", B, (batch, length, d_state)), ("C", C, (batch, length, d_state)),
-                                ("D", D, (channels,)), ("z", z, u.shape)):
+                                ("D", D, (channels,)), ("z", z, u.shape), ("delta_bias", delta_bias, (channels,))):
         _check(name, tensor, tuple(shape))
-    _no_grad_needed(u, delta, A, B, C, D, z)
+    _no_grad_needed(u, delta, A, B, C, D, z, delta_bias)
+    if A.numel() and float(A.max()) > 0:
+        raise ValueError("cpu_scan: A must be <= 0 (decaying states; Mamba uses A = -exp(A_log))")
     # float32 and alive until the call returns: the C code reads raw pointers
     u, delta = (t.detach().float().contiguous() for t in (u, delta))
     B, bc_stride = _rows(B)
@@ -183,13 +187,14 @@ def selective_scan_cpu(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B:
         bc_stride = d_state
     A_t = A.detach().float().t().contiguous()  # (N, E)
     D = None if D is None else D.detach().float().contiguous()
+    delta_bias = (u.new_zeros(channels) if delta_bias is None else delta_bias).detach().float().contiguous()
     z, z_stride = (None, 0) if z is None else _rows(z)
     y = torch.empty(batch, length, channels, dtype=torch.float32)
     threads = torch.get_num_threads()
     # the widest channel block that still gives every thread one (see cpu_scan.c)
     block = next((w for w in (64, 32) if batch * -(-channels // w) >= threads), 16)
     _build().library.selective_scan_forward(
-        batch, length, channels, d_state, u.data_ptr(), delta.data_ptr(), A_t.data_ptr(), B.data_ptr(), C.data_ptr(),
+        batch, length, channels, d_state, u.data_ptr(), delta.data_ptr(), delta_bias.data_ptr(), A_t.data_ptr(), B.data_ptr(), C.data_ptr(),
         bc_stride, None if D is None else D.data_ptr(), None if z is None else z.data_ptr(), z_stride, y.data_ptr(),
         block, threads)
     return y

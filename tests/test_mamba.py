@@ -209,11 +209,11 @@ def test_cpu_kernel_matches_sequential_reference(batch, dim, length, optional):
     if not optional:
         inputs["D"] = inputs["z"] = None
     expected = selective_scan_ref(**inputs, delta_softplus=True)  # (B, D, L)
-    delta = torch.nn.functional.softplus(inputs["delta"] + inputs["delta_bias"][:, None])
     with torch.no_grad():
-        y = cpu_scan.selective_scan_cpu(time_major(inputs["u"]), time_major(delta), inputs["A"],
+        y = cpu_scan.selective_scan_cpu(time_major(inputs["u"]), time_major(inputs["delta"]), inputs["A"],
                                         time_major(inputs["B"]), time_major(inputs["C"]), inputs["D"],
-                                        None if inputs["z"] is None else time_major(inputs["z"]))
+                                        None if inputs["z"] is None else time_major(inputs["z"]),
+                                        delta_bias=inputs["delta_bias"])
     assert relative_error(y.transpose(1, 2), expected) < TOLERANCE
 
 
