@@ -1,14 +1,13 @@
 """A compiled CPU kernel for Mamba-1's selective scan, forward only: the inference fast path on CPU.
 
 mamba-ssm's kernels are CUDA-only and no maintained library ships a CPU selective scan, so this one
-is ours: ``cpu_scan.c``, about sixty lines of C, built with the system C compiler on first use and
-loaded with ctypes. Each block of 16 channels keeps its state in registers while time runs, and
-``exp`` is vectorised by glibc's vector math library; at d_model 64 (128 channels, 16 states),
-L = 8192 it runs one layer's scan in ~6 ms on 2 cores, against ~35 ms for the chunked PyTorch scan,
-whose per-step Python dispatch is most of its cost (``benchmarks/bench_tgn_chunked.py``).
+is ours: ``cpu_scan.c``, a short C file built with the system C compiler on first use and loaded with
+ctypes (it also has Mamba's causal conv + SiLU in the time-major layout the scan reads). At d_model 64
+(128 channels, 16 states), L = 8192 it runs one layer's scan in ~4.6 ms on 2 cores, against ~35 ms for
+the chunked PyTorch scan, whose per-step Python dispatch is most of its cost.
 
 It has no backward: the Mamba block uses it only when no gradient is needed (evaluation, inference
-benchmarks) and the policy allows (``SEQBENCH_KERNELS`` is not ``ref``); training keeps the PyTorch
+benchmarks) and the policy allows (``SEQBENCH_KERNELS`` is ``auto``); training keeps the PyTorch
 scan. Without a C compiler, or when the build fails, :func:`available` is False (the reason is in
 :func:`unavailable_reason`) and the PyTorch path runs; the row's ``kernels`` column says which ran.
 
@@ -193,8 +192,8 @@ def selective_scan_cpu(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B:
     threads = torch.get_num_threads()
     # the widest channel block that still gives every thread one (see cpu_scan.c)
     block = next((w for w in (64, 32) if batch * -(-channels // w) >= threads), 16)
-    _build().library.selective_scan_forward(
-        batch, length, channels, d_state, u.data_ptr(), delta.data_ptr(), delta_bias.data_ptr(), A_t.data_ptr(), B.data_ptr(), C.data_ptr(),
-        bc_stride, None if D is None else D.data_ptr(), None if z is None else z.data_ptr(), z_stride, y.data_ptr(),
-        block, threads)
+    pointers = [t.data_ptr() for t in (u, delta, delta_bias, A_t, B, C)]
+    _build().library.selective_scan_forward(batch, length, channels, d_state, *pointers, bc_stride,
+                                            None if D is None else D.data_ptr(), None if z is None else z.data_ptr(),
+                                            z_stride, y.data_ptr(), block, threads)
     return y

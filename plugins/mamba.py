@@ -98,7 +98,8 @@ class MambaBlock(nn.Module):
         """"cuda" (mamba-ssm), "cpu-kernel" (compiled, gradient-free passes only) or "torch" (chunked scan)."""
         if resolve("mamba", selective_scan_fn is not None, hidden.is_cuda) == "fast":
             return "cuda"
-        needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or any(p.requires_grad for p in self.parameters()))
+        needs_grad = torch.is_grad_enabled() and (hidden.requires_grad
+                                                  or any(p.requires_grad for p in self.parameters()))
         if hidden.device.type == "cpu" and not needs_grad and policy() == "auto" and cpu_scan.available():
             return "cpu-kernel"
         return "torch"

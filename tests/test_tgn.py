@@ -193,3 +193,37 @@ def test_effective_rank():
     assert effective_rank(torch.eye(8)) == pytest.approx(8.0, rel=1e-5)
     rank_one = torch.randn(20, 1) @ torch.randn(1, 8)
     assert effective_rank(rank_one) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("chunks", [[(0, 4)], [(4, 8), (8, 12), (20, 23)], [(0, 4), (12, 16), (16, 19)]])
+def test_chunk_attention_equals_full_causal_attention_at_those_rows(chunks):
+    """Hard mode's chunk path (flash calls per key segment, merged by log-sum-exp) is exact attention:
+    adjacent chunks, a chunk at 0 and a ragged last chunk give full causal attention's rows."""
+    from seqbench_plugins.tgn_attention import SubsetCausalAttention
+
+    torch.manual_seed(0)
+    attn = SubsetCausalAttention(16, 2).eval()
+    x = torch.randn(2, 23, 16)
+    groups = [torch.arange(lo, hi) for lo, hi in chunks]
+    with torch.no_grad():
+        full = attn(x)
+        attn.reset_counters()
+        subset = attn.at_positions(x, [groups, groups[:1]])
+    rows = torch.cat(groups)
+    torch.testing.assert_close(subset[0, rows], full[0, rows], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(subset[1, groups[0]], full[1, groups[0]], rtol=1e-5, atol=1e-5)
+    others = torch.ones(23, dtype=torch.bool)
+    others[rows] = False
+    assert torch.all(subset[0, others] == 0)
+    assert attn.pairs == sum((hi - lo) * hi for lo, hi in chunks) + (chunks[0][1] - chunks[0][0]) * chunks[0][1]
+
+
+def test_scattered_token_attention_equals_full_causal_attention_at_those_rows():
+    from seqbench_plugins.tgn_attention import SubsetCausalAttention
+
+    torch.manual_seed(0)
+    attn = SubsetCausalAttention(16, 2).eval()
+    x = torch.randn(1, 23, 16)
+    rows = torch.tensor([0, 3, 4, 9, 22])
+    with torch.no_grad():
+        torch.testing.assert_close(attn.at_positions(x, [[rows]])[0, rows], attn(x)[0, rows], rtol=1e-5, atol=1e-5)
