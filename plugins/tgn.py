@@ -140,14 +140,13 @@ class TGNBlock(nn.Module):
         source = h_rnn if self.c.variant == "serial" else z
         g_tok = self.per_token(g, T).unsqueeze(-1)  # (B, T, 1)
         if not hard:
-            h_attn = self.attn(source)  # (B, T, D)
-            delta = (1 - g_tok) * h_rnn + g_tok * h_attn
-        else:
-            on = self.gated_units(g)  # (B, n) bool
-            h_attn = self.attn.at_positions(source, self.query_groups(on, T))  # (B, T, D), 0 where off
-            on_tok = self.per_token(on, T).unsqueeze(-1)  # (B, T, 1)
-            delta = torch.where(on_tok, (1 - g_tok) * h_rnn + g_tok * h_attn, h_rnn)
-        x = x + delta
+            x = x + (1 - g_tok) * h_rnn + g_tok * self.attn(source)
+        else:  # the inertial path everywhere, then the gated positions' attention share: h + g (a - h)
+            x = x + h_rnn
+            for b, found in enumerate(self.attn.rows_attention(source, self.query_groups(self.gated_units(g), T))):
+                if found is not None:
+                    rows, h_attn = found  # (Q,), (Q, D)
+                    x[b, rows] += (g_tok[b, rows] * (h_attn.to(x.dtype) - h_rnn[b, rows])).to(x.dtype)
         return x + self.ffn(self.norm2(x)), g
 
     def gated_units(self, g: torch.Tensor) -> torch.Tensor:

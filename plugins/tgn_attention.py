@@ -50,7 +50,16 @@ class SubsetCausalAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(B, T, D))
 
     def at_positions(self, x: torch.Tensor, positions: list[list[torch.Tensor]]) -> torch.Tensor:
-        """Attention output only at selected query positions; zeros elsewhere.
+        """:meth:`rows_attention` scattered into a (B, T, D) tensor that is zero at the other positions."""
+        out = x.new_zeros(x.shape)  # under autocast the projections may return another dtype: cast on write
+        for b, found in enumerate(self.rows_attention(x, positions)):
+            if found is not None:
+                out[b, found[0]] = found[1].to(out.dtype)
+        return out
+
+    def rows_attention(self, x: torch.Tensor, positions: list[list[torch.Tensor]]
+                       ) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        """Attention output only at selected query positions: per row ``b``, (positions, (Q, D) outputs) or None.
 
         ``positions[b]`` is a list of sorted 1-D index tensors for row ``b``, the groups in ascending
         order; a group's queries see the keys of positions ``0 .. group[-1]`` (their causal prefix),
@@ -61,11 +70,12 @@ class SubsetCausalAttention(nn.Module):
         others through SDPA with a mask.
         """
         B, T, D = x.shape
-        out = x.new_zeros(B, T, D)  # under autocast the projections may return another dtype: cast on write
         self.full_pairs += B * causal_pairs(T)
+        results: list[tuple[torch.Tensor, torch.Tensor] | None] = []
         for b, groups in enumerate(positions):
             groups = [g for g in groups if g.numel()]
             if not groups:
+                results.append(None)
                 continue
             end = int(groups[-1][-1]) + 1  # keys beyond the last gated query are never needed
             k, v = (self._heads(t).contiguous() for t in self.kv(x[b, :end]).chunk(2, dim=-1))  # (nh, end, hs) each
@@ -78,10 +88,10 @@ class SubsetCausalAttention(nn.Module):
             else:
                 y = torch.cat([_masked_prefix_attention(q_group, k, v, pos) for q_group, pos
                                in zip(q.split([len(g) for g in groups], dim=1), groups)], dim=1)
-            out[b, rows] = self.out(y.transpose(0, 1).reshape(len(rows), D)).to(out.dtype)
+            results.append((rows, self.out(y.transpose(0, 1).reshape(len(rows), D))))
             self.query_rows += len(rows)
             self.pairs += sum(len(g) * hi for (_, hi), g in zip(bounds, groups))
-        return out
+        return results
 
 
 def _masked_prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
