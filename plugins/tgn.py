@@ -21,6 +21,11 @@ causal, chunk c's gate reads the inertial state at the last token *before* the c
 learned start vector): a decision taken from the past, before the chunk's tokens are seen. A gated
 chunk's queries attend over all earlier keys; an ungated chunk runs no attention at all.
 
+Hard training (``hard_train_from``, off by default): soft training lets the model lean on gates below
+tau, which hard mode then cuts off. Once the loss has fallen by the given fraction (the adaptive
+schedule's progress), training switches to hard mode's mix, ``h + [g > tau] g (a - h)``, with a
+straight-through gradient for the step, so the gates learn which positions really need attention.
+
 Lambda schedule (``gate_lambda``): "fixed" gives ``lambda_max`` at every step. "adaptive" follows the
 task loss: with ``L0`` the first training loss and ``E_t`` an exponential moving average of the task
 loss (``lambda_ema``), ``lambda_t = lambda_max * clip(1 - E_t / L0, 0, 1) ** 2``. While the loss is
@@ -57,6 +62,9 @@ class TGNConfig:
     gate: Literal["linear", "mlp"] = "linear"  # Gate: Linear(D, 1), or Linear-GELU-Linear with D/4 hidden
     gate_bias: float = 0.0  # initial gate logit: 0 starts at g = 0.5
     tau: float = 0.5  # hard mode: attention runs where g > tau; also the gate_rate threshold
+    # training switches to hard mode's mix (straight-through) once the loss has fallen this far (the adaptive
+    # schedule's progress, 1 - EMA(loss) / first loss); 1 never: the paper's soft training throughout
+    hard_train_from: float = 1.0
     lambda_mode: Literal["fixed", "adaptive"] = "adaptive"  # see the module docstring
     lambda_max: float = 0.02  # the paper's value
     lambda_ema: float = 0.98  # smoothing of the task loss that drives the adaptive schedule
@@ -72,6 +80,8 @@ class TGNConfig:
         require(self.d_model % self.n_heads == 0, "model.n_heads",
                 f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         require(0 < self.tau < 1, "model.tau", f"must be in (0, 1), got {self.tau}")
+        require(0 <= self.hard_train_from <= 1, "model.hard_train_from",
+                f"must be in [0, 1] (1: never), got {self.hard_train_from}")
         require(self.lambda_max >= 0, "model.lambda_max", f"must be >= 0, got {self.lambda_max}")
         require(0 <= self.lambda_ema < 1, "model.lambda_ema", f"must be in [0, 1), got {self.lambda_ema}")
 
@@ -114,6 +124,7 @@ class TGNBlock(nn.Module):
         self.ffn = FeedForward(c.d_model, c.mlp_ratio, 0.0)
         self.gate_override: float | None = None  # tests: force g to a constant
         self.chunk_override: torch.Tensor | None = None  # force_gate_rate: (n_chunks,) bool
+        self.hard_mix_training = False  # set by TGN.gate_lambda once hard_train_from is reached
 
     def gates(self, h_rnn: torch.Tensor) -> torch.Tensor:
         """g in (0, 1): (B, T) per token, or (B, n_chunks) per chunk for the chunked variant."""
@@ -139,7 +150,13 @@ class TGNBlock(nn.Module):
         g = self.gates(h_rnn)  # (B, T) or (B, n_chunks)
         source = h_rnn if self.c.variant == "serial" else z
         g_tok = self.per_token(g, T).unsqueeze(-1)  # (B, T, 1)
-        if not hard:
+        if not hard and self.training and self.hard_mix_training:
+            # hard mode's mix, h + [g > tau] g (a - h), with a straight-through gradient: the step [g > tau]
+            # passes d/dg as if it were g itself, so closed gates still learn whether opening would help
+            opened = (g_tok > self.c.tau).to(g_tok.dtype)
+            opened = opened + g_tok - g_tok.detach()
+            x = x + h_rnn + opened * g_tok * (self.attn(source) - h_rnn)
+        elif not hard:
             x = x + (1 - g_tok) * h_rnn + g_tok * self.attn(source)
         else:  # the inertial path everywhere, then the gated positions' attention share: h + g (a - h)
             x = x + h_rnn
@@ -229,14 +246,15 @@ class TGN(nn.Module):
 
     def gate_lambda(self, step: int, task_loss: torch.Tensor) -> float:
         """The penalty weight for this training step (see the module docstring for the schedule)."""
-        if self.c.lambda_mode == "fixed":
-            return self.c.lambda_max
         loss = float(task_loss)
         if self._loss_start is None:
             self._loss_start = self._loss_ema = loss
         self._loss_ema = self.c.lambda_ema * self._loss_ema + (1 - self.c.lambda_ema) * loss
         progress = min(1.0, max(0.0, 1.0 - self._loss_ema / self._loss_start)) if self._loss_start > 0 else 1.0
-        return self.c.lambda_max * progress ** 2
+        if self.c.hard_train_from < 1 and progress >= self.c.hard_train_from:
+            for block in self.blocks:
+                block.hard_mix_training = True
+        return self.c.lambda_max * progress ** 2 if self.c.lambda_mode == "adaptive" else self.c.lambda_max
 
 
 def build(config: TGNConfig, info: TaskInfo) -> TGN:

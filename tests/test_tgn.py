@@ -171,6 +171,60 @@ def test_lambda_adaptive_rises_as_loss_falls():
     assert up[-1] < 0.01 * 0.02  # the loss climbing back releases the penalty
 
 
+def test_hard_training_starts_once_the_loss_has_fallen_far_enough():
+    model = tiny("parallel", hard_train_from=0.5, lambda_ema=0.9)
+    for s in range(30):
+        model.gate_lambda(s, torch.tensor(4.0))
+    assert not any(block.hard_mix_training for block in model.blocks)
+    for s in range(30):
+        model.gate_lambda(30 + s, torch.tensor(1.0))  # the EMA falls below half the first loss
+    assert all(block.hard_mix_training for block in model.blocks)
+    never = tiny("parallel")  # default 1.0: the paper's soft training throughout
+    for s in range(30):
+        never.gate_lambda(s, torch.tensor(4.0 if s == 0 else 1e-6))
+    assert not any(block.hard_mix_training for block in never.blocks)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_hard_training_mix_is_hard_mode(variant):
+    model = tiny(variant)
+    x = tokens()
+    with torch.no_grad():
+        for block in model.blocks:
+            block.gate.weight.mul_(20)  # gates spread away from 0.5: some open, some closed
+            if block.gate_start is not None:
+                block.gate_start.normal_()
+        model.set_gate_mode("hard")
+        hard = model(x).logits
+        model.set_gate_mode("soft")
+    model.train()
+    for block in model.blocks:
+        block.hard_mix_training = True
+    out = model(x)
+    assert 0 < float((out.gates > 0.5).float().mean()) < 1
+    torch.testing.assert_close(out.logits, hard, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_hard_training_sends_gradient_to_closed_gates(variant):
+    """Every gate closed: hard mode's output ignores attention, yet the straight-through step still
+    tells the gates whether opening would lower the loss (without it their gradient is exactly 0)."""
+    model = tiny(variant).train()
+    with torch.no_grad():
+        for block in model.blocks:
+            block.gate.bias.fill_(-6.0)
+            block.gate.weight.zero_()
+            if block.gate_start is not None:
+                block.gate_start.zero_()
+            block.hard_mix_training = True
+    x = tokens()
+    out = model(x)
+    assert float(out.gates.detach().max()) < 0.5
+    F.cross_entropy(out.logits.reshape(-1, INFO.num_classes), x.reshape(-1)).backward()
+    for block in model.blocks:
+        assert float(block.gate.bias.grad.abs()) > 0
+
+
 def test_force_gate_rate_picks_exact_count():
     model = tiny("chunked")
     model.set_gate_mode("hard")
