@@ -319,7 +319,6 @@ def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOpti
         module = bench_model.build(bench_model.config, bench_info(seq_len)).to(device)
         module.train(mode == "train")
         row["n_params"] = sum(p.numel() for p in module.parameters())
-        row["kernels"] = kernels_used(module)
         if options.gate_rate is not None:
             force_gates(module, options.gate_rate)
         generator = torch.Generator().manual_seed(seq_len)
@@ -337,6 +336,7 @@ def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOpti
                 break
         else:
             row["status"] = "ok"
+        row["kernels"] = kernels_used(module)  # the paths the timed steps ran (known only once they ran)
         row["peak_mem_bytes"] = memory.read()
         if row["status"] == "ok":
             median = statistics.median(times)

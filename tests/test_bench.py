@@ -118,3 +118,14 @@ def test_bench_cli_prints_a_table_and_rejects_bad_input(cli, tmp_path):
         from seqbench.bench import resolve_models
 
         resolve_models(build_registries(), BenchOptions(models=("gru",), overrides=("task.seq_len=3",)))
+
+
+def test_kernels_column_records_the_paths_the_timed_steps_ran(registries, tmp_path, monkeypatch):
+    from seqbench import kernels
+    from seqbench_plugins import cpu_scan
+
+    monkeypatch.delenv(kernels.KERNELS_ENV, raising=False)
+    rows = list(run_bench(registries, _options(tmp_path, models=("mamba",), modes=("train", "infer"), lengths=(32,))))
+    by_mode = {r["mode"]: r for r in rows}
+    assert by_mode["train"]["kernels"] == "mamba:torch-chunked"  # gradients: the PyTorch scan
+    assert by_mode["infer"]["kernels"] == ("mamba:cpu-kernel" if cpu_scan.available() else "mamba:torch-chunked")
