@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_scan.c")
 CACHE_ENV = "SEQBENCH_KERNEL_CACHE"
+MAX_STATE = 256  # N: the kernel keeps each channel block's (N, 64) state on its thread's stack
 # -ffast-math lets gcc call glibc's vector expf; it goes to the compile step only: linking a shared
 # library with it (gcc < 13) adds crtfastmath.o, which flushes denormals to zero for the whole process.
 COMPILE_FLAGS = ("-O3", "-ffast-math", "-fopenmp", "-fPIC", "-std=c99")
@@ -175,6 +176,8 @@ def selective_scan_cpu(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B:
                                 ("D", D, (channels,)), ("z", z, u.shape), ("delta_bias", delta_bias, (channels,))):
         _check(name, tensor, tuple(shape))
     _no_grad_needed(u, delta, A, B, C, D, z, delta_bias)
+    if d_state > MAX_STATE:
+        raise ValueError(f"cpu_scan: d_state {d_state} is over the kernel's {MAX_STATE}; use selective_scan_fast")
     if A.numel() and float(A.max()) > 0:
         raise ValueError("cpu_scan: A must be <= 0 (decaying states; Mamba uses A = -exp(A_log))")
     # float32 and alive until the call returns: the C code reads raw pointers

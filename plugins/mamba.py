@@ -100,7 +100,8 @@ class MambaBlock(nn.Module):
             return "cuda"
         needs_grad = torch.is_grad_enabled() and (hidden.requires_grad
                                                   or any(p.requires_grad for p in self.parameters()))
-        if hidden.device.type == "cpu" and not needs_grad and policy() == "auto" and cpu_scan.available():
+        if (hidden.device.type == "cpu" and not needs_grad and policy() == "auto"
+                and self.d_state <= cpu_scan.MAX_STATE and cpu_scan.available()):
             return "cpu-kernel"
         return "torch"
 
