@@ -249,13 +249,19 @@ def test_block_uses_cpu_kernel_only_without_gradients(monkeypatch):
 
 
 @needs_cpu_kernel
-def test_cpu_kernel_refuses_gradients_and_bad_shapes():
+def test_cpu_kernel_refuses_gradients_bad_shapes_growing_states_and_big_d_state():
     u = torch.randn(1, 8, 4, requires_grad=True)
     A, B = -torch.rand(4, 3), torch.randn(1, 8, 3)
     with pytest.raises(RuntimeError, match="no backward"):
         cpu_scan.selective_scan_cpu(u, u.detach().abs(), A, B, B)
     with pytest.raises(ValueError, match="C has shape"):
         cpu_scan.selective_scan_cpu(u.detach(), u.detach().abs(), A, B, B[:, :5])
+    with pytest.raises(ValueError, match="A must be <= 0"):
+        cpu_scan.selective_scan_cpu(u.detach(), u.detach().abs(), -A, B, B)
+    big = cpu_scan.MAX_STATE + 1
+    with pytest.raises(ValueError, match="d_state"):
+        cpu_scan.selective_scan_cpu(u.detach(), u.detach().abs(), -torch.rand(4, big), torch.randn(1, 8, big),
+                                    torch.randn(1, 8, big))
 
 
 def test_cpu_kernel_without_compiler_falls_back(monkeypatch, tmp_path):
