@@ -106,30 +106,18 @@ class BenchModel:
 
 def resolve_models(registries, options: BenchOptions) -> list[BenchModel]:
     """(model, variant) pairs with their resolved configs; unknown names or variants raise UserError."""
-    from seqbench.config import apply_overrides, parse_overrides
-    from seqbench.registry import check_preset, load_target
+    from seqbench.config import parse_overrides
+    from seqbench.registry import check_preset, load_target, select_variants
+    from seqbench.runner import resolve_model_config
 
     check_preset(options.preset)
     sets = parse_overrides(list(options.overrides))
     if sets["task"] or sets["train"]:
         raise UserError("bench takes only model.KEY=VALUE overrides: its data are synthetic and its steps are "
                         "set by --warmup/--repeats")
-    specs = [registries.models.get(name) for name in options.models]
-    if options.variants:
-        unknown = [v for v in options.variants if not any(v in s.variants for s in specs)]
-        if unknown:
-            raise UserError(f"no selected model has variant(s) {', '.join(unknown)}; variants: "
-                            + "; ".join(f"{s.name}: {', '.join(s.variants)}" for s in specs))
-    out = []
-    for spec in specs:
-        variants = [v for v in (options.variants or ()) if v in spec.variants] or [spec.variants[0]]
-        config_cls = load_target(spec.config)
-        field_names = {f.name for f in dataclasses.fields(config_cls)}
-        for variant in variants:
-            layer = {"variant": variant} if "variant" in field_names else {}
-            config = apply_overrides(config_cls, "model", spec.presets.get(options.preset, {}), layer, sets["model"])
-            out.append(BenchModel(spec.name, variant, config, load_target(spec.build)))
-    return out
+    pairs = select_variants([registries.models.get(name) for name in options.models], options.variants)
+    return [BenchModel(spec.name, variant, resolve_model_config(spec, options.preset, variant, sets["model"]),
+                       load_target(spec.build)) for spec, variant in pairs]
 
 
 def bench_info(seq_len: int):

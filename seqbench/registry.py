@@ -29,6 +29,19 @@ def check_preset(preset: str) -> None:
         raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
 
 
+def select_variants(specs: list[ModelSpec], variants: tuple[str, ...] | list[str] | None
+                    ) -> list[tuple[ModelSpec, str]]:
+    """(spec, variant) for each model: the asked-for variants it has, else its first. A variant no
+    selected model has is a UserError."""
+    if variants:
+        unknown = [v for v in variants if not any(v in s.variants for s in specs)]
+        if unknown:
+            raise UserError(f"no selected model has variant(s) {', '.join(unknown)}; variants: "
+                            + "; ".join(f"{s.name}: {', '.join(s.variants)}" for s in specs))
+    return [(spec, variant) for spec in specs
+            for variant in ([v for v in (variants or ()) if v in spec.variants] or [spec.variants[0]])]
+
+
 def load_target(target: str | Any) -> Any:
     """Import ``"package.module:attr"``; non-strings are returned as they are."""
     if not isinstance(target, str):

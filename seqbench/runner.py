@@ -39,6 +39,13 @@ def resolve_task_config(task_spec, preset: str, task_overrides: dict[str, str]) 
                            task_overrides)
 
 
+def resolve_model_config(model_spec, preset: str, variant: str, model_overrides: dict[str, str]) -> Any:
+    """The model's config dataclass: defaults, the preset's model settings, the variant, ``--set model.*``."""
+    model_cls = load_target(model_spec.config)
+    variant_layer = {"variant": variant} if "variant" in {f.name for f in dataclasses.fields(model_cls)} else {}
+    return apply_overrides(model_cls, "model", model_spec.presets.get(preset, {}), variant_layer, model_overrides)
+
+
 def resolve_run_config(registries: Registries, model: str, task: str, *, variant: str | None = None,
                        preset: str = "default", seed: int = 0, overrides: list[str] = (),
                        precision: str = "32-true") -> RunConfig:
@@ -56,12 +63,9 @@ def resolve_run_config(registries: Registries, model: str, task: str, *, variant
             f"{', '.join(sorted(task_spec.views))}; pick a model and task with an input view in common"
         )
     sets = parse_overrides(list(overrides))
-    model_cls = load_target(model_spec.config)
-    variant_layer = {"variant": variant} if "variant" in {f.name for f in dataclasses.fields(model_cls)} else {}
     return RunConfig(
         model=model, variant=variant, task=task, task_version=task_spec.version, preset=preset, seed=seed,
-        model_config=apply_overrides(model_cls, "model", model_spec.presets.get(preset, {}), variant_layer,
-                                     sets["model"]),
+        model_config=resolve_model_config(model_spec, preset, variant, sets["model"]),
         task_config=resolve_task_config(task_spec, preset, sets["task"]),
         train=apply_overrides(TrainConfig, "train", task_spec.presets.get(preset, {}).get("train", {}), sets["train"]),
         precision=precision,

@@ -80,25 +80,19 @@ def parse_grid(items: tuple[str, ...]) -> list[list[str]]:
 
 def expand(registries, spec: SweepSpec) -> list[Cell]:
     """Every cell of the grid in a fixed order, each resolved and validated (UserError on a bad one)."""
+    from seqbench.registry import select_variants
     from seqbench.runner import resolve_run_config
 
-    model_specs = [registries.models.get(m) for m in spec.models]
+    pairs = select_variants([registries.models.get(m) for m in spec.models], spec.variants)
     for task in spec.tasks:
         registries.tasks.get(task)
-    if spec.variants:
-        unknown = [v for v in spec.variants if not any(v in s.variants for s in model_specs)]
-        if unknown:
-            raise UserError(f"no selected model has variant(s) {', '.join(unknown)}; variants: "
-                            + "; ".join(f"{s.name}: {', '.join(s.variants)}" for s in model_specs))
     if len(set(spec.seeds)) != len(spec.seeds):
         raise UserError(f"--seeds lists a seed twice: {', '.join(map(str, spec.seeds))}")
     axes = parse_grid(spec.grid)
     cells: list[Cell] = []
     seen: set[str] = set()
-    for model_spec in model_specs:
-        variants = [v for v in (spec.variants or ()) if v in model_spec.variants] or [model_spec.variants[0]]
-        for variant, task, combo, seed in itertools.product(variants, spec.tasks, itertools.product(*axes),
-                                                            spec.seeds):
+    for model_spec, variant in pairs:
+        for task, combo, seed in itertools.product(spec.tasks, itertools.product(*axes), spec.seeds):
             overrides = (*spec.sets, *combo)
             config = resolve_run_config(registries, model_spec.name, task, variant=variant, preset=spec.preset,
                                         seed=seed, overrides=list(overrides), precision=spec.precision)
