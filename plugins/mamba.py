@@ -22,7 +22,7 @@ from torch import nn
 
 from seqbench.api import TaskInfo
 from seqbench.config import require
-from seqbench.kernels import policy, resolve
+from seqbench.kernels import cpu_kernel_allowed, resolve
 from seqbench_plugins import cpu_scan
 from seqbench_plugins.common import Readout, TokenEmbedding
 from seqbench_plugins.selective_scan import selective_scan_fast
@@ -100,7 +100,7 @@ class MambaBlock(nn.Module):
             return "cuda"
         needs_grad = torch.is_grad_enabled() and (hidden.requires_grad
                                                   or any(p.requires_grad for p in self.parameters()))
-        if (hidden.device.type == "cpu" and not needs_grad and policy() == "auto"
+        if (hidden.device.type == "cpu" and not needs_grad and cpu_kernel_allowed()
                 and self.d_state <= cpu_scan.MAX_STATE and cpu_scan.available()):
             return "cpu-kernel"
         return "torch"

@@ -20,7 +20,6 @@ memory or over its time budget is recorded with status ``oom`` / ``timeout`` and
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import gc
 import statistics

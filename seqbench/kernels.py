@@ -2,12 +2,14 @@
 
 ``SEQBENCH_KERNELS`` (default ``auto``) decides for every model:
 
-- ``auto``: the fast kernel when it is installed and the input is on CUDA, else the PyTorch path;
+- ``auto``: the CUDA kernel when it is installed and the input is on CUDA; on the CPU, a compiled CPU
+  kernel where one exists and applies (:func:`cpu_kernel_allowed`); else the PyTorch path;
 - ``ref``: always the PyTorch path (a real run-time path, also on GPU: for parity checks);
-- ``fast``: the fast kernel or a :class:`UserError` saying how to get it.
+- ``fast``: the CUDA kernel or a :class:`UserError` saying how to get it.
 
-A model imports its kernel under ``try/except ImportError`` (the mamba_ssm pattern), passes whether it
-imported to :func:`resolve`, and records what ran in a ``kernel_path`` attribute (the row's ``kernels``).
+A model imports its CUDA kernel under ``try/except ImportError`` (the mamba_ssm pattern), passes whether
+it imported to :func:`resolve`, asks :func:`cpu_kernel_allowed` before a CPU kernel, and records what ran
+in a ``kernel_path`` attribute (the row's ``kernels``).
 """
 
 from __future__ import annotations
@@ -34,8 +36,7 @@ def policy() -> str:
     return value
 
 
-def resolve(kernel_name: str, available: bool, on_cuda: bool, install_hint: str = CUDA_INSTALL_HINT
-            ) -> Literal["fast", "ref"]:
+def resolve(kernel_name: str, available: bool, on_cuda: bool) -> Literal["fast", "ref"]:
     """Which path runs ``kernel_name`` now: ``"fast"`` (the optional kernel) or ``"ref"`` (PyTorch).
 
     ``available``: the kernel imported; ``on_cuda``: the input lives on a CUDA device. Raises
@@ -48,8 +49,14 @@ def resolve(kernel_name: str, available: bool, on_cuda: bool, install_hint: str 
         return "fast" if available and on_cuda else "ref"
     if not available:
         raise UserError(f"{KERNELS_ENV}=fast but the {kernel_name} kernel is not installed; install it "
-                        f"{install_hint}, or set {KERNELS_ENV}=auto to use the PyTorch path")
+                        f"{CUDA_INSTALL_HINT}, or set {KERNELS_ENV}=auto to use the PyTorch path")
     if not on_cuda:
         raise UserError(f"{KERNELS_ENV}=fast but the {kernel_name} kernel needs CUDA and the input is on the CPU; "
                         f"run with --device cuda, or set {KERNELS_ENV}=auto to use the PyTorch path")
     return "fast"
+
+
+def cpu_kernel_allowed() -> bool:
+    """Whether a compiled CPU kernel may replace the PyTorch path: under ``auto`` only (``ref`` keeps
+    PyTorch; ``fast`` means the CUDA kernels). The model still checks the kernel built and applies."""
+    return policy() == "auto"

@@ -6,13 +6,14 @@ there is no interval and it is shown as "± n/a".
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
 
 from scipy import stats
+
+from seqbench.results import config_settings, varying_keys
 
 GROUP_KEYS = ("task", "preset", "model", "variant")
 
@@ -58,23 +59,15 @@ class Entry:
     gate_rate: Stat
 
 
-def _setting_of(row: dict[str, Any]) -> dict[str, Any]:
-    config = json.loads(row["config_json"]) if row.get("config_json") else {}
-    flat = {f"task.{k}": v for k, v in config.get("task_config", {}).items()}
-    flat.update({f"model.{k}": v for k, v in config.get("model_config", {}).items() if k != "variant"})
-    flat.update({f"train.{k}": v for k, v in config.get("train", {}).items()})
-    return flat
-
-
 def build(rows: list[dict[str, Any]], task: str | None = None) -> list[Entry]:
     """Entries ranked per (task, preset) by the task's metric (accuracy up, perplexity down)."""
     rows = [r for r in rows if task is None or r["task"] == task]
-    settings = [_setting_of(r) for r in rows]
+    settings = [{k: v for k, v in config_settings(r).items() if k != "model.variant"} for r in rows]
     # A setting key is shown when it varies between runs of the same task, preset and model.
     varying: dict[tuple, set[str]] = {(r["task"], r["preset"], r["model"]): set() for r in rows}
     for key in varying:
         same = [s for r, s in zip(rows, settings) if (r["task"], r["preset"], r["model"]) == key]
-        varying[key] = {k for k in set().union(*same) if len({json.dumps(s.get(k)) for s in same}) > 1}
+        varying[key] = varying_keys(same)
 
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row, setting in zip(rows, settings):

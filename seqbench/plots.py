@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from typing import Any
 
 from seqbench.errors import UserError
 from seqbench.leaderboard import mean_interval
-from seqbench.results import iter_rows, read_curves, read_runs
+from seqbench.results import config_settings, iter_rows, read_curves, read_runs, varying_keys
 
 
 def _pyplot():
@@ -76,6 +75,10 @@ def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> l
     for run in by_run.values():
         per_task[(run["task"], run["preset"])].append(run)
     axis = {key: varying_task_key(members) for key, members in per_task.items()}
+    label_of_run = {}  # "key=value" of the grid axis, parsed once per run rather than once per curve point
+    for run_id, run in by_run.items():
+        key = axis[(run["task"], run["preset"])]
+        label_of_run[run_id] = f"{key}={_task_settings(run)[key]}" if key else ""
     # (task, preset) -> (model, variant, setting) -> metric -> step -> [value per seed]
     data: dict[tuple, dict[tuple, dict[str, dict[float, list[float]]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
@@ -83,8 +86,7 @@ def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> l
         run = by_run.get(point["run_id"])
         if run is None:  # the curve of a run without a row (killed mid-write) or of a failed run
             continue
-        key = axis[(run["task"], run["preset"])]
-        setting = f"{key}={_task_settings(run)[key]}" if key else ""
+        setting = label_of_run[run["run_id"]]
         series = data[(run["task"], run["preset"])][(run["model"], run["variant"], setting)]
         for metric in ("accuracy", "gate_rate"):
             if point.get(metric) is not None:
@@ -128,16 +130,13 @@ def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> l
 
 
 def _task_settings(row: dict[str, Any]) -> dict[str, Any]:
-    config = json.loads(row["config_json"]) if row.get("config_json") else {}
-    return config.get("task_config", {})
+    return {key[len("task."):]: value for key, value in config_settings(row).items() if key.startswith("task.")}
 
 
 def varying_task_key(rows: list[dict]) -> str | None:
     """The task setting that varies between the rows; ``num_nodes`` (ring size) when several do."""
     settings = [_task_settings(r) for r in rows]
-    keys = {k for s in settings for k in s}
-    varying = sorted(k for k in keys if len({json.dumps(s.get(k)) for s in settings}) > 1
-                     and all(isinstance(s.get(k), (int, float)) for s in settings))
+    varying = sorted(k for k in varying_keys(settings) if all(isinstance(s.get(k), (int, float)) for s in settings))
     if "num_nodes" in varying:
         return "num_nodes"
     return varying[0] if len(varying) == 1 else None

@@ -13,8 +13,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-PROBES = ("rank",)
-
 
 def effective_rank(hidden: torch.Tensor) -> float:
     """exp(entropy of the normalised singular values) of ``hidden`` viewed as (rows, D)."""

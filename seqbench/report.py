@@ -17,6 +17,7 @@ import datetime as dt
 import importlib.resources
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from scipy import stats
 
 from seqbench.errors import UserError
 from seqbench.leaderboard import mean_interval
-from seqbench.results import iter_rows, read_runs
+from seqbench.results import config_settings, iter_rows, read_runs
 
 RULES = {
     "at_least": ("≥ {0:g}", lambda lo, hi, a: lo >= a),
@@ -44,8 +45,6 @@ class Measured:
     text: str  # the measured value with its interval, or why there is none
     seeds: str  # seeds (or bench rows) behind it
     mean: float | None = None
-    low: float | None = None
-    high: float | None = None
 
 
 # --------------------------------------------------------------------------------- claims
@@ -103,15 +102,6 @@ def commands(claim: dict[str, Any], preset: str, results: Path) -> list[str]:
 # ---------------------------------------------------------------------------- measurement
 
 
-def _flat_config(row: dict[str, Any]) -> dict[str, str]:
-    config = json.loads(row["config_json"]) if row.get("config_json") else {}
-    flat = {}
-    for section, key in (("model_config", "model"), ("task_config", "task"), ("train", "train")):
-        for name, value in config.get(section, {}).items():
-            flat[f"{key}.{name}"] = str(value)
-    return flat
-
-
 def _matches(row: dict[str, Any], flat: dict[str, str], sets: list[str]) -> bool:
     for item in sets:
         key, _, value = item.partition("=")
@@ -137,14 +127,15 @@ def select_runs(runs: list[dict], claim: dict, preset: str, side: dict[str, Any]
             continue
         if row["model"] != side["model"] or ("variant" in side and row["variant"] != side["variant"]):
             continue
-        if _matches(row, _flat_config(row), block.get("set", [])):
-            chosen.append(row)
+        flat = {key: str(value) for key, value in config_settings(row).items()}
+        if _matches(row, flat, block.get("set", [])):
+            chosen.append((row, flat))
     if "at" in side and chosen:
-        values = {float(_flat_config(r).get(side["key"], "nan")) for r in chosen}
+        values = {float(flat.get(side["key"], "nan")) for _, flat in chosen}
         target = (min if side["at"] == "smallest" else max)(v for v in values if not math.isnan(v))
-        chosen = [r for r in chosen if math.isclose(float(_flat_config(r).get(side["key"], "nan")), target)]
+        chosen = [(r, flat) for r, flat in chosen if math.isclose(float(flat.get(side["key"], "nan")), target)]
     newest: dict[tuple, dict] = {}
-    for row in chosen:
+    for row, _ in chosen:
         key = (row["variant"], row["seed"])
         if key not in newest or row["started_at"] > newest[key]["started_at"]:
             newest[key] = row
@@ -192,11 +183,10 @@ def measure_runs(claim: dict, runs: list[dict], preset: str, min_seeds: int) -> 
 def welch_difference(a: list[float], b: list[float], confidence: float = 0.95) -> tuple[float, float | None]:
     """mean(a) - mean(b) and the half-width of its Welch t-interval (None with fewer than 2 values a side)."""
     na, nb = len(a), len(b)
-    diff = sum(a) / na - sum(b) / nb
+    diff = statistics.mean(a) - statistics.mean(b)  # as mean_interval: equal values give exactly zero spread
     if na < 2 or nb < 2:
         return diff, None
-    va = sum((x - sum(a) / na) ** 2 for x in a) / (na - 1)
-    vb = sum((x - sum(b) / nb) ** 2 for x in b) / (nb - 1)
+    va, vb = statistics.variance(a), statistics.variance(b)
     se2 = va / na + vb / nb
     if se2 == 0:
         return diff, 0.0
@@ -245,7 +235,7 @@ def _decide(claim: dict, text: str, seeds: str, mean: float, low: float, high: f
         verdict = "contradicted"
     else:
         verdict = "inconclusive"
-    return Measured(verdict, text, seeds, mean, low, high)
+    return Measured(verdict, text, seeds, mean)
 
 
 def evaluate(claim: dict, runs: list[dict], bench: list[dict], preset: str, min_seeds: int,

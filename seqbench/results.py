@@ -6,6 +6,7 @@ process never leaves a half-written row for readers. Readers take the folder as 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import warnings
@@ -112,3 +113,17 @@ def read_curves(results_dir: Path, on_unreadable: Callable[[Path, Exception], No
 
 def iter_rows(table: pa.Table | None) -> Iterable[dict[str, Any]]:
     return [] if table is None else table.to_pylist()
+
+
+def config_settings(row: dict[str, Any]) -> dict[str, Any]:
+    """A run row's resolved config (its ``config_json``) as ``"section.key" -> value``, section one of
+    model, task, train."""
+    config = json.loads(row["config_json"]) if row.get("config_json") else {}
+    return {f"{short}.{key}": value
+            for section, short in (("task_config", "task"), ("model_config", "model"), ("train", "train"))
+            for key, value in config.get(section, {}).items()}
+
+
+def varying_keys(settings: list[dict[str, Any]]) -> set[str]:
+    """The keys whose value is not the same in all ``settings`` (a key some lack counts as varying)."""
+    return {k for k in set().union(*settings) if len({json.dumps(s.get(k)) for s in settings}) > 1}
