@@ -135,9 +135,11 @@ def gate_controllers(module) -> list:
 def force_gates(module, rate: float) -> None:
     """Fix the gate rate of every controller; models with gate modes run "hard", where an ungated
     unit really skips its attention (a soft gate would still compute attention everywhere)."""
+    from seqbench.lit import has_gate_modes
+
     for controller in gate_controllers(module):
         controller.force_gate_rate(rate)
-        if callable(getattr(controller, "set_gate_mode", None)):
+        if has_gate_modes(controller):
             controller.set_gate_mode("hard")
 
 
@@ -258,9 +260,11 @@ class StepRunner:
     def __init__(self, module, mode: str, tokens, targets):
         import torch
 
+        from seqbench.lit import gate_threshold
+
         self.module, self.mode, self.tokens, self.targets = module, mode, tokens, targets
         self.optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4) if mode == "train" else None
-        self.threshold = float(getattr(module, "gate_threshold", 0.5))
+        self.threshold = gate_threshold(module)
         self.gate_fractions: list[float] = []
 
     def __call__(self) -> None:

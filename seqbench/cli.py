@@ -67,13 +67,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------- run
 
 
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` items, then ``--max-steps N`` as ``train.max_steps=N``."""
+    return [*(args.set or []), *([f"train.max_steps={args.max_steps}"] if args.max_steps is not None else [])]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from seqbench.runner import RunOptions, resolve_run_config, run
 
     registries = _registries()
-    overrides = [*(args.set or []), *([f"train.max_steps={args.max_steps}"] if args.max_steps is not None else [])]
     config = resolve_run_config(registries, args.model, args.task, variant=args.variant, preset=args.preset,
-                                seed=args.seed, overrides=overrides, precision=args.precision)
+                                seed=args.seed, overrides=_overrides(args), precision=args.precision)
     console = _console()
     console.print(f"[bold]seqbench run[/] {config.model}/{config.variant} on {config.task} "
                   f"(preset {config.preset}, seed {config.seed}, config {config.config_hash()})")
@@ -253,12 +257,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     index, count = parse_shard(args.shard)
     spec = SweepSpec(models=_csv(args.models), tasks=_csv(args.tasks), seeds=_csv(args.seeds, int),
-                     variants=_csv(args.variants), grid=tuple(args.grid or ()), sets=tuple(args.set or ()),
+                     variants=_csv(args.variants), grid=tuple(args.grid or ()), sets=tuple(_overrides(args)),
                      preset=args.preset, precision=args.precision)
-    if args.max_steps is not None:
-        from dataclasses import replace
-
-        spec = replace(spec, sets=(*spec.sets, f"train.max_steps={args.max_steps}"))
     registries = _registries()
     cells = expand(registries, spec)
     mine = shard(cells, index, count)
@@ -315,7 +315,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from seqbench.plots import make_plots
 
-    written = make_plots(Path(args.results), Path(args.out), on_unreadable=_warn_unreadable,
+    out = Path(args.out) if args.out else Path(args.results) / "plots"
+    written = make_plots(Path(args.results), out, on_unreadable=_warn_unreadable,
                          note=lambda text: _console(stderr=True).print(f"[yellow]note:[/] {text}", soft_wrap=True))
     console = _console()
     for path in written:
@@ -372,11 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a model./task./train. setting; repeatable")
     p.add_argument("--max-steps", type=int, default=None, help="shortcut for --set train.max_steps=N")
     p.add_argument("--results", default="results", help="results folder (default: results/)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed", "16-mixed", "bf16-true"])
-    p.add_argument("--devices", default="1", help="Lightning devices: a count, a list like 0,1, or auto")
-    p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
-    p.add_argument("--num-nodes", type=int, default=1)
+    _add_scale_out(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.add_argument("--probe", action="append", choices=["rank"],
                    help="record a probe in the curves at each evaluation (rank: per-layer effective rank)")
@@ -450,8 +447,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "command", None) == "plot" and args.out is None:
-        args.out = str(Path(args.results) / "plots")
     try:
         return args.func(args)
     except UserError as exc:
