@@ -82,15 +82,19 @@ def write_run(results_dir: Path, row: dict[str, Any], curve: list[dict[str, floa
     return path
 
 
-def read_folder(folder: Path, on_unreadable: Callable[[Path, Exception], None] | None = None) -> pa.Table | None:
-    """All ``*.parquet`` files of a folder as one table; unreadable files are skipped and reported to
-    ``on_unreadable`` (default: a Python warning). Hidden files are the temp files of writes in flight."""
+def result_files(folder: Path) -> list[Path]:
+    """A folder's ``*.parquet`` files, sorted; hidden ones (the temp files of writes in flight) left out."""
+    return [path for path in sorted(Path(folder).glob("*.parquet")) if not path.name.startswith(".")]
+
+
+def read_folder(folder: Path, on_unreadable: Callable[[Path, Exception], None] | None = None,
+                columns: list[str] | None = None) -> pa.Table | None:
+    """All result files of a folder (``columns`` only, if given) as one table; unreadable files are
+    skipped and reported to ``on_unreadable`` (default: a Python warning)."""
     tables = []
-    for path in sorted(Path(folder).glob("*.parquet")):
-        if path.name.startswith("."):
-            continue
+    for path in result_files(folder):
         try:
-            tables.append(pq.read_table(path))
+            tables.append(pq.read_table(path, columns=columns))
         except Exception as exc:
             if on_unreadable is None:
                 warnings.warn(f"skipping unreadable results file {path}: {exc}", stacklevel=2)
@@ -101,14 +105,13 @@ def read_folder(folder: Path, on_unreadable: Callable[[Path, Exception], None] |
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def read_runs(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None) -> pa.Table | None:
-    return read_folder(Path(results_dir) / "runs", on_unreadable=on_unreadable)
+def read_runs(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None,
+              columns: list[str] | None = None) -> pa.Table | None:
+    return read_folder(Path(results_dir) / "runs", on_unreadable=on_unreadable, columns=columns)
 
 
 def read_curves(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None) -> pa.Table | None:
     return read_folder(Path(results_dir) / "curves", on_unreadable=on_unreadable)
-
-
 
 
 def iter_rows(table: pa.Table | None) -> Iterable[dict[str, Any]]:

@@ -165,7 +165,7 @@ def pending(cells: list[Cell], results_dir: Path, on_unreadable=None, retry_fail
     """Cells without a row yet in ``results_dir``; with ``retry_failed`` also those whose rows all failed."""
     from seqbench.results import iter_rows, read_runs
 
-    rows = iter_rows(read_runs(results_dir, on_unreadable=on_unreadable))
+    rows = iter_rows(read_runs(results_dir, on_unreadable=on_unreadable, columns=["config_hash", "status"]))
     done = {r["config_hash"] for r in rows if not (retry_failed and r["status"] in RETRYABLE)}
     return [c for c in cells if c.key not in done]
 
@@ -174,9 +174,11 @@ def remove_failed_rows(cells: list[Cell], results_dir: Path) -> int:
     """Delete the failed/oom row files of ``cells`` (before retrying them); return how many."""
     import pyarrow.parquet as pq
 
+    from seqbench.results import result_files
+
     keys = {c.key for c in cells}
     removed = 0
-    for path in sorted((Path(results_dir) / "runs").glob("[!.]*.parquet")):
+    for path in result_files(Path(results_dir) / "runs"):
         try:
             row = pq.read_table(path, columns=["config_hash", "status"]).to_pylist()[0]
         except Exception:  # unreadable files are reported by the readers, not touched here
