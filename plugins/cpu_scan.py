@@ -81,9 +81,9 @@ def _build() -> _Build:
         build.failure = "no C compiler found (install gcc, or set CC)"
         return build
     errors = []
+    source, cpu = SOURCE.read_text(), _cpu_identity()
     for flags in ((*COMPILE_FLAGS, NATIVE_FLAG), COMPILE_FLAGS):
-        key = hashlib.sha256("\0".join([SOURCE.read_text(), compiler, *flags, *LINK_FLAGS,
-                                        _cpu_identity()]).encode()).hexdigest()[:16]
+        key = hashlib.sha256("\0".join([source, compiler, *flags, *LINK_FLAGS, cpu]).encode()).hexdigest()[:16]
         target = _cache_dir() / f"cpu_scan-{key}.so"
         try:
             if not target.exists():
@@ -148,7 +148,7 @@ def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
     """silu(depthwise causal conv1d(x)), time-major: x (batch, T, E), weight (E, K), bias (E,) -> (batch, T, E)."""
     batch, length, channels = x.shape
     width = weight.shape[1]
-    _check("x", x, (batch, length, channels))
+    _check("x", x, tuple(x.shape))  # the device only: x sets the shape
     _check("weight", weight, (channels, width))
     _check("bias", bias, (channels,))
     _no_grad_needed(x, weight, bias)

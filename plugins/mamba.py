@@ -118,9 +118,12 @@ class MambaBlock(nn.Module):
         dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         A = -torch.exp(self.A_log.float())  # (E, N)
         dt = (dt @ self.dt_proj.weight.t()).transpose(1, 2)  # (B, E, T); its bias goes in as delta_bias
+        B, C = B.transpose(1, 2), C.transpose(1, 2)  # (B, N, T) views: selective_scan_fast makes its own layout
+        if path == "cuda":
+            B, C = B.contiguous(), C.contiguous()  # mamba-ssm's kernel wants them dense
         scan = selective_scan_fn if path == "cuda" else selective_scan_fast
-        y = scan(x, dt, A, B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), self.D.float(), z=z,
-                 delta_bias=self.dt_proj.bias.float(), delta_softplus=True)  # (B, E, T)
+        y = scan(x, dt, A, B, C, self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
+                 delta_softplus=True)  # (B, E, T)
         if path == "torch":
             self.paths_run.add("mamba:torch-chunked")
         else:  # without causal-conv1d, mamba-ssm's scan still runs, after a plain Conv1d

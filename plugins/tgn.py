@@ -191,6 +191,7 @@ class TGN(nn.Module):
         self.gate_mode: Literal["soft", "hard"] = "soft"
         self._loss_start: float | None = None
         self._loss_ema: float | None = None
+        self._forced_rate: float | None = None  # force_gate_rate's p
 
     def set_gate_mode(self, mode: Literal["soft", "hard"]) -> None:
         """"soft": mix attention everywhere by g. "hard": attention only where g > tau (compute skipped)."""
@@ -215,7 +216,7 @@ class TGN(nn.Module):
             block.chunk_override = None
 
     def _apply_forced_rate(self, T: int) -> None:
-        p = getattr(self, "_forced_rate", None)
+        p = self._forced_rate
         if p is None:
             return
         n = math.ceil(T / self.c.chunk_size)

@@ -49,14 +49,6 @@ class SubsetCausalAttention(nn.Module):
         self.full_pairs += B * causal_pairs(T)
         return self.out(y.transpose(1, 2).reshape(B, T, D))
 
-    def at_positions(self, x: torch.Tensor, positions: list[list[torch.Tensor]]) -> torch.Tensor:
-        """:meth:`rows_attention` scattered into a (B, T, D) tensor that is zero at the other positions."""
-        out = x.new_zeros(x.shape)  # under autocast the projections may return another dtype: cast on write
-        for b, found in enumerate(self.rows_attention(x, positions)):
-            if found is not None:
-                out[b, found[0]] = found[1].to(out.dtype)
-        return out
-
     def rows_attention(self, x: torch.Tensor, positions: list[list[torch.Tensor]]
                        ) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
         """Attention output only at selected query positions: per row ``b``, (positions, (Q, D) outputs) or None.
@@ -77,17 +69,17 @@ class SubsetCausalAttention(nn.Module):
             if not groups:
                 results.append(None)
                 continue
-            end = int(groups[-1][-1]) + 1  # keys beyond the last gated query are never needed
+            bounds = [(int(g[0]), int(g[-1]) + 1) for g in groups]  # each group's first and one-past-last
+            end = bounds[-1][1]  # keys beyond the last gated query are never needed
             k, v = (self._heads(t).contiguous() for t in self.kv(x[b, :end]).chunk(2, dim=-1))  # (nh, end, hs) each
             rows = torch.cat(groups)
             q = self._heads(self.q(x[b, rows])).contiguous()  # (nh, Q, hs): every gated query of the row
-            bounds = [(int(g[0]), int(g[-1]) + 1) for g in groups]
             if _CPU_FLASH is not None and x.device.type == "cpu" and all(hi - lo == len(g) for (lo, hi), g
                                                                           in zip(bounds, groups)):
                 y = _chunk_prefix_attention(q, k, v, bounds)  # (nh, Q, hs)
             else:
-                y = torch.cat([_masked_prefix_attention(q_group, k, v, pos) for q_group, pos
-                               in zip(q.split([len(g) for g in groups], dim=1), groups)], dim=1)
+                y = torch.cat([_masked_prefix_attention(q_group, k[:, :hi], v[:, :hi], pos) for q_group, pos, (_, hi)
+                               in zip(q.split([len(g) for g in groups], dim=1), groups, bounds)], dim=1)
             results.append((rows, self.out(y.transpose(0, 1).reshape(len(rows), D))))
             self.query_rows += len(rows)
             self.pairs += sum(len(g) * hi for (_, hi), g in zip(bounds, groups))
@@ -95,10 +87,10 @@ class SubsetCausalAttention(nn.Module):
 
 
 def _masked_prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Queries at sorted positions ``pos`` over keys ``0 .. pos[-1]``, each seeing keys up to its own position."""
-    stop = int(pos[-1]) + 1
-    visible = torch.arange(stop, device=q.device) <= pos.unsqueeze(1)  # (Q, stop): each query's causal prefix
-    return F.scaled_dot_product_attention(q, k[:, :stop], v[:, :stop], attn_mask=visible)  # (nh, Q, hs)
+    """Queries at sorted positions ``pos`` over the keys ``k``/``v`` of positions ``0 .. pos[-1]``, each
+    seeing keys up to its own position."""
+    visible = torch.arange(k.shape[-2], device=q.device) <= pos.unsqueeze(1)  # (Q, keys): each query's prefix
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=visible)  # (nh, Q, hs)
 
 
 # CPU's flash kernel, which also returns the log-sum-exp of each query's scores. Public SDPA with an
