@@ -162,3 +162,25 @@ def row_digests(tokens: torch.Tensor) -> list[bytes]:
     """A 16-byte digest per row: to de-duplicate sequences within and across splits."""
     rows = tokens.contiguous().numpy()
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]
+
+
+# Generators that draw distinct rows give up after this many batches in a row without a new one:
+# the configuration's space of distinct sequences is (nearly) exhausted.
+MAX_FRUITLESS_BATCHES = 10
+
+
+def earlier_splits(split: str) -> tuple[str, ...]:
+    """The splits generated before ``split``, whose rows it must not repeat: train, then val, then test."""
+    return SPLITS[:SPLITS.index(split)]
+
+
+def take_new_rows(digests: list[bytes], seen: set[bytes], limit: int) -> list[int]:
+    """Indices of the rows whose digest is not in ``seen`` yet (they join it), at most ``limit`` of them."""
+    keep = []
+    for i, digest in enumerate(digests):
+        if len(keep) == limit:
+            break
+        if digest not in seen:
+            seen.add(digest)
+            keep.append(i)
+    return keep

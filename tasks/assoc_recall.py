@@ -32,13 +32,12 @@ import torch
 
 from seqbench.api import IGNORE_INDEX, TaskInfo
 from seqbench.config import require
-from seqbench.data import TensorTaskData, row_digests
+from seqbench.data import MAX_FRUITLESS_BATCHES, TensorTaskData, earlier_splits, row_digests, take_new_rows
 from seqbench.errors import UserError
 
 NOOP = 0
 COPY_PREFIX = 1
 NUM_SPECIAL = 2
-MAX_FRUITLESS_BATCHES = 10  # batches in a row without a new sequence: the space is exhausted
 
 
 @dataclass(frozen=True)
@@ -92,13 +91,10 @@ def generate_assoc_recall(c: AssocRecallConfig, num_examples: int, generator: to
     rows: list[torch.Tensor] = []
     fruitless = 0
     while len(rows) < num_examples:
-        before = len(rows)
         batch = sample_assoc_recall(c, 2 * (num_examples - len(rows)) + 16, generator)
-        for row, digest in zip(batch, row_digests(batch)):
-            if digest not in seen and len(rows) < num_examples:
-                seen.add(digest)
-                rows.append(row)
-        fruitless = fruitless + 1 if len(rows) == before else 0
+        keep = take_new_rows(row_digests(batch), seen, num_examples - len(rows))
+        rows.extend(batch[i] for i in keep)
+        fruitless = 0 if keep else fruitless + 1
         if fruitless == MAX_FRUITLESS_BATCHES:
             raise UserError(f"assoc_recall found only {len(rows)} of {num_examples} distinct new sequences: the "
                             f"configuration allows too few; raise task.vocab_size or task.input_seq_len, or "
@@ -122,10 +118,9 @@ class AssocRecallData(TensorTaskData):
     def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
         c = self.config
         size = self.split_size(split)
-        earlier = {"train": (), "val": ("train",), "test": ("train", "val")}[split]
         # digests of whole sequences (answer included) from earlier splits
         exclude = set()
-        for s in earlier:
+        for s in earlier_splits(split):
             data = self.split_data(s)
             exclude.update(row_digests(torch.cat([data["tokens"], _answers(data)], dim=1)))
         return generate_assoc_recall(c, size, generator, score_all=split == "train", exclude=exclude)

@@ -37,7 +37,7 @@ import torch
 
 from seqbench.api import TaskInfo
 from seqbench.config import require
-from seqbench.data import TensorTaskData, row_digests
+from seqbench.data import MAX_FRUITLESS_BATCHES, TensorTaskData, earlier_splits, row_digests, take_new_rows
 from seqbench.errors import UserError
 
 PAD = 0
@@ -46,7 +46,6 @@ OPERATORS = ("MIN", "MAX", "MED", "SM")
 OP0 = 11  # token of OPERATORS[i] is OP0 + i
 END = 15
 VOCAB_SIZE = 16
-MAX_FRUITLESS_BATCHES = 10  # batches in a row without a new expression: the length range is exhausted
 TOKEN_NAMES = ["<pad>", *map(str, range(10)), *(f"[{op}" for op in OPERATORS), "]"]
 
 
@@ -197,12 +196,7 @@ def generate_listops(c: ListOpsConfig, num_examples: int, rng: np.random.Generat
         roots = int(min(50_000, max(1_000, 1.3 * (num_examples - have) / accept_rate)))
         batch_tokens, batch_labels = sample_listops(c, roots, rng)
         accept_rate = max(len(batch_labels) / roots, 1e-4)
-        keep = []
-        for i, digest in enumerate(row_digests(torch.from_numpy(batch_tokens))):
-            if digest not in seen:
-                seen.add(digest)
-                keep.append(i)
-        keep = keep[: num_examples - have]
+        keep = take_new_rows(row_digests(torch.from_numpy(batch_tokens)), seen, num_examples - have)
         tokens.append(batch_tokens[keep])
         labels.append(batch_labels[keep])
         have += len(keep)
@@ -230,7 +224,6 @@ class ListOpsData(TensorTaskData):
     def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
         c = self.config
         size = self.split_size(split)
-        earlier = {"train": (), "val": ("train",), "test": ("train", "val")}[split]
-        exclude = {d for s in earlier for d in row_digests(self.split_data(s)["tokens"])}
+        exclude = {d for s in earlier_splits(split) for d in row_digests(self.split_data(s)["tokens"])}
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
         return generate_listops(c, size, rng, exclude)

@@ -164,7 +164,8 @@ class WikiTextData(TensorTaskData):
             else:
                 for split, lines in self.lines().items():
                     digest.update(f"{split}\0".encode())
-                    digest.update("".join(lines).encode("utf-8"))
+                    for line in lines:  # line by line: the same digest as the joined text, no copy of it
+                        digest.update(line.encode("utf-8"))
             self._source_key = digest.hexdigest()[:24]
         return self._source_key
 
@@ -175,9 +176,12 @@ class WikiTextData(TensorTaskData):
 
     def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
         c = self.config
+        split_words = words(self.lines()[split])
+        if split == "train" and self._vocab is None:
+            self._vocab = build_vocabulary(split_words)  # from all of train: split the text into words once
         vocab = self.vocab()
-        stream = encode(words(self.lines()[split]), vocab)
         limit = {"train": c.max_train_tokens, "val": c.max_val_tokens, "test": 0}[split]
         if limit:
-            stream = stream[: limit + 1]
+            split_words = split_words[: limit + 1]  # one token per word: encode only what is kept
+        stream = encode(split_words, vocab)
         return {**chunk(stream, c.seq_len), "vocab_size": torch.tensor(len(vocab))}
