@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -40,24 +41,25 @@ class StepClock(L.Callback):
         self.tokens.append(batch[0].numel())
 
 
-def tokens_per_sec(starts: list[float], tokens: list[int], warmup: int) -> float:
-    """Tokens per step over the median step period (start to next start), warm-up steps left out.
+def step_rate(starts: list[float], tokens: list[int], warmup: int) -> tuple[float, float]:
+    """(tokens/s, seconds per step): tokens per step over the median step period (start to next start),
+    warm-up steps left out.
 
     The median rather than the mean: on a shared machine a few steps stalled by other processes
     would otherwise decide the ratio.
     """
     periods = [b - a for a, b in zip(starts[warmup:-1], starts[warmup + 1:], strict=True)]
-    return statistics.median(tokens[warmup:-1]) / statistics.median(periods)
+    period = statistics.median(periods)
+    return statistics.median(tokens[warmup:-1]) / period, period
 
 
-def seqbench_side(registries, config, progress: bool, warmup: int, results: str) -> float:
+def seqbench_side(registries, config, progress: bool, warmup: int, results: str) -> tuple[float, float]:
     clock = StepClock()
-    run(registries, config, RunOptions(results_dir=__import__("pathlib").Path(results), device="cpu",
-                                       progress=progress, callbacks=(clock,)))
-    return tokens_per_sec(clock.starts, clock.tokens, warmup)
+    run(registries, config, RunOptions(results_dir=Path(results), device="cpu", progress=progress, callbacks=(clock,)))
+    return step_rate(clock.starts, clock.tokens, warmup)
 
 
-def plain_side(registries, config, warmup: int) -> float:
+def plain_side(registries, config, warmup: int) -> tuple[float, float]:
     """The loop a researcher would write by hand for the same training."""
     torch.use_deterministic_algorithms(False)  # torch's default; seqbench turns it on for its CPU runs
     data, info, module = build_data_and_model(registries, config)
@@ -82,7 +84,7 @@ def plain_side(registries, config, warmup: int) -> float:
                 break
     starts.append(time.perf_counter())  # the "start" of the step after the last one
     tokens.append(0)
-    return tokens_per_sec(starts, tokens, warmup)
+    return step_rate(starts, tokens, warmup)
 
 
 def main() -> None:
@@ -107,20 +109,23 @@ def main() -> None:
     config = resolve_run_config(registries, args.model, args.task, preset=args.preset, seed=0,
                                 overrides=[f"train.max_steps={args.steps}", f"train.eval_every={args.steps}",
                                            "train.eval_batches=1", "task.num_test=64", *args.set])
-    harness, plain = [], []
+    harness, plain, harness_step, plain_step = [], [], [], []
     for round_index in range(args.rounds):
-        harness.append(seqbench_side(registries, config, not args.no_progress, args.warmup, args.results))
-        plain.append(plain_side(registries, config, args.warmup))
+        rate, step = seqbench_side(registries, config, not args.no_progress, args.warmup, args.results)
+        harness.append(rate)
+        harness_step.append(step)
+        rate, step = plain_side(registries, config, args.warmup)
+        plain.append(rate)
+        plain_step.append(step)
         print(f"round {round_index + 1}: seqbench {harness[-1]:,.0f} tokens/s, plain {plain[-1]:,.0f} tokens/s, "
               f"ratio {harness[-1] / plain[-1]:.3f}", flush=True)
     ratio = statistics.median(harness) / statistics.median(plain)
     print(f"{args.model} on {args.task} (preset {args.preset}, batch {config.train.batch_size}, "
           f"seq_len {getattr(config.task_config, 'seq_len', '?')}, {args.steps} steps, {args.rounds} rounds, "
           f"progress bar {'off' if args.no_progress else 'on'}, {torch.get_num_threads()} threads)")
-    tokens = config.train.batch_size * config.task_config.seq_len
-    overhead_ms = 1000 * tokens * (1 / statistics.median(harness) - 1 / statistics.median(plain))
-    print(f"median step: seqbench {1000 * tokens / statistics.median(harness):.1f} ms, plain "
-          f"{1000 * tokens / statistics.median(plain):.1f} ms (harness overhead {overhead_ms:+.1f} ms per step)")
+    ours, theirs = 1000 * statistics.median(harness_step), 1000 * statistics.median(plain_step)
+    print(f"median step: seqbench {ours:.1f} ms, plain {theirs:.1f} ms (harness overhead {ours - theirs:+.1f} ms "
+          "per step)")
     print(f"median seqbench {statistics.median(harness):,.0f} tokens/s, median plain {statistics.median(plain):,.0f} "
           f"tokens/s, ratio seqbench/plain = {ratio:.3f} (target >= 0.95)")
 
