@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 from mambapy.mamba import MambaBlock as MambapyBlock
 from mambapy.mamba import MambaConfig as MambapyConfig
 
+from seqbench.bench import interleaved_seconds
 from seqbench_plugins import selective_scan
 from seqbench_plugins.mamba import MambaBlock
 
 
-def fwd_bwd_seconds(layer: torch.nn.Module, x: torch.Tensor) -> float:
+def forward_backward(layer: torch.nn.Module, x: torch.Tensor) -> None:
     layer.zero_grad(set_to_none=True)
-    start = time.perf_counter()
     layer(x).square().mean().backward()
-    return time.perf_counter() - start
 
 
 def paired_layers(d_model: int, d_state: int, expand: int, d_conv: int) -> tuple[MambaBlock, MambapyBlock]:
@@ -60,12 +58,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, our path {ours.kernel_path}, chunk {selective_scan.CHUNK} steps at most")
     print(f"outputs agree: max |ours - mambapy| / max |mambapy| = {((a - b).abs().max() / b.abs().max()):.2e}")
 
-    times: dict[str, list[float]] = {"seqbench": [], "mambapy": []}
-    for i in range(args.warmup + args.repeats):
-        for name, layer in (("seqbench", ours), ("mambapy", theirs)):
-            seconds = fwd_bwd_seconds(layer, x)
-            if i >= args.warmup:
-                times[name].append(seconds)
+    times = interleaved_seconds({"seqbench": lambda: forward_backward(ours, x),
+                                 "mambapy": lambda: forward_backward(theirs, x)}, args.warmup, args.repeats)
     median = {name: statistics.median(values) for name, values in times.items()}
     for name, values in times.items():
         print(f"{name:9s} forward+backward median {median[name]:.3f} s  (runs: "
@@ -73,10 +67,12 @@ def main() -> None:
     print(f"ratio mambapy / seqbench = {median['mambapy'] / median['seqbench']:.2f}x")
 
     scan_inputs = _scan_inputs(batch=2, dim=2 * args.d_model, length=128)
-    ref_s = [_scan_seconds(selective_scan.selective_scan_ref, scan_inputs) for _ in range(3)]
-    fast_s = [_scan_seconds(selective_scan.selective_scan_fast, scan_inputs) for _ in range(3)]
+    scans = interleaved_seconds({name: lambda scan=scan: _scan_forward_backward(scan, scan_inputs) for name, scan in
+                                 (("ref", selective_scan.selective_scan_ref),
+                                  ("fast", selective_scan.selective_scan_fast))}, warmup=1, repeats=3)
     print(f"scan alone at batch 2, {2 * args.d_model} channels, L 128: sequential reference "
-          f"{statistics.median(ref_s):.3f} s, seqbench fast {statistics.median(fast_s):.3f} s forward+backward")
+          f"{statistics.median(scans['ref']):.3f} s, seqbench fast {statistics.median(scans['fast']):.3f} s "
+          "forward+backward")
 
 
 def _scan_inputs(batch: int, dim: int, length: int, d_state: int = 16) -> dict[str, torch.Tensor]:
@@ -87,10 +83,8 @@ def _scan_inputs(batch: int, dim: int, length: int, d_state: int = 16) -> dict[s
     return {name: t.requires_grad_() for name, t in inputs.items()}
 
 
-def _scan_seconds(scan, inputs: dict[str, torch.Tensor]) -> float:
-    start = time.perf_counter()
+def _scan_forward_backward(scan, inputs: dict[str, torch.Tensor]) -> None:
     scan(**inputs, delta_softplus=True).square().mean().backward()
-    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

@@ -15,21 +15,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
 from seqbench.api import TaskInfo
+from seqbench.bench import force_gates, interleaved_seconds
 from seqbench_plugins.tgn import TGNConfig
 from seqbench_plugins.tgn import build as build_tgn
 from seqbench_plugins.transformer import TransformerConfig
 from seqbench_plugins.transformer import build as build_transformer
-
-
-def seconds_per_forward(model: torch.nn.Module, tokens: torch.Tensor) -> float:
-    start = time.perf_counter()
-    model(tokens)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -52,22 +46,19 @@ def main() -> None:
     info = TaskInfo(name="bench", vocab_size=64, seq_len=args.seq_len, num_classes=64, target="token", causal=True)
     tgn = build_tgn(TGNConfig(variant="chunked", d_model=args.d_model, n_layers=args.n_layers,
                               n_heads=args.n_heads, chunk_size=args.chunk_size, base=args.base), info).eval()
-    tgn.set_gate_mode("hard")
-    tgn.force_gate_rate(args.rate)
+    force_gates(tgn, args.rate)  # hard mode, exactly this fraction of chunks gated
     transformer = build_transformer(TransformerConfig(d_model=args.d_model, n_layers=args.n_layers,
                                                       n_heads=args.n_heads), info).eval()
     tokens = torch.randint(0, 64, (args.batch, args.seq_len))
     models = {"tgn_chunked_hard": tgn, "transformer": transformer}
-    times: dict[str, list[float]] = {name: [] for name in models}
     with torch.inference_mode():
-        out = tgn(tokens)
+        out = tgn(tokens)  # the warm-up forward also tells how much attention hard mode runs
         gated = int(tgn.blocks[0].chunk_override.sum())
         n_chunks = tgn.blocks[0].chunk_override.numel()
         flop_fraction = float(out.extras["attn_flop_fraction"])
         transformer(tokens)
-        for _ in range(args.repeats):
-            for name, model in models.items():
-                times[name].append(seconds_per_forward(model, tokens))
+        times = interleaved_seconds({name: lambda model=model: model(tokens) for name, model in models.items()},
+                                    warmup=0, repeats=args.repeats)
 
     tokens_per_forward = args.batch * args.seq_len
     rates = {name: tokens_per_forward / statistics.median(t) for name, t in times.items()}

@@ -183,6 +183,22 @@ def _timed(device, fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
+def interleaved_seconds(fns: dict[str, Callable[[], Any]], warmup: int, repeats: int, device=None
+                        ) -> dict[str, list[float]]:
+    """Seconds per call of each function: every repeat calls them all in turn, so drift in the machine's
+    speed hits each alike; ``warmup`` untimed rounds first. ``device``: a CUDA device to time with events."""
+    import torch
+
+    device = device if device is not None else torch.device("cpu")
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(warmup + repeats):
+        for name, fn in fns.items():
+            seconds = _timed(device, fn)
+            if i >= warmup:
+                times[name].append(seconds)
+    return times
+
+
 class PeakMemory:
     """Peak memory of one measurement: the CUDA allocator's, or the process's RSS high-water mark."""
 
