@@ -3,6 +3,8 @@
 from seqbench.hookspecs import hookimpl
 from seqbench.registry import TaskSpec
 
+SMOKE_TRAIN = {"max_steps": 8, "batch_size": 32, "eval_every": 4, "eval_batches": 1}  # tests' end-to-end size
+
 
 @hookimpl
 def seqbench_register_tasks(registry):
@@ -11,7 +13,7 @@ def seqbench_register_tasks(registry):
         description="Multi-query associative recall (zoology): recall each queried key's value",
         presets={
             "smoke": {"task": {"seq_len": 32, "num_kv_pairs": 4, "num_train": 256, "num_val": 64, "num_test": 64},
-                      "train": {"max_steps": 8, "batch_size": 32, "eval_every": 4, "eval_batches": 1}},
+                      "train": SMOKE_TRAIN},
             "default": {"task": {}, "train": {"max_steps": 1500, "batch_size": 64, "eval_every": 100}},
             "paper": {"task": {"vocab_size": 8192, "seq_len": 512, "num_kv_pairs": 64, "num_train": 100_000,
                                "num_test": 3_000}, "train": {"max_steps": 20_000, "batch_size": 64, "lr": 1e-3}},
@@ -23,7 +25,7 @@ def seqbench_register_tasks(registry):
         views=frozenset({"graph", "tokens"}),
         presets={
             "smoke": {"task": {"num_nodes": 12, "num_train": 256, "num_val": 64, "num_test": 64},
-                      "train": {"max_steps": 8, "batch_size": 32, "eval_every": 4, "eval_batches": 1}},
+                      "train": SMOKE_TRAIN},
             "default": {"task": {}, "train": {"max_steps": 1000, "batch_size": 64, "eval_every": 100}},
             "paper": {"task": {"num_nodes": 100, "num_train": 100_000, "num_test": 5_000},
                       "train": {"max_steps": 20_000, "batch_size": 64}},
@@ -33,7 +35,7 @@ def seqbench_register_tasks(registry):
         version=1, description="ListOps (Long Range Arena rules): value 0-9 of a nested MIN/MAX/MED/SM expression",
         presets={
             "smoke": {"task": {"min_len": 5, "max_len": 32, "num_train": 256, "num_val": 64, "num_test": 64},
-                      "train": {"max_steps": 8, "batch_size": 32, "eval_every": 4, "eval_batches": 1}},
+                      "train": SMOKE_TRAIN},
             "default": {"task": {}, "train": {"max_steps": 2000, "batch_size": 64, "eval_every": 200}},
             # LRA: 96k/2k/2k expressions of 500-2000 tokens; the seed paper's L is 2048
             "paper": {"task": {"min_len": 500, "max_len": 2048, "num_train": 96_000, "num_val": 2_000,
@@ -47,7 +49,7 @@ def seqbench_register_tasks(registry):
         presets={
             "smoke": {"task": {"vocab_size": 10, "input_seq_len": 16, "num_train": 256, "num_val": 64,
                                "num_test": 64},
-                      "train": {"max_steps": 8, "batch_size": 32, "eval_every": 4, "eval_batches": 1}},
+                      "train": SMOKE_TRAIN},
             "default": {"task": {}, "train": {"max_steps": 1500, "batch_size": 64, "eval_every": 100}},
             # Hyena's setting (vocab 30, safari's 4000 training sequences) at the seed paper's L = 1024
             "paper": {"task": {"vocab_size": 30, "input_seq_len": 1024, "num_train": 4_000, "num_val": 500,
