@@ -1,8 +1,12 @@
 /* Mamba-1's selective scan, forward only, for CPUs: the inference fast path of seqbench_plugins.cpu_scan.
  *
  * Time-major layouts: one time step's values are a contiguous row, rows are evenly spaced (a row stride
- * lets z, B and C be column slices of a projection's output without copies):
- *   u, delta, y    : (batch, T, E)     rows of E; delta before its bias and softplus (as mamba-ssm takes it)
+ * lets delta, z, B and C be column slices of a projection's output without copies):
+ *   u, y           : (batch, T, E)     rows of E
+ *   delta          : (batch, T, E)     rows delta_stride apart, before its bias and softplus (as mamba-ssm
+ *                                      takes it); or, with delta_rank R > 0, (batch, T, R): the low-rank input
+ *                                      that delta_weight (R, E) projects up (mamba's dt_proj, fused here as in
+ *                                      mamba-ssm's mamba_inner_fn, so the (T, E) delta is never stored)
  *   delta_bias     : (E,)
  *   z              : (batch, T, E)     rows z_stride apart; NULL for no output gate
  *   A              : (N, E)            transposed from the model's (E, N)
@@ -26,20 +30,20 @@
 
 #define MAX_CHANNELS 64
 
-/* exp(x) for x <= 0 (the decays: delta >= 0, A < 0), to ~1e-7 relative: Cephes' expf (Cody-Waite range
- * reduction, degree-6 polynomial, 2^k from the exponent bits). Inlined, it lets the compiler keep the scan
- * state in registers; the call to glibc's vector expf clobbers them (one layer at L = 8192: 4.6 vs 6.9 ms). */
-static inline float exp_nonpositive(float x) {
-    x = x < -87.0f ? -87.0f : (x > 0.0f ? 0.0f : x);  /* below -87, 2^k would leave the normal range */
-    const float k = roundf(x * 1.44269504088896341f);
-    const float f = (x - k * 0.693359375f) + k * 2.12194440e-4f;  /* x - k ln2, in two parts: f in [-ln2/2, ln2/2] */
-    float p = 1.9875691500e-4f;
-    p = p * f + 1.3981999507e-3f;
-    p = p * f + 8.3334519073e-3f;
-    p = p * f + 4.1665795894e-2f;
-    p = p * f + 1.6666665459e-1f;
-    p = p * f + 5.0000001201e-1f;
-    p = p * f * f + f + 1.0f;
+/* 2^x for x <= 0 (the decays in base 2: delta >= 0, A log2(e) < 0), to ~2e-7 relative: 2^x = 2^k 2^f with
+ * k = round(x), f in [-1/2, 1/2], a degree-5 minimax polynomial for 2^f and 2^k from the exponent bits. The
+ * decays are most of the scan's arithmetic, and this is ~12 vector operations. Inlined, it lets the compiler
+ * keep the scan state in registers; a call to glibc's vector expf clobbers them (one layer at L = 8192:
+ * 4.6 vs 6.9 ms). */
+static inline float exp2_nonpositive(float x) {
+    x = x < -126.0f ? -126.0f : x;  /* below, 2^k would leave the normal range (and the decay is ~0 anyway) */
+    const float k = rintf(x), f = x - k;  /* rintf: one instruction (roundf is three) */
+    float p = 1.3264727e-3f;
+    p = p * f + 9.6715127e-3f;
+    p = p * f + 5.5507337e-2f;
+    p = p * f + 2.4022242e-1f;
+    p = p * f + 6.9314698e-1f;
+    p = p * f + 1.0f;
     const int32_t bits = ((int32_t)k + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
@@ -47,24 +51,33 @@ static inline float exp_nonpositive(float x) {
 }
 
 static inline void scan_block(int64_t T, int64_t E, int64_t N, int64_t e0, const int width,
-                              const float *u, const float *delta, const float *delta_bias, const float *A,
+                              const float *u, const float *delta, int64_t delta_stride, int64_t delta_rank,
+                              const float *delta_weight, const float *delta_bias, const float *A,
                               const float *Bm, const float *Cm, int64_t bc_stride, const float *D, const float *z,
                               int64_t z_stride, float *y) {
     float h[N][MAX_CHANNELS], a[N][MAX_CHANNELS], skip[MAX_CHANNELS], bias[MAX_CHANNELS];
     for (int64_t n = 0; n < N; n++)
         for (int e = 0; e < width; e++) {
             h[n][e] = 0.0f;
-            a[n][e] = A[n * E + e0 + e];
+            a[n][e] = A[n * E + e0 + e] * 1.44269504088896341f;  /* log2(e): the decays run in base 2 */
         }
     for (int e = 0; e < width; e++) {
         skip[e] = D ? D[e0 + e] : 0.0f;
         bias[e] = delta_bias[e0 + e];
     }
     for (int64_t t = 0; t < T; t++) {
-        const float *raw = delta + t * E + e0, *ut = u + t * E + e0, *b = Bm + t * bc_stride, *c = Cm + t * bc_stride;
+        const float *raw = delta + t * delta_stride, *ut = u + t * E + e0;
+        const float *b = Bm + t * bc_stride, *c = Cm + t * bc_stride;
         float dt[MAX_CHANNELS], du[MAX_CHANNELS], acc[MAX_CHANNELS];
+        if (delta_rank) {
+            for (int e = 0; e < width; e++) dt[e] = bias[e];
+            for (int64_t r = 0; r < delta_rank; r++)
+                for (int e = 0; e < width; e++) dt[e] += raw[r] * delta_weight[r * E + e0 + e];
+        } else {
+            for (int e = 0; e < width; e++) dt[e] = raw[e0 + e] + bias[e];
+        }
         for (int e = 0; e < width; e++) {
-            const float x = raw[e] + bias[e];
+            const float x = dt[e];
             dt[e] = x > 20.0f ? x : log1pf(expf(x));
             du[e] = dt[e] * ut[e];
             acc[e] = skip[e] * ut[e];
@@ -72,7 +85,7 @@ static inline void scan_block(int64_t T, int64_t E, int64_t N, int64_t e0, const
         for (int64_t n = 0; n < N; n++) {
             const float bn = b[n], cn = c[n];
             for (int e = 0; e < width; e++) {
-                const float state = exp_nonpositive(dt[e] * a[n][e]) * h[n][e] + du[e] * bn;
+                const float state = exp2_nonpositive(dt[e] * a[n][e]) * h[n][e] + du[e] * bn;
                 h[n][e] = state;
                 acc[e] += cn * state;
             }
@@ -88,25 +101,27 @@ static inline void scan_block(int64_t T, int64_t E, int64_t N, int64_t e0, const
 }
 
 void selective_scan_forward(int64_t batch, int64_t T, int64_t E, int64_t N, const float *u, const float *delta,
-                            const float *delta_bias, const float *A, const float *Bm, const float *Cm, int64_t bc_stride, const float *D,
-                            const float *z, int64_t z_stride, float *y, int block, int threads) {
+                            int64_t delta_stride, int64_t delta_rank, const float *delta_weight,
+                            const float *delta_bias, const float *A, const float *Bm, const float *Cm,
+                            int64_t bc_stride, const float *D, const float *z, int64_t z_stride, float *y, int block,
+                            int threads) {
     if (block != 16 && block != 32 && block != 64) block = 16;
     const int64_t blocks_per_row = (E + block - 1) / block;
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t job = 0; job < batch * blocks_per_row; job++) {
         const int64_t row = job / blocks_per_row, e0 = (job % blocks_per_row) * block;
-        const float *ur = u + row * T * E, *dr = delta + row * T * E, *br = Bm + row * T * bc_stride;
+        const float *ur = u + row * T * E, *dr = delta + row * T * delta_stride, *br = Bm + row * T * bc_stride;
         const float *cr = Cm + row * T * bc_stride, *zr = z ? z + row * T * z_stride : 0;
         float *yr = y + row * T * E;
         /* full blocks get a constant width, so their loops are fixed-length and fully vectorised */
-        if (e0 + block > E)
-            scan_block(T, E, N, e0, (int)(E - e0), ur, dr, delta_bias, A, br, cr, bc_stride, D, zr, z_stride, yr);
-        else if (block == 64)
-            scan_block(T, E, N, e0, 64, ur, dr, delta_bias, A, br, cr, bc_stride, D, zr, z_stride, yr);
-        else if (block == 32)
-            scan_block(T, E, N, e0, 32, ur, dr, delta_bias, A, br, cr, bc_stride, D, zr, z_stride, yr);
-        else
-            scan_block(T, E, N, e0, 16, ur, dr, delta_bias, A, br, cr, bc_stride, D, zr, z_stride, yr);
+        const int width = e0 + block > E ? (int)(E - e0) : block;
+#define SCAN(w) scan_block(T, E, N, e0, w, ur, dr, delta_stride, delta_rank, delta_weight, delta_bias, A, br, cr, \
+                           bc_stride, D, zr, z_stride, yr)
+        if (width == 64) SCAN(64);
+        else if (width == 32) SCAN(32);
+        else if (width == 16) SCAN(16);
+        else SCAN(width);
+#undef SCAN
     }
 }
 

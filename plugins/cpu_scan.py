@@ -100,8 +100,8 @@ def _build() -> _Build:
         return build
     int64, pointer = ctypes.c_int64, ctypes.c_void_p
     # the C signatures, argument for argument (a mismatch here corrupts memory, so keep them in step)
-    build.library.selective_scan_forward.argtypes = [int64] * 4 + [pointer] * 6 + [int64, pointer, pointer, int64,
-                                                                                   pointer, ctypes.c_int, ctypes.c_int]
+    build.library.selective_scan_forward.argtypes = [int64] * 4 + [pointer] * 2 + [int64] * 2 + [pointer] * 5 + [
+        int64] + [pointer] * 2 + [int64, pointer, ctypes.c_int, ctypes.c_int]
     build.library.causal_conv_silu.argtypes = [int64] * 4 + [pointer, int64] + [pointer] * 3 + [ctypes.c_int]
     for function in (build.library.selective_scan_forward, build.library.causal_conv_silu):
         function.restype = None
@@ -163,31 +163,39 @@ def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
 
 def selective_scan_cpu(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                        D: torch.Tensor | None = None, z: torch.Tensor | None = None,
-                       delta_bias: torch.Tensor | None = None) -> torch.Tensor:
+                       delta_bias: torch.Tensor | None = None,
+                       delta_proj_weight: torch.Tensor | None = None) -> torch.Tensor:
     """y (batch, T, E) from time-major inputs; no autograd. Call only when :func:`available`.
 
     mamba-ssm's ``selective_scan_fn`` with ``delta_softplus=True``, time-major: u, delta, z (batch, T, E);
     A (E, N); B, C (batch, T, N); D, delta_bias (E,). The kernel adds delta_bias and applies softplus.
+    With ``delta_proj_weight`` (E, R), as in mamba-ssm's ``mamba_inner_fn``, delta is the low-rank
+    (batch, T, R) input and the kernel computes ``delta @ delta_proj_weight.T`` itself.
     """
     batch, length, channels = u.shape
     d_state = A.shape[1]
-    for name, tensor, shape in (("u", u, u.shape), ("delta", delta, u.shape), ("A", A, (channels, d_state)),
+    rank = 0 if delta_proj_weight is None else delta_proj_weight.shape[1]
+    delta_shape = (batch, length, rank or channels)
+    for name, tensor, shape in (("u", u, u.shape), ("delta", delta, delta_shape), ("A", A, (channels, d_state)),
                                 ("B", B, (batch, length, d_state)), ("C", C, (batch, length, d_state)),
-                                ("D", D, (channels,)), ("z", z, u.shape), ("delta_bias", delta_bias, (channels,))):
+                                ("D", D, (channels,)), ("z", z, u.shape), ("delta_bias", delta_bias, (channels,)),
+                                ("delta_proj_weight", delta_proj_weight, (channels, rank))):
         _check(name, tensor, tuple(shape))
-    _no_grad_needed(u, delta, A, B, C, D, z, delta_bias)
+    _no_grad_needed(u, delta, A, B, C, D, z, delta_bias, delta_proj_weight)
     if d_state > MAX_STATE:
         raise ValueError(f"cpu_scan: d_state {d_state} is over the kernel's {MAX_STATE}; use selective_scan_fast")
     if A.numel() and float(A.max()) > 0:
         raise ValueError("cpu_scan: A must be <= 0 (decaying states; Mamba uses A = -exp(A_log))")
     # float32 and alive until the call returns: the C code reads raw pointers
-    u, delta = (t.detach().float().contiguous() for t in (u, delta))
+    u = u.detach().float().contiguous()
+    delta, delta_stride = _rows(delta)
     B, bc_stride = _rows(B)
     C, c_stride = _rows(C)
     if c_stride != bc_stride:
         B, C = B.contiguous(), C.contiguous()
         bc_stride = d_state
     A_t = A.detach().float().t().contiguous()  # (N, E)
+    weight_t = None if delta_proj_weight is None else delta_proj_weight.detach().float().t().contiguous()  # (R, E)
     D = None if D is None else D.detach().float().contiguous()
     delta_bias = (u.new_zeros(channels) if delta_bias is None else delta_bias).detach().float().contiguous()
     z, z_stride = (None, 0) if z is None else _rows(z)
@@ -195,8 +203,12 @@ def selective_scan_cpu(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B:
     threads = torch.get_num_threads()
     # the widest channel block that still gives every thread one (see cpu_scan.c)
     block = next((w for w in (64, 32) if batch * -(-channels // w) >= threads), 16)
-    pointers = [t.data_ptr() for t in (u, delta, delta_bias, A_t, B, C)]
-    _build().library.selective_scan_forward(batch, length, channels, d_state, *pointers, bc_stride,
-                                            None if D is None else D.data_ptr(), None if z is None else z.data_ptr(),
-                                            z_stride, y.data_ptr(), block, threads)
+
+    def address(tensor: torch.Tensor | None) -> int | None:
+        return None if tensor is None else tensor.data_ptr()
+
+    _build().library.selective_scan_forward(batch, length, channels, d_state, u.data_ptr(), delta.data_ptr(),
+                                            delta_stride, rank, address(weight_t), delta_bias.data_ptr(),
+                                            A_t.data_ptr(), B.data_ptr(), C.data_ptr(), bc_stride, address(D),
+                                            address(z), z_stride, y.data_ptr(), block, threads)
     return y

@@ -134,10 +134,10 @@ class MambaBlock(nn.Module):
         """The same computation, gradient-free, time-major (B, T, E) throughout: no transposed copies."""
         x, z = self.in_proj(hidden).float().chunk(2, dim=-1)  # (B, T, E) views, rows 2E apart
         x = cpu_scan.causal_conv_silu(x, self.conv1d.weight.squeeze(1), self.conv1d.bias)  # (B, T, E)
-        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = dt @ self.dt_proj.weight.t()  # (B, T, E); the kernel adds the bias and applies softplus
-        y = cpu_scan.selective_scan_cpu(x, delta, -torch.exp(self.A_log.float()), B, C, self.D, z,
-                                        delta_bias=self.dt_proj.bias)  # (B, T, E)
+        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)  # column views
+        # the kernel applies dt_proj (weight and bias) and softplus itself: no (B, T, E) delta is stored
+        y = cpu_scan.selective_scan_cpu(x, dt, -torch.exp(self.A_log.float()), B, C, self.D, z,
+                                        delta_bias=self.dt_proj.bias, delta_proj_weight=self.dt_proj.weight)
         self.paths_run.add("mamba:cpu-kernel")
         return self.out_proj(y.to(hidden.dtype))
 

@@ -218,6 +218,29 @@ def test_cpu_kernel_matches_sequential_reference(batch, dim, length, optional):
 
 
 @needs_cpu_kernel
+@pytest.mark.parametrize(("batch", "dim", "length"), [(1, 16, 9), (2, 70, 33)])
+def test_cpu_kernel_projects_low_rank_delta_itself(batch, dim, length):
+    """delta_proj_weight (mamba_inner_fn's fusion): the kernel's own dt_proj equals passing the projected delta,
+    with delta, B and C read as column slices of one x_proj-like output, as the Mamba block hands them over."""
+    rank, d_state = 3, 4
+    inputs = {name: t.detach() for name, t in scan_inputs(batch, dim, d_state, length).items()}
+    weight = torch.randn(dim, rank) / rank ** 0.5
+    projected = torch.randn(batch, length, rank + 2 * d_state)  # (dt, B, C) side by side
+    low_rank, B, C = projected.split([rank, d_state, d_state], dim=-1)
+    expected = selective_scan_ref(inputs["u"], (low_rank @ weight.t()).transpose(1, 2), inputs["A"],
+                                  B.transpose(1, 2), C.transpose(1, 2), inputs["D"], inputs["z"],
+                                  delta_bias=inputs["delta_bias"], delta_softplus=True)
+    with torch.no_grad():
+        y = cpu_scan.selective_scan_cpu(time_major(inputs["u"]), low_rank, inputs["A"], B, C, inputs["D"],
+                                        time_major(inputs["z"]), delta_bias=inputs["delta_bias"],
+                                        delta_proj_weight=weight)
+    assert relative_error(y.transpose(1, 2), expected) < TOLERANCE
+    with pytest.raises(ValueError, match="delta has shape"):
+        cpu_scan.selective_scan_cpu(time_major(inputs["u"]), low_rank, inputs["A"], B, C,
+                                    delta_proj_weight=torch.randn(dim, rank + 1))
+
+
+@needs_cpu_kernel
 def test_cpu_conv_matches_torch_conv():
     block = MambaBlock(24, d_state=4, d_conv=4)
     x = torch.randn(2, 19, 48)
