@@ -76,7 +76,7 @@ class SubsetCausalAttention(nn.Module):
             q = self._heads(self.q(x[b, rows])).contiguous()  # (nh, Q, hs): every gated query of the row
             if _CPU_FLASH is not None and x.device.type == "cpu" and all(hi - lo == len(g) for (lo, hi), g
                                                                           in zip(bounds, groups)):
-                y = _chunk_prefix_attention(q, k, v, bounds)  # (nh, Q, hs)
+                y = _chunk_prefix_attention(q, k, v, rows, bounds)  # (nh, Q, hs)
             else:
                 y = torch.cat([_masked_prefix_attention(q_group, k[:, :hi], v[:, :hi], pos) for q_group, pos, (_, hi)
                                in zip(q.split([len(g) for g in groups], dim=1), groups, bounds)], dim=1)
@@ -99,45 +99,47 @@ def _masked_prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
 _CPU_FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
-def _merge(out: torch.Tensor, lse: torch.Tensor, part: torch.Tensor, part_lse: torch.Tensor) -> None:
-    """Fold a softmax-attention result over more keys into (out, lse), in place and exactly:
-    softmax over the union = the two partial softmaxes reweighted by exp(lse_i - lse_union)."""
-    union = torch.logaddexp(lse, part_lse)  # (nh, Q)
-    out.mul_((lse - union).exp_().unsqueeze(-1)).add_(part * (part_lse - union).exp_().unsqueeze(-1))
-    lse.copy_(union)
-
-
-def _blocks(t: torch.Tensor, starts: list[int], size: int) -> torch.Tensor:
-    """(nh, L, hs) -> (n, nh, size, hs): the rows [start, start + size) for each start, as a batch."""
-    return torch.stack([t[:, lo:lo + size] for lo in starts])
-
-
-def _chunk_prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+def _chunk_prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: torch.Tensor,
                             bounds: list[tuple[int, int]]) -> torch.Tensor:
     """Causal attention for the queries of sorted, disjoint chunks ``[lo, hi)``, concatenated in ``q``.
 
-    A chunk's keys are its own (a square causal block) plus every key before ``lo``. Cut the keys at
-    the chunk starts into segments: segment j (from the previous chunk's start to chunk j's) is seen,
-    unmasked, by chunk j and every later chunk, whose queries are a suffix of ``q``. So one flash call
-    per segment (queries: that suffix) plus the chunks' own blocks, merged by log-sum-exp, computes
-    exactly the scores of per-chunk prefix attention, in fewer, larger calls (more queries per key read).
+    ``rows`` holds the queries' positions (the chunks' positions, concatenated). A chunk's keys are its
+    own (a square causal block) plus every key before ``lo``. Cut the keys at the chunk starts into
+    segments: segment j (from the previous chunk's start to chunk j's) is seen, unmasked, by chunk j and
+    every later chunk, whose queries are a suffix of ``q``. So one flash call per segment (queries: that
+    suffix) plus one batched call per chunk size for the chunks' own blocks, merged exactly by
+    log-sum-exp, computes the scores of per-chunk prefix attention in fewer, larger calls.
     """
+    n_heads, n_queries, _ = q.shape
     sizes = [hi - lo for lo, hi in bounds]
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]  # where each chunk's queries start in q
-    out, lse = q.new_empty(q.shape), q.new_empty(q.shape[:-1])  # (nh, Q, hs), (nh, Q)
-    for size in sorted(set(sizes)):  # the chunks' own causal blocks, one batched call per chunk size
+    parts, part_lses, starts = [], [], []  # each a result over q[:, start:] (or all of q, for the own blocks)
+    own, own_lse = q.new_empty(q.shape), q.new_empty(q.shape[:-1])  # (nh, Q, hs), (nh, Q)
+    for size in sorted(set(sizes)):  # the chunks' own causal blocks: their keys sit at the queries' positions
         chosen = [i for i, s in enumerate(sizes) if s == size]
-        starts = [bounds[i][0] for i in chosen]
-        local, local_lse = _CPU_FLASH(_blocks(q, [offsets[i] for i in chosen], size), _blocks(k, starts, size),
-                                      _blocks(v, starts, size), 0.0, True)  # (n, nh, size, hs), (n, nh, size)
-        for n, i in enumerate(chosen):
-            out[:, offsets[i]:offsets[i] + size] = local[n]
-            lse[:, offsets[i]:offsets[i] + size] = local_lse[n]
+        at = torch.cat([torch.arange(offsets[i], offsets[i] + size) for i in chosen])  # indices into q
+        blocks = [t[:, index].view(n_heads, len(chosen), size, -1).transpose(0, 1)  # (n, nh, size, hs)
+                  for t, index in ((q, at), (k, rows[at]), (v, rows[at]))]
+        local, local_lse = _CPU_FLASH(*blocks, 0.0, True)  # (n, nh, size, hs), (n, nh, size)
+        own[:, at] = local.transpose(0, 1).reshape(n_heads, -1, local.shape[-1])
+        own_lse[:, at] = local_lse.transpose(0, 1).reshape(n_heads, -1)
     previous = 0
     for j, (lo, _) in enumerate(bounds):
         if lo > previous:  # keys [previous, lo): seen by chunk j and all later ones
             queries = q[None, :, offsets[j]:].contiguous()  # contiguous: ~30% faster flash calls here
             part, part_lse = _CPU_FLASH(queries, k[None, :, previous:lo], v[None, :, previous:lo], 0.0, False)
-            _merge(out[:, offsets[j]:], lse[:, offsets[j]:], part[0], part_lse[0])
+            parts.append(part[0])
+            part_lses.append(part_lse[0])
+            starts.append(offsets[j])
         previous = lo
+    # softmax over all keys = each part's softmax weighted by exp(its lse - the union's lse); a query's
+    # missing parts (segments after its chunk) count as lse = -inf
+    lses = q.new_full((len(parts) + 1, n_heads, n_queries), float("-inf"))
+    lses[0] = own_lse
+    for i, (start, part_lse) in enumerate(zip(starts, part_lses), 1):
+        lses[i, :, start:] = part_lse
+    weights = (lses - torch.logsumexp(lses, dim=0)).exp_().unsqueeze(-1)  # (parts + 1, nh, Q, 1)
+    out = own.mul_(weights[0])
+    for i, (start, part) in enumerate(zip(starts, parts), 1):
+        out[:, start:].addcmul_(part, weights[i, :, start:])
     return out
