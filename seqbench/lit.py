@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import RichProgressBar
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -235,3 +236,11 @@ class ThroughputMeter(L.Callback):
     @property
     def tokens_per_sec(self) -> float | None:
         return self.tokens / self.seconds if self.seconds > 0 else None
+
+
+class StepsProgressBar(RichProgressBar):
+    """Lightning's rich progress bar for runs bounded by steps (``max_epochs=-1``): it shows "Epoch 4",
+    where Lightning 2.6 shows "Epoch 4/-2" (Lightning-AI/pytorch-lightning#21925, fixed after 2.6.6)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return f"{f'Epoch {current_epoch}':{len(self.validation_description)}}"  # padded as Lightning pads it

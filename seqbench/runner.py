@@ -129,9 +129,8 @@ def build_data_and_model(registries: Registries, config: RunConfig):
 def run(registries: Registries, config: RunConfig, options: RunOptions = RunOptions()) -> dict[str, Any]:
     """Train and test one configuration; write and return its result row."""
     import lightning as L
-    from lightning.pytorch.callbacks import RichProgressBar
 
-    from seqbench.lit import SeqbenchModule, ThroughputMeter
+    from seqbench.lit import SeqbenchModule, StepsProgressBar, ThroughputMeter
     from seqbench.results import write_run
 
     accelerator = pick_accelerator(options.device)
@@ -144,7 +143,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     meter = ThroughputMeter()
     callbacks: list[L.Callback] = [meter, *options.callbacks]
     if options.progress:
-        callbacks.append(RichProgressBar(refresh_rate=10, leave=False))  # redraws cost ~1 ms a step
+        callbacks.append(StepsProgressBar(refresh_rate=10, leave=False))  # redraws cost ~1 ms a step
     with _quiet_lightning(), _restore_deterministic_mode():
         trainer = L.Trainer(
             accelerator=accelerator, devices=_devices(options.devices), strategy=options.strategy,
