@@ -100,8 +100,12 @@ def _build() -> _Build:
         return build
     int64, pointer = ctypes.c_int64, ctypes.c_void_p
     # the C signatures, argument for argument (a mismatch here corrupts memory, so keep them in step)
-    build.library.selective_scan_forward.argtypes = [int64] * 4 + [pointer] * 2 + [int64] * 2 + [pointer] * 5 + [
-        int64] + [pointer] * 2 + [int64, pointer, ctypes.c_int, ctypes.c_int]
+    build.library.selective_scan_forward.argtypes = [
+        int64, int64, int64, int64,  # batch, T, E, N
+        pointer, pointer, int64, int64, pointer,  # u, delta, delta_stride, delta_rank, delta_weight
+        pointer, pointer, pointer, pointer, int64,  # delta_bias, A, Bm, Cm, bc_stride
+        pointer, pointer, int64, pointer,  # D, z, z_stride, y
+        ctypes.c_int, ctypes.c_int]  # block, threads
     build.library.causal_conv_silu.argtypes = [int64] * 4 + [pointer, int64] + [pointer] * 3 + [ctypes.c_int]
     for function in (build.library.selective_scan_forward, build.library.causal_conv_silu):
         function.restype = None
@@ -127,6 +131,11 @@ def _rows(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
     if column_stride == 1 and row_stride >= tensor.shape[2] and batch_stride == tensor.shape[1] * row_stride:
         return tensor, row_stride
     return tensor.contiguous(), tensor.shape[2]
+
+
+def _address(tensor: torch.Tensor | None) -> int | None:
+    """A tensor's data pointer for the C code; None (NULL) for an absent optional input."""
+    return None if tensor is None else tensor.data_ptr()
 
 
 def _check(name: str, tensor: torch.Tensor | None, shape: tuple[int, ...]) -> None:
@@ -203,12 +212,8 @@ def selective_scan_cpu(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B:
     threads = torch.get_num_threads()
     # the widest channel block that still gives every thread one (see cpu_scan.c)
     block = next((w for w in (64, 32) if batch * -(-channels // w) >= threads), 16)
-
-    def address(tensor: torch.Tensor | None) -> int | None:
-        return None if tensor is None else tensor.data_ptr()
-
     _build().library.selective_scan_forward(batch, length, channels, d_state, u.data_ptr(), delta.data_ptr(),
-                                            delta_stride, rank, address(weight_t), delta_bias.data_ptr(),
-                                            A_t.data_ptr(), B.data_ptr(), C.data_ptr(), bc_stride, address(D),
-                                            address(z), z_stride, y.data_ptr(), block, threads)
+                                            delta_stride, rank, _address(weight_t), delta_bias.data_ptr(),
+                                            A_t.data_ptr(), B.data_ptr(), C.data_ptr(), bc_stride, _address(D),
+                                            _address(z), z_stride, y.data_ptr(), block, threads)
     return y
