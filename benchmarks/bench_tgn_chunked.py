@@ -6,9 +6,7 @@ Both models have the same width, depth and heads and run a forward pass over one
 causal attention. The two models are timed alternately (interleaved repeats, so machine noise hits
 both alike) after a warm-up forward each; the report gives median tokens/s, their ratio, the median
 and range of the per-repeat ratios (each taken at one machine speed), and the ratio of each model's
-fastest run (on a shared machine, the run least disturbed by other load). The process keeps freed
-memory for reuse (``seqbench.bench.keep_freed_memory``, a caching allocator's behaviour, which
-PyTorch's CPU launcher also sets up by default); ``--use-default-allocator`` leaves malloc alone.
+fastest run (on a shared machine, the run least disturbed by other load).
 
     python benchmarks/bench_tgn_chunked.py                  # L=8192, d=64, 2 layers, 15% of chunks
     python benchmarks/bench_tgn_chunked.py --seq-len 16384 --d-model 128 --repeats 3
@@ -22,7 +20,7 @@ import statistics
 import torch
 
 from seqbench.api import TaskInfo
-from seqbench.bench import force_gates, interleaved_seconds, keep_freed_memory
+from seqbench.bench import force_gates, interleaved_seconds
 from seqbench_plugins.tgn import TGNConfig
 from seqbench_plugins.tgn import build as build_tgn
 from seqbench_plugins.transformer import TransformerConfig
@@ -41,12 +39,9 @@ def main() -> None:
     parser.add_argument("--base", default="mamba", choices=["mamba", "gru"], help="TGN's inertial channel")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--use-default-allocator", action="store_true",  # as torch.backends.xeon.run_cpu names it
-                        help="leave malloc as it is (default: it keeps freed memory, see seqbench.bench)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    malloc = "default" if args.use_default_allocator or not keep_freed_memory() else "freed memory kept"
 
     torch.manual_seed(0)
     info = TaskInfo(name="bench", vocab_size=64, seq_len=args.seq_len, num_classes=64, target="token", causal=True)
@@ -69,7 +64,7 @@ def main() -> None:
     tokens_per_forward = args.batch * args.seq_len
     rates = {name: tokens_per_forward / statistics.median(t) for name, t in times.items()}
     print(f"L={args.seq_len} batch={args.batch} d_model={args.d_model} n_layers={args.n_layers} "
-          f"n_heads={args.n_heads} threads={torch.get_num_threads()} repeats={args.repeats} malloc: {malloc}")
+          f"n_heads={args.n_heads} threads={torch.get_num_threads()} repeats={args.repeats}")
     print(f"TGN chunked (base {args.base}, chunk {args.chunk_size}): {gated}/{n_chunks} chunks gated, "
           f"attention FLOP fraction {flop_fraction:.3f}")
     for name, rate in rates.items():

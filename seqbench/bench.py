@@ -199,27 +199,6 @@ def interleaved_seconds(fns: dict[str, Callable[[], Any]], warmup: int, repeats:
     return times
 
 
-def keep_freed_memory() -> bool:
-    """Have glibc's malloc keep freed memory for reuse; False where that cannot be set (not glibc).
-
-    By default glibc hands large freed blocks back to the OS, and the next tensor of that size is
-    page-faulted in afresh: on this project's 2-core VM that was thousands of faults per forward for a
-    model with many large intermediates (chunked TGN), and its timings swung ~2x from run to run.
-    Keeping freed memory is what a caching allocator does; PyTorch's CPU launcher
-    (``torch.backends.xeon.run_cpu``) preloads tcmalloc or jemalloc for this by default. Call it once,
-    before building the models, so that every model timed in the process runs under it.
-    """
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
-    # blocks up to 32 MiB (glibc's maximum here) come from the heap, and the heap's top is never trimmed
-    return bool(mallopt(M_MMAP_THRESHOLD, 32 * 2**20)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-
-
 class PeakMemory:
     """Peak memory of one measurement: the CUDA allocator's, or the process's RSS high-water mark."""
 

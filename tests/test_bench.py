@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import platform
-import subprocess
-import sys
-
 import pyarrow.parquet as pq
 import pytest
 from fake_plugins import FakeModels
 
-from seqbench.bench import (
-    BENCH_SCHEMA,
-    BenchOptions,
-    batch_size_for,
-    count_flops,
-    keep_freed_memory,
-    read_bench,
-    run_bench,
-)
+from seqbench.bench import BENCH_SCHEMA, BenchOptions, batch_size_for, count_flops, read_bench, run_bench
 from seqbench.errors import UserError
 from seqbench.registry import build_registries
 
@@ -141,36 +129,3 @@ def test_kernels_column_records_the_paths_the_timed_steps_ran(registries, tmp_pa
     by_mode = {r["mode"]: r for r in rows}
     assert by_mode["train"]["kernels"] == "mamba:torch-chunked"  # gradients: the PyTorch scan
     assert by_mode["infer"]["kernels"] == ("mamba:cpu-kernel" if cpu_scan.available() else "mamba:torch-chunked")
-
-
-
-# In a fresh process (malloc's state is per process): where a freed 30 MiB tensor's memory went, read
-# from glibc's own accounting (mallinfo2: hblkhd = bytes in mmap'd blocks, fordblks = free heap bytes).
-_WHERE_FREED_MEMORY_GOES = """
-import ctypes, sys, torch
-from seqbench.bench import keep_freed_memory
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
-libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = MallInfo2
-kept = keep_freed_memory() if sys.argv[1] == "keep" else None
-tensor = torch.empty(30 * 2**18)
-mapped = libc.mallinfo2().hblkhd >= 30 * 2**20
-del tensor
-print(kept, mapped, libc.mallinfo2().fordblks >= 30 * 2**20)
-"""
-
-
-def test_keep_freed_memory_keeps_large_blocks_in_the_heap():
-    def run(mode: str) -> list[str]:
-        return subprocess.run([sys.executable, "-c", _WHERE_FREED_MEMORY_GOES, mode], capture_output=True,
-                              text=True, check=True).stdout.split()
-
-    if platform.libc_ver()[0] != "glibc":
-        assert not keep_freed_memory()  # nothing to set: the benchmark reports the default allocator
-        return
-    # glibc's default: a block this large is mmap'd, and handed back to the OS when freed
-    assert run("default") == ["None", "True", "False"]
-    # kept: it comes from the heap and stays there, free for the next tensor
-    assert run("keep") == ["True", "False", "True"]
