@@ -113,7 +113,7 @@ def _chunk_prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r
     n_heads, n_queries, _ = q.shape
     sizes = [hi - lo for lo, hi in bounds]
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]  # where each chunk's queries start in q
-    parts, part_lses, starts = [], [], []  # each a result over q[:, start:] (or all of q, for the own blocks)
+    parts, part_lses, starts = [], [], []  # per segment: its result over the queries q[:, start:]
     own, own_lse = q.new_empty(q.shape), q.new_empty(q.shape[:-1])  # (nh, Q, hs), (nh, Q)
     for size in sorted(set(sizes)):  # the chunks' own causal blocks: their keys sit at the queries' positions
         chosen = [i for i, s in enumerate(sizes) if s == size]
