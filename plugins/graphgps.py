@@ -68,7 +68,6 @@ class GraphGPS(nn.Module):
     def __init__(self, c: GraphGPSConfig, info: TaskInfo):
         super().__init__()
         self.graph = PositionGraph(info)
-        self.topology = info.topology
         self.embed = nn.Embedding(info.vocab_size, c.d_model)
         self.pe_dim = c.pe_dim
         if c.pe_dim:
@@ -87,7 +86,7 @@ class GraphGPS(nn.Module):
     def positional_encoding(self, T: int, device: torch.device) -> torch.Tensor:
         if T == self.pe.shape[0]:
             return self.pe  # (T, pe_dim)
-        return laplacian_pe(T, self.topology, self.pe_dim).to(device)  # shorter inputs, e.g. in tests
+        return laplacian_pe(T, self.graph.topology, self.pe_dim).to(device)  # shorter inputs, e.g. in tests
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         B, T = tokens.shape

@@ -160,24 +160,25 @@ class TGNBlock(nn.Module):
             x = x + (1 - g_tok) * h_rnn + g_tok * self.attn(source)
         else:  # the inertial path everywhere, then the gated positions' attention share: h + g (a - h)
             x = x + h_rnn
-            for b, found in enumerate(self.attn.rows_attention(source, self.query_groups(self.gated_units(g), T))):
+            for b, found in enumerate(self.attn.rows_attention(source, self.query_groups(g, T))):
                 if found is not None:
                     rows, h_attn = found  # (Q,), (Q, D)
                     x[b, rows] += (g_tok[b, rows] * (h_attn.to(x.dtype) - h_rnn[b, rows])).to(x.dtype)
         return x + self.ffn(self.norm2(x)), g
 
-    def gated_units(self, g: torch.Tensor) -> torch.Tensor:
-        if self.chunk_override is not None:
-            return self.chunk_override.to(g.device).expand_as(g)
-        return g > self.c.tau
-
-    def query_groups(self, on: torch.Tensor, T: int) -> list[list[torch.Tensor]]:
+    def query_groups(self, g: torch.Tensor, T: int) -> list[list[torch.Tensor]]:
         """Hard mode's query positions per row: all gated tokens as one group, or one group per gated chunk."""
+        if self.chunk_override is not None:  # force_gate_rate: the same chunks in every row
+            return [self.chunk_groups(self.chunk_override, T, g.device)] * g.shape[0]
+        on = g > self.c.tau
         if self.c.variant != "chunked":
             return [[row.nonzero().squeeze(1)] for row in on]
+        return [self.chunk_groups(row, T, g.device) for row in on]
+
+    def chunk_groups(self, on: torch.Tensor, T: int, device: torch.device) -> list[torch.Tensor]:
+        """(n_chunks,) bool -> the positions of each gated chunk, one tensor per chunk."""
         cs = self.c.chunk_size
-        return [[torch.arange(i * cs, min((i + 1) * cs, T), device=on.device)
-                 for i in row.nonzero().squeeze(1).tolist()] for row in on]
+        return [torch.arange(i * cs, min((i + 1) * cs, T), device=device) for i in on.nonzero().squeeze(1).tolist()]
 
 
 class TGN(nn.Module):

@@ -287,7 +287,7 @@ class StepRunner:
         import torch
         import torch.nn.functional as F
 
-        from seqbench.lit import as_output
+        from seqbench.lit import as_output, gate_fraction
 
         if self.mode == "train":
             out = as_output(self.module(self.tokens))
@@ -301,7 +301,7 @@ class StepRunner:
             with torch.inference_mode():
                 out = as_output(self.module(self.tokens))
         if out.gates is not None:
-            self.gate_fractions.append(float((out.gates.detach().float() > self.threshold).float().mean()))
+            self.gate_fractions.append(float(gate_fraction(out.gates.detach(), self.threshold)))
 
 
 def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOptions, device,

@@ -64,10 +64,10 @@ def build(rows: list[dict[str, Any]], task: str | None = None) -> list[Entry]:
     rows = [r for r in rows if task is None or r["task"] == task]
     settings = [{k: v for k, v in config_settings(r).items() if k != "model.variant"} for r in rows]
     # A setting key is shown when it varies between runs of the same task, preset and model.
-    varying: dict[tuple, set[str]] = {(r["task"], r["preset"], r["model"]): set() for r in rows}
-    for key in varying:
-        same = [s for r, s in zip(rows, settings) if (r["task"], r["preset"], r["model"]) == key]
-        varying[key] = varying_keys(same)
+    by_key: dict[tuple, list[dict[str, Any]]] = {}
+    for row, setting in zip(rows, settings):
+        by_key.setdefault((row["task"], row["preset"], row["model"]), []).append(setting)
+    varying = {key: varying_keys(same) for key, same in by_key.items()}
 
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row, setting in zip(rows, settings):

@@ -26,6 +26,11 @@ def gate_threshold(module: nn.Module) -> float:
     return float(getattr(module, "gate_threshold", 0.5))
 
 
+def gate_fraction(gates: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The gate rate: the fraction of gates above the threshold."""
+    return (gates > threshold).float().mean()
+
+
 def has_gate_modes(module: nn.Module) -> bool:
     """A module with ``set_gate_mode("soft"|"hard")`` is tested twice: soft, then hard-gated (``*_hard``)."""
     return callable(getattr(module, "set_gate_mode", None))
@@ -60,7 +65,7 @@ class EvalMetrics(nn.Module):
             self.mae.update(logits[keep].argmax(-1).float(), flat[keep].float())
         if out.gates is not None:
             gates = out.gates.detach().float()
-            self.gate_rate.update((gates > threshold).float().mean(), weight=gates.numel())
+            self.gate_rate.update(gate_fraction(gates, threshold), weight=gates.numel())
             self.gate_mean.update(gates.mean(), weight=gates.numel())
         for name, value in out.extras.items():
             if name not in self.extras:
@@ -152,7 +157,7 @@ class SeqbenchModule(L.LightningModule):
             gates = out.gates.detach().float()
             self.curve.append({"step": float(self.global_step), "lambda": self.last_lambda,
                                "train_loss": float(loss.detach()),
-                               "train_gate_rate": float((gates > gate_threshold(self.module)).float().mean()),
+                               "train_gate_rate": float(gate_fraction(gates, gate_threshold(self.module))),
                                "train_gate_mean": float(gates.mean())})
         if not torch.isfinite(total):
             self.diverged = True

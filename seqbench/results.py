@@ -82,17 +82,15 @@ def write_run(results_dir: Path, row: dict[str, Any], curve: list[dict[str, floa
     return path
 
 
-def result_files(folder: Path) -> list[Path]:
-    """A folder's ``*.parquet`` files, sorted; hidden ones (the temp files of writes in flight) left out."""
-    return [path for path in sorted(Path(folder).glob("*.parquet")) if not path.name.startswith(".")]
-
-
 def read_folder(folder: Path, on_unreadable: Callable[[Path, Exception], None] | None = None,
                 columns: list[str] | None = None) -> pa.Table | None:
     """All result files of a folder (``columns`` only, if given) as one table; unreadable files are
-    skipped and reported to ``on_unreadable`` (default: a Python warning)."""
+    skipped and reported to ``on_unreadable`` (default: a Python warning). Hidden files (the temp
+    files of writes in flight) are left out."""
     tables = []
-    for path in result_files(folder):
+    for path in sorted(Path(folder).glob("*.parquet")):
+        if path.name.startswith("."):
+            continue
         try:
             tables.append(pq.read_table(path, columns=columns))
         except Exception as exc:

@@ -172,18 +172,13 @@ def pending(cells: list[Cell], results_dir: Path, on_unreadable=None, retry_fail
 
 def remove_failed_rows(cells: list[Cell], results_dir: Path) -> int:
     """Delete the failed/oom row files of ``cells`` (before retrying them); return how many."""
-    import pyarrow.parquet as pq
-
-    from seqbench.results import result_files
+    from seqbench.results import iter_rows, read_runs
 
     keys = {c.key for c in cells}
-    removed = 0
-    for path in result_files(Path(results_dir) / "runs"):
-        try:
-            row = pq.read_table(path, columns=["config_hash", "status"]).to_pylist()[0]
-        except Exception:  # unreadable files are reported by the readers, not touched here
-            continue
-        if row["config_hash"] in keys and row["status"] in RETRYABLE:
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    # unreadable files were reported when the pending cells were read; they are not touched here
+    rows = iter_rows(read_runs(results_dir, on_unreadable=lambda path, exc: None,
+                               columns=["run_id", "config_hash", "status"]))
+    failed = [r["run_id"] for r in rows if r["config_hash"] in keys and r["status"] in RETRYABLE]
+    for run_id in failed:
+        (Path(results_dir) / "runs" / f"{run_id}.parquet").unlink(missing_ok=True)  # write_run's file name
+    return len(failed)

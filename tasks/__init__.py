@@ -62,7 +62,7 @@ def seqbench_register_tasks(registry):
         description="Word-level language modelling on WikiText-2/103 (needs task.data_dir or `datasets`)",
         presets={
             "smoke": {"task": {"seq_len": 16, "max_train_tokens": 4096, "max_val_tokens": 512},
-                      "train": {"max_steps": 8, "batch_size": 8, "eval_every": 4, "eval_batches": 1}},
+                      "train": {**SMOKE_TRAIN, "batch_size": 8}},
             "default": {"task": {}, "train": {"max_steps": 1500, "batch_size": 32, "eval_every": 250}},
             "paper": {"task": {"name": "wikitext-103", "seq_len": 512},
                       "train": {"max_steps": 50_000, "batch_size": 32, "lr": 5e-4, "eval_every": 1000}},
