@@ -73,6 +73,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from seqbench.results import Status
     from seqbench.runner import RunOptions, resolve_run_config, run
 
     registries = _registries()
@@ -87,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          probes=tuple(args.probe or ()))
     row = run(registries, config, options)
     _print_row(console, row)
-    return 0 if row["status"] == "ok" else 1
+    return 0 if row["status"] == Status.OK else 1
 
 
 def _print_row(console, row: dict) -> None:
@@ -212,6 +213,7 @@ def _csv(text: str | None, kind=str) -> tuple | None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from seqbench.bench import BenchOptions, run_bench
+    from seqbench.results import Status
 
     options = BenchOptions(
         models=_csv(args.models), variants=_csv(args.variant), lengths=_csv(args.lengths, int),
@@ -241,7 +243,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       _num(row.get("flops_per_token") and row["flops_per_token"] / 1e6, ",.3f"),
                       _num(row.get("mfu"), ".1%"), gate)
     console.print(table)
-    return 0 if all(s in ("ok", "oom", "timeout") for s in statuses) else 1
+    return 0 if all(s in (Status.OK, Status.OOM, Status.TIMEOUT) for s in statuses) else 1
 
 
 def _num(value, fmt: str, suffix: str = "") -> str:
@@ -252,6 +254,7 @@ def _num(value, fmt: str, suffix: str = "") -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from seqbench.results import Status
     from seqbench.runner import RunOptions
     from seqbench.sweep import SweepSpec, expand, parse_shard, pending, remove_failed_rows, run_sweep, shard
 
@@ -298,15 +301,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             counts[row["status"]] = counts.get(row["status"], 0) + 1
             score = row.get("accuracy")
             detail = f" accuracy={score:.3f}" if isinstance(score, float) else ""
-            if row["status"] not in ("ok", "diverged"):
+            if row["status"] not in (Status.OK, Status.DIVERGED):
                 detail = f" {str(row.get('error') or '').splitlines()[0]}"
-            colour = "green" if row["status"] == "ok" else "red"
+            colour = "green" if row["status"] == Status.OK else "red"
             progress.console.print(f"  [{colour}]{row['status']}[/] {cell.label()}{detail}", soft_wrap=True)
             progress.advance(bar)
 
         run_sweep(registries, todo, options, on_start=start, on_done=done)
     console.print("done: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
-    return 0 if set(counts) <= {"ok", "diverged"} else 1
+    return 0 if set(counts) <= {Status.OK, Status.DIVERGED} else 1
 
 
 # ----------------------------------------------------------------------------------- plot

@@ -131,7 +131,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     import lightning as L
 
     from seqbench.lit import SeqbenchModule, StepsProgressBar, ThroughputMeter
-    from seqbench.results import write_run
+    from seqbench.results import Status, write_run
 
     accelerator = pick_accelerator(options.device)
     identity = row_identity(config)
@@ -159,7 +159,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
             trainer.test(lit, datamodule=data, verbose=False)
     test = lit.test_metrics
     row: dict[str, Any] = {
-        **identity, "status": "diverged" if lit.diverged else "ok", "error": None, **test,
+        **identity, "status": Status.DIVERGED if lit.diverged else Status.OK, "error": None, **test,
         "tokens_per_sec": meter.tokens_per_sec,
         "n_params": sum(p.numel() for p in module.parameters()),
         "steps": lit.finite_steps, "wall_time_s": time.perf_counter() - t0,
