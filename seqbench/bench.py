@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from seqbench import __version__
+from seqbench.capabilities import forcible_gates, gate_modes, gate_threshold, kernels_used
 from seqbench.errors import UserError
 from seqbench.results import Status, write_bench_row
 
@@ -93,20 +94,14 @@ def bench_info(seq_len: int):
                     target="token", causal=True)
 
 
-def gate_controllers(module) -> list:
-    """Submodules that can fix their gate rate (``force_gate_rate(p)``), e.g. the chunked TGN."""
-    return [m for m in module.modules() if callable(getattr(m, "force_gate_rate", None))]
-
-
 def force_gates(module, rate: float) -> None:
     """Fix the gate rate of every controller; models with gate modes run "hard", where an ungated
     unit really skips its attention (a soft gate would still compute attention everywhere)."""
-    from seqbench.lit import has_gate_modes
-
-    for controller in gate_controllers(module):
+    for controller in forcible_gates(module):
         controller.force_gate_rate(rate)
-        if has_gate_modes(controller):
-            controller.set_gate_mode("hard")
+        modes = gate_modes(controller)
+        if modes is not None:
+            modes.set_gate_mode("hard")
 
 
 def batch_size_for(seq_len: int, tokens_per_step: int) -> int:
@@ -242,8 +237,6 @@ class StepRunner:
     def __init__(self, module, mode: str, tokens, targets):
         import torch
 
-        from seqbench.lit import gate_threshold
-
         self.module, self.mode, self.tokens, self.targets = module, mode, tokens, targets
         self.optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4) if mode == "train" else None
         self.threshold = gate_threshold(module)
@@ -275,7 +268,6 @@ def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOpti
     """One row: build the model for ``seq_len``, warm up, time ``repeats`` steps, count FLOPs."""
     import torch
 
-    from seqbench.runner import kernels_used
 
     tokens_per_step = options.tokens_per_step or (GPU_TOKENS_PER_STEP if device.type == "cuda"
                                                   else CPU_TOKENS_PER_STEP)
@@ -369,7 +361,7 @@ def run_bench(registries, options: BenchOptions,
         lacking = []
         for m in models:
             probe = m.build(m.config, bench_info(min(lengths)))
-            if not gate_controllers(probe):
+            if not forcible_gates(probe):
                 lacking.append(m.name)
                 continue
             try:

@@ -15,6 +15,7 @@ from torchmetrics import MeanAbsoluteError, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from seqbench.api import ModelOutput, TaskInfo
+from seqbench.capabilities import gate_modes, gate_schedule, gate_threshold
 from seqbench.config import TrainConfig
 
 
@@ -22,18 +23,9 @@ def as_output(result: Any) -> ModelOutput:
     return result if isinstance(result, ModelOutput) else ModelOutput(logits=result)
 
 
-def gate_threshold(module: nn.Module) -> float:
-    return float(getattr(module, "gate_threshold", 0.5))
-
-
 def gate_fraction(gates: torch.Tensor, threshold: float) -> torch.Tensor:
     """The gate rate: the fraction of gates above the threshold."""
     return (gates > threshold).float().mean()
-
-
-def has_gate_modes(module: nn.Module) -> bool:
-    """A module with ``set_gate_mode("soft"|"hard")`` is tested twice: soft, then hard-gated (``*_hard``)."""
-    return callable(getattr(module, "set_gate_mode", None))
 
 
 class EvalMetrics(nn.Module):
@@ -151,8 +143,9 @@ class SeqbenchModule(L.LightningModule):
         out = self(tokens)
         loss = self.task_loss(out.logits, targets)
         total = loss
-        if out.gates is not None and hasattr(self.module, "gate_lambda"):
-            self.last_lambda = float(self.module.gate_lambda(self.global_step, loss.detach()))
+        schedule = gate_schedule(self.module)
+        if out.gates is not None and schedule is not None:
+            self.last_lambda = float(schedule.gate_lambda(self.global_step, loss.detach()))
             total = loss + self.last_lambda * out.gates.mean()
             gates = out.gates.detach().float()
             self.curve.append({"step": float(self.global_step), "lambda": self.last_lambda,
@@ -179,7 +172,7 @@ class SeqbenchModule(L.LightningModule):
         if self.trainer.sanity_checking or not metrics:
             return
         point = {"step": float(self.global_step), **metrics}
-        if hasattr(self.module, "gate_lambda"):
+        if gate_schedule(self.module) is not None:
             point["lambda"] = self.last_lambda
         if "rank" in self.probes and self.probe_tokens is not None:
             from seqbench.probes import layer_ranks
@@ -191,21 +184,22 @@ class SeqbenchModule(L.LightningModule):
     def test_step(self, batch, batch_idx):
         tokens, targets = batch
         self.test_metrics_acc.update(self(tokens), targets, gate_threshold(self.module))
-        if has_gate_modes(self.module):
-            self.module.set_gate_mode("hard")
+        modes = gate_modes(self.module)
+        if modes is not None:  # tested twice: soft, then hard-gated (the ``*_hard`` columns)
+            modes.set_gate_mode("hard")
             try:
                 self.test_metrics_hard.update(self(tokens), targets, gate_threshold(self.module))
             finally:
-                self.module.set_gate_mode("soft")
+                modes.set_gate_mode("soft")
 
     def on_test_epoch_end(self) -> None:
         self.test_metrics = self.test_metrics_acc.compute(self.info.metric)
         self.test_metrics_acc.reset()
-        if has_gate_modes(self.module):
+        if gate_modes(self.module) is not None:
             hard = self.test_metrics_hard.compute(self.info.metric)
             self.test_metrics_hard.reset()
             self.test_metrics.update({f"{name}_hard": value for name, value in hard.items()})
-        if hasattr(self.module, "gate_lambda"):
+        if gate_schedule(self.module) is not None:
             self.test_metrics["lambda"] = self.last_lambda
 
     def configure_optimizers(self):

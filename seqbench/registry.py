@@ -71,15 +71,19 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A task plugin. ``build(config, seed, batch_size) -> LightningDataModule`` (see seqbench.data)."""
+    """A task plugin. ``build(config, seed, batch_size)`` returns a :class:`seqbench.api.TaskData`.
+
+    The one declaration of the task's name, version, metric and causal flag: the data cache's key and
+    the ``TaskInfo`` models receive take them from here (``seqbench.data.build_task_data``, ``task_info``).
+    """
 
     name: str
     build: str
     config: str | type
     description: str
-    version: int
+    version: int  # bump whenever the generator's output changes (invalidates cached data)
     metric: str = "accuracy"  # the leaderboard's ranking metric: "accuracy" or "perplexity"
-    causal: bool = False  # outputs at t may use only tokens <= t (checked against TaskInfo.causal in tests)
+    causal: bool = False  # outputs at t may use only tokens <= t (models read it as TaskInfo.causal)
     views: frozenset[str] = frozenset({"tokens", "graph"})
     # preset -> {"task": {config overrides}, "train": {TrainConfig overrides}}
     presets: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)

@@ -93,12 +93,6 @@ def pick_accelerator(device: str) -> str:
     return device
 
 
-def kernels_used(module: Any) -> str:
-    """Each submodule may say which implementation it ran (``kernel_path``); default is plain torch."""
-    paths = sorted({str(m.kernel_path) for m in module.modules() if getattr(m, "kernel_path", None)})
-    return ",".join(paths) if paths else "torch"
-
-
 def row_identity(config: RunConfig) -> dict[str, Any]:
     """The columns every run row has, finished or not: what ran, with which software, and when."""
     import torch
@@ -118,10 +112,12 @@ def build_data_and_model(registries: Registries, config: RunConfig):
     import lightning as L
 
     L.seed_everything(config.seed, workers=True, verbose=False)
+    from seqbench.data import build_task_data, task_info
+
     task_spec = registries.tasks.get(config.task)
-    data = load_target(task_spec.build)(config.task_config, seed=config.seed, batch_size=config.train.batch_size)
+    data = build_task_data(task_spec, config.task_config, seed=config.seed, batch_size=config.train.batch_size)
     data.setup()
-    info = data.info()
+    info = task_info(task_spec, data)
     module = load_target(registries.models.get(config.model).build)(config.model_config, info)
     return data, info, module
 
@@ -130,6 +126,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     """Train and test one configuration; write and return its result row."""
     import lightning as L
 
+    from seqbench.capabilities import kernels_used, layer_probes
     from seqbench.lit import SeqbenchModule, StepsProgressBar, ThroughputMeter
     from seqbench.results import Status, write_run
 
@@ -137,7 +134,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     identity = row_identity(config)
     t0 = time.perf_counter()
     data, info, module = build_data_and_model(registries, config)
-    if "rank" in options.probes and not callable(getattr(module, "probe_layers", None)):
+    if "rank" in options.probes and layer_probes(module) is None:
         raise UserError(f"--probe rank needs a model with probe_layers(); {config.model!r} has none")
     lit = SeqbenchModule(module, info, config.train, probes=options.probes)
     meter = ThroughputMeter()

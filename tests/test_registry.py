@@ -87,18 +87,39 @@ def test_env_var_turns_off_autoloading(monkeypatch):
     assert len(registries.tasks) == 0
 
 
-def test_task_spec_versions_match_their_data_modules(registries):
+def test_a_task_is_named_versioned_and_flagged_once_in_its_spec(registries, smoke_overrides):
+    import dataclasses
+
+    from seqbench.api import TaskData
+    from seqbench.data import build_task_data
     from seqbench.registry import load_target
-
-    for spec in registries.tasks:
-        assert load_target(spec.build).version == spec.version, spec.name
-        assert load_target(spec.build).name == spec.name
-
-
-def test_task_spec_causal_flag_matches_task_info(registries, smoke_overrides):
     from seqbench.runner import build_data_and_model, resolve_run_config
 
     for spec in registries.tasks:
+        data_class = load_target(spec.build)
+        assert "name" not in vars(data_class) and "version" not in vars(data_class), spec.name  # declared once
         config = resolve_run_config(registries, "gru", spec.name, preset="smoke", overrides=smoke_overrides(spec.name))
-        _, info, _ = build_data_and_model(registries, config)
-        assert info.causal == spec.causal, spec.name
+        data, info, _ = build_data_and_model(registries, config)
+        assert isinstance(data, TaskData)
+        assert (info.name, info.causal, info.metric) == (spec.name, spec.causal, spec.metric)
+        assert (data.name, data.version) == (spec.name, spec.version)
+        bumped = build_task_data(dataclasses.replace(spec, version=spec.version + 1), config.task_config, seed=0,
+                                 batch_size=4)
+        assert bumped.cache_key("train") != data.cache_key("train")  # a new version never reads old data
+
+
+class NotTaskData:
+    def __init__(self, config, seed, batch_size):
+        pass
+
+    def info(self):
+        return None
+
+
+def test_a_data_module_that_breaks_the_contract_is_named(registries):
+    from seqbench.data import build_task_data
+    from seqbench.registry import TaskSpec
+
+    spec = TaskSpec("broken_task", build=NotTaskData, config=object, description="", version=1)
+    with pytest.raises(UserError, match="task 'broken_task'.*NotTaskData.*not a seqbench TaskData.*lacks setup"):
+        build_task_data(spec, None, seed=0, batch_size=1)
