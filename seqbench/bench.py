@@ -73,7 +73,7 @@ class BenchModel:
 def resolve_models(registries, options: BenchOptions) -> list[BenchModel]:
     """(model, variant) pairs with their resolved configs; unknown names or variants raise UserError."""
     from seqbench.config import parse_overrides
-    from seqbench.registry import check_preset, load_target, select_variants
+    from seqbench.registry import check_preset, load_spec_target, select_variants
     from seqbench.runner import resolve_model_config
 
     check_preset(options.preset)
@@ -83,7 +83,7 @@ def resolve_models(registries, options: BenchOptions) -> list[BenchModel]:
                         "set by --warmup/--repeats")
     pairs = select_variants([registries.models.get(name) for name in options.models], options.variants)
     return [BenchModel(spec.name, variant, resolve_model_config(spec, options.preset, variant, sets["model"]),
-                       load_target(spec.build)) for spec, variant in pairs]
+                       load_spec_target(spec, "build")) for spec, variant in pairs]
 
 
 def bench_info(seq_len: int):

@@ -17,11 +17,11 @@ from seqbench.errors import UserError
 EXIT_USER_ERROR = 2
 
 
-def _registries():
+def _registries(warn_broken: bool = True):
     from seqbench.registry import build_registries
 
     registries = build_registries()
-    for name, error in registries.broken_plugins.items():
+    for name, error in (registries.broken_plugins if warn_broken else {}).items():
         _console(stderr=True).print(f"[yellow]warning:[/] plugin {name!r} failed to load and was skipped: {error}")
     return registries
 
@@ -39,7 +39,7 @@ def _console(stderr: bool = False):
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    registries = _registries()
+    registries = _registries(warn_broken=False)  # listed below instead
     models = [{"name": s.name, "description": s.description, "variants": list(s.variants),
                "inputs": sorted(s.inputs), "plugin": registries.models.origin(s.name)} for s in registries.models]
     tasks = [{"name": s.name, "description": s.description, "version": s.version, "metric": s.metric,
@@ -60,6 +60,15 @@ def cmd_list(args: argparse.Namespace) -> int:
             value = item[extra]
             table.add_row(item["name"], ", ".join(value) if isinstance(value, list) else str(value),
                           item["description"], item["plugin"] or "")
+        console.print(table)
+    if registries.broken_plugins:
+        from rich.markup import escape
+
+        table = Table(title="Broken plugins (skipped)", title_justify="left", title_style="bold red")
+        table.add_column("plugin", style="bold")
+        table.add_column("error")
+        for name, error in registries.broken_plugins.items():
+            table.add_row(escape(name), escape(error))
         console.print(table)
     return 0
 

@@ -28,8 +28,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from seqbench.api import TaskData, TaskInfo
-from seqbench.errors import UserError
-from seqbench.registry import TaskSpec, load_target
+from seqbench.errors import PluginError
+from seqbench.registry import TaskSpec, load_spec_target
 
 SPLITS = ("train", "val", "test")
 CACHE_ENV = "SEQBENCH_CACHE_DIR"  # set to "off" to disable the data cache
@@ -168,12 +168,12 @@ class TensorTaskData(L.LightningDataModule):
 def build_task_data(spec: TaskSpec, config: Any, seed: int, batch_size: int) -> TaskData:
     """The task's data module from its ``build`` target, checked against :class:`TaskData`, with the
     spec's name and version as its identity. Raises UserError naming the task when it does not conform."""
-    data = load_target(spec.build)(config, seed=seed, batch_size=batch_size)
+    data = load_spec_target(spec, "build")(config, seed=seed, batch_size=batch_size)
     missing = [name for name in ("setup", "info", "train_dataloader", "val_dataloader", "test_dataloader",
                                  "data_fingerprint") if not callable(getattr(data, name, None))]
     if missing or not isinstance(data, L.LightningDataModule) or not isinstance(data, TaskData):
         lacks = f" (it lacks {', '.join(missing)})" if missing else " (it is no LightningDataModule)"
-        raise UserError(f"task {spec.name!r}: its build target {spec.build!r} returned a {type(data).__name__}, "
+        raise PluginError(f"task {spec.name!r}: its build target {spec.build!r} returned a {type(data).__name__}, "
                         f"which is not a seqbench TaskData{lacks}; subclass seqbench.data.TensorTaskData "
                         "(see seqbench/api.py)")
     if isinstance(data, TensorTaskData):
@@ -185,7 +185,7 @@ def task_info(spec: TaskSpec, data: TaskData) -> TaskInfo:
     """``data.info()`` with the name, causal flag and metric the TaskSpec declares."""
     info = data.info()
     if not isinstance(info, TaskInfo):
-        raise UserError(f"task {spec.name!r}: info() returned a {type(info).__name__}, not a seqbench.api.TaskInfo")
+        raise PluginError(f"task {spec.name!r}: info() returned a {type(info).__name__}, not a seqbench.api.TaskInfo")
     return dataclasses.replace(info, name=spec.name, causal=spec.causal, metric=spec.metric)
 
 

@@ -17,6 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from seqbench.api import ModelOutput, TaskInfo
 from seqbench.capabilities import gate_modes, gate_schedule, gate_threshold
 from seqbench.config import TrainConfig
+from seqbench.output_check import check_output
 
 
 def as_output(result: Any) -> ModelOutput:
@@ -115,8 +116,11 @@ class SeqbenchModule(L.LightningModule):
     non-finite loss stopped training.
     """
 
-    def __init__(self, module: nn.Module, info: TaskInfo, train: TrainConfig, probes: tuple[str, ...] = ()):
+    def __init__(self, module: nn.Module, info: TaskInfo, train: TrainConfig, probes: tuple[str, ...] = (),
+                 model_name: str | None = None):
         super().__init__()
+        self.model_name = model_name or type(module).__name__  # who to name when its output is wrong
+        self.checked_stages: set[str] = set()  # stages whose first output was checked against the task
         self.probes = probes
         self.probe_tokens: torch.Tensor | None = None  # the fixed batch probes read (first validation batch)
         self.module = module
@@ -134,13 +138,21 @@ class SeqbenchModule(L.LightningModule):
     def forward(self, tokens: torch.Tensor) -> ModelOutput:
         return as_output(self.module(tokens))
 
+    def checked_forward(self, tokens: torch.Tensor, targets: torch.Tensor, stage: str) -> ModelOutput:
+        """The model's output; on the stage's first batch, checked against the task (shape, finite)."""
+        out = self(tokens)
+        if stage not in self.checked_stages:
+            check_output(out, targets, self.info, self.model_name, stage)
+            self.checked_stages.add(stage)
+        return out
+
     def task_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                                ignore_index=self.info.ignore_index)
 
     def training_step(self, batch, batch_idx):
         tokens, targets = batch
-        out = self(tokens)
+        out = self.checked_forward(tokens, targets, "training")
         loss = self.task_loss(out.logits, targets)
         total = loss
         schedule = gate_schedule(self.module)
@@ -164,7 +176,8 @@ class SeqbenchModule(L.LightningModule):
         tokens, targets = batch
         if batch_idx == 0 and self.probe_tokens is None:
             self.probe_tokens = tokens
-        self.val_metrics.update(self(tokens), targets, gate_threshold(self.module))
+        self.val_metrics.update(self.checked_forward(tokens, targets, "validation"), targets,
+                                gate_threshold(self.module))
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute(self.info.metric)
@@ -183,7 +196,8 @@ class SeqbenchModule(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         tokens, targets = batch
-        self.test_metrics_acc.update(self(tokens), targets, gate_threshold(self.module))
+        self.test_metrics_acc.update(self.checked_forward(tokens, targets, "test"), targets,
+                                     gate_threshold(self.module))
         modes = gate_modes(self.module)
         if modes is not None:  # tested twice: soft, then hard-gated (the ``*_hard`` columns)
             modes.set_gate_mode("hard")

@@ -16,7 +16,7 @@ from typing import Any
 from seqbench import __version__
 from seqbench.config import RunConfig, TrainConfig, apply_overrides, parse_overrides
 from seqbench.errors import UserError
-from seqbench.registry import Registries, check_preset, load_target
+from seqbench.registry import Registries, check_preset, load_spec_target
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,13 @@ class RunOptions:
 
 def resolve_task_config(task_spec, preset: str, task_overrides: dict[str, str]) -> Any:
     """The task's config dataclass: defaults, then the preset's task settings, then ``--set task.*``."""
-    return apply_overrides(load_target(task_spec.config), "task", task_spec.presets.get(preset, {}).get("task", {}),
-                           task_overrides)
+    return apply_overrides(load_spec_target(task_spec, "config"), "task",
+                           task_spec.presets.get(preset, {}).get("task", {}), task_overrides)
 
 
 def resolve_model_config(model_spec, preset: str, variant: str, model_overrides: dict[str, str]) -> Any:
     """The model's config dataclass: defaults, the preset's model settings, the variant, ``--set model.*``."""
-    model_cls = load_target(model_spec.config)
+    model_cls = load_spec_target(model_spec, "config")
     variant_layer = {"variant": variant} if "variant" in {f.name for f in dataclasses.fields(model_cls)} else {}
     return apply_overrides(model_cls, "model", model_spec.presets.get(preset, {}), variant_layer, model_overrides)
 
@@ -118,7 +118,7 @@ def build_data_and_model(registries: Registries, config: RunConfig):
     data = build_task_data(task_spec, config.task_config, seed=config.seed, batch_size=config.train.batch_size)
     data.setup()
     info = task_info(task_spec, data)
-    module = load_target(registries.models.get(config.model).build)(config.model_config, info)
+    module = load_spec_target(registries.models.get(config.model), "build")(config.model_config, info)
     return data, info, module
 
 
@@ -136,7 +136,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     data, info, module = build_data_and_model(registries, config)
     if "rank" in options.probes and layer_probes(module) is None:
         raise UserError(f"--probe rank needs a model with probe_layers(); {config.model!r} has none")
-    lit = SeqbenchModule(module, info, config.train, probes=options.probes)
+    lit = SeqbenchModule(module, info, config.train, probes=options.probes, model_name=config.model)
     meter = ThroughputMeter()
     callbacks: list[L.Callback] = [meter, *options.callbacks]
     if options.progress:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.config import RunConfig, parse_overrides
-from seqbench.errors import UserError
+from seqbench.errors import PluginError, UserError
 from seqbench.results import Status
 
 
@@ -130,6 +130,10 @@ def run_cell(registries, cell: Cell, options) -> dict[str, Any]:
         return run(registries, cell.config, options)
     except KeyboardInterrupt:
         raise
+    except PluginError as exc:  # a broken plugin is this cell's failure, said in one line
+        row = failure_row(cell.config, Status.FAILED, str(exc), time.perf_counter() - t0, options.device)
+        row["path"] = str(write_run(options.results_dir, row, []))
+        return row
     except Exception as exc:
         status = Status.OOM if is_oom(exc) else Status.FAILED
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()

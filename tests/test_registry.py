@@ -32,9 +32,13 @@ def test_example_plugin_is_loaded_from_its_installed_entry_point(registries):
     assert registries.models.origin("example_lstm") == "example"
 
 
-def test_duplicate_names_are_an_error():
-    with pytest.raises(UserError, match="duplicate model name 'dup'"):
-        build_registries(extra_plugins=(_Plugin("dup"), _Plugin("dup")), autoload=False)
+def test_a_duplicate_name_breaks_the_second_plugin_only():
+    first, second = _Plugin("dup", "mine"), _Plugin("dup", "theirs")
+    registries = build_registries(extra_plugins=(first, second), autoload=False)
+    assert registries.models.names() == ["dup", "mine"]
+    assert registries.models.origin("dup") == registries.models.origin("mine")
+    (error,) = registries.broken_plugins.values()
+    assert "duplicate model name 'dup'" in error
 
 
 def test_unknown_name_suggests_and_lists(registries):
@@ -70,14 +74,20 @@ def test_plugin_whose_hook_raises_is_skipped():
     assert registries.models.names() == ["fine"]
 
 
-def test_misspelled_hook_fails_loudly():
+def test_misspelled_hook_is_reported_and_its_plugin_skipped():
     class Misspelled:
         @hookimpl
         def seqbench_register_model(self, registry):  # missing "s"
             pass
 
-    with pytest.raises(UserError, match="unknown hook"):
-        build_registries(extra_plugins=(Misspelled(),), autoload=False)
+        @hookimpl
+        def seqbench_register_tasks(self, registry):
+            raise AssertionError("a plugin with an unknown hook must not register anything")
+
+    registries = build_registries(extra_plugins=(Misspelled(), _Plugin("fine")), autoload=False)
+    (error,) = registries.broken_plugins.values()
+    assert "unknown hook 'seqbench_register_model'" in error and "seqbench_register_models" in error
+    assert registries.models.names() == ["fine"]
 
 
 def test_env_var_turns_off_autoloading(monkeypatch):
