@@ -119,13 +119,14 @@ class FileFormat:
 
     folder: str
     schema: pa.Schema  # the declared columns; any other column must be numeric and is read as float64
-    required: tuple[str, ...]  # a file without one of these is not of this kind (readers skip it)
+    required: tuple[str, ...]  # every writer fills these: a file without one, or with a null, is skipped
 
 
 RUNS = FileFormat("runs", RUN_SCHEMA, required=("run_id", "model", "variant", "task", "task_version", "preset",
-                                                 "seed", "status", "config_hash"))
+                                                 "seed", "status"))
 CURVES = FileFormat("curves", CURVE_SCHEMA, required=("run_id", "step"))
-BENCH = FileFormat("bench", BENCH_SCHEMA, required=("bench_id", "model", "variant", "mode", "seq_len", "status"))
+BENCH = FileFormat("bench", BENCH_SCHEMA, required=("bench_id", "model", "variant", "preset", "mode", "seq_len",
+                                                    "status", "device"))
 # The evaluation rows of the comparisons issue (<results>/evals/) get their schema and FileFormat here.
 
 
@@ -287,6 +288,9 @@ def read_folder(folder: Path, fmt: FileFormat, on_unreadable: Callable[[Path, Ex
         try:
             schema = conforming_schema(pq.read_schema(path), fmt)
             table = pq.read_table(path, columns=columns)
+            empty = [name for name in fmt.required if name in table.column_names and table.column(name).null_count]
+            if empty:
+                raise SchemaMismatch(f"column {empty[0]!r} has nulls")
             tables.append(table.cast(pa.schema([schema.field(name) for name in table.column_names])))
         except Exception as exc:
             if on_unreadable is None:

@@ -38,18 +38,22 @@ def _run(results, run_id, accuracy=0.5, seed=0):
 
 def _bench_row(bench_id="b1"):
     return {"bench_id": bench_id, "model": "gru", "variant": "default", "preset": "default", "mode": "train",
-            "seq_len": 512, "batch_size": 4, "status": Status.OK, "tokens_per_sec": 1000.0}
+            "seq_len": 512, "batch_size": 4, "status": Status.OK, "tokens_per_sec": 1000.0,
+            "device": "cpu (1 threads)"}
 
 
 def _plant_bad_files(results):
-    """In runs/: a bench row (another schema), a row whose accuracy is a string, and bytes that are
-    no Parquet at all. In curves/ and bench/: a file with a wrong-typed column."""
+    """In runs/: a bench row (another schema), a row whose accuracy is a string, one without a status,
+    and bytes that are no Parquet at all. In curves/ and bench/: a file with a wrong-typed column."""
     os.replace(write_bench_row(results / "elsewhere", _bench_row("foreign")), results / "runs" / "other-schema.parquet")
     good = pq.read_table(results / "runs" / "good.parquet").to_pylist()[0]
     bad_type = pa.Table.from_pylist([{**good, "run_id": "badtype", "config_hash": "badtype",
                                       "accuracy": "0.99"}])
     pq.write_table(bad_type, results / "runs" / "badtype.parquet")
     (results / "runs" / "garbage.parquet").write_bytes(b"not parquet at all")
+    pq.write_table(pa.Table.from_pylist([{**good, "run_id": "nostatus", "status": None}],
+                                        schema=pq.read_schema(results / "runs" / "good.parquet")),
+                   results / "runs" / "nostatus.parquet")
     pq.write_table(pa.Table.from_pylist([{"run_id": "x", "step": "four"}]), results / "curves" / "x.parquet")
     pq.write_table(pa.Table.from_pylist([{**_bench_row("b2"), "seq_len": "512"}]),
                    results / "bench" / "b2.parquet")
@@ -69,9 +73,10 @@ def test_readers_skip_and_name_every_file_they_cannot_use(mixed):
     assert runs.column("run_id").to_pylist() == ["good"]
     assert runs.schema.field("accuracy").type == pa.float64()
     reasons = dict(skipped)
-    assert set(reasons) == {"other-schema.parquet", "badtype.parquet", "garbage.parquet"}
+    assert set(reasons) == {"other-schema.parquet", "badtype.parquet", "garbage.parquet", "nostatus.parquet"}
     assert "no column run_id" in reasons["other-schema.parquet"]
     assert "'accuracy' is string, expected double" in reasons["badtype.parquet"]
+    assert "'status' has nulls" in reasons["nostatus.parquet"]
     curve_skips, bench_skips = [], []
     assert read_curves(mixed, on_unreadable=lambda p, e: curve_skips.append(p.name)).column("run_id").to_pylist() \
         == ["good"]
@@ -83,13 +88,15 @@ def test_readers_skip_and_name_every_file_they_cannot_use(mixed):
     assert sorted(str(w.message).split(": ")[0].rsplit("/", 1)[1] for w in warned) == sorted(reasons)
 
 
-def test_leaderboard_and_report_warn_by_name_and_go_on(cli, mixed):
+def test_leaderboard_report_and_plot_warn_by_name_and_go_on(cli, mixed):
     code, out, err = cli("leaderboard", "--results", mixed)
     assert code == 0 and "gru" in out
-    for name in ("other-schema.parquet", "badtype.parquet", "garbage.parquet"):
+    for name in ("other-schema.parquet", "badtype.parquet", "garbage.parquet", "nostatus.parquet"):
         assert name in err
     code, out, err = cli("report", "--results", mixed, "--out", mixed / "report.md")
     assert code == 0 and "badtype.parquet" in err and "b2.parquet" in err
+    code, out, err = cli("plot", "--results", mixed, "--out", mixed / "plots")
+    assert code == 0 and "badtype.parquet" in err and "x.parquet" in err and "b2.parquet" in err
 
 
 def test_sweep_resume_counts_only_readable_rows(registries, mixed):
