@@ -142,7 +142,7 @@ class SeqbenchModule(L.LightningModule):
         """The model's output; on the stage's first batch, checked against the task (shape, finite)."""
         out = self(tokens)
         if stage not in self.checked_stages:
-            check_output(out, targets, self.info, self.model_name, stage)
+            check_output(out, targets, self.info, self.model_name, stage, require_finite=not self.diverged)
             self.checked_stages.add(stage)
         return out
 
