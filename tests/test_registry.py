@@ -133,3 +133,16 @@ def test_a_data_module_that_breaks_the_contract_is_named(registries):
     spec = TaskSpec("broken_task", build=NotTaskData, config=object, description="", version=1)
     with pytest.raises(UserError, match="task 'broken_task'.*NotTaskData.*not a seqbench TaskData.*lacks setup"):
         build_task_data(spec, None, seed=0, batch_size=1)
+
+
+def test_info_that_is_no_task_info_is_named():
+    from seqbench.data import TensorTaskData, task_info
+    from seqbench.registry import TaskSpec
+
+    class DictInfo(TensorTaskData):
+        def info(self):
+            return {"vocab_size": 4}
+
+    spec = TaskSpec("dict_info", build=DictInfo, config=object, description="", version=1)
+    with pytest.raises(UserError, match=r"task 'dict_info': info\(\) returned a dict, not a seqbench.api.TaskInfo"):
+        task_info(spec, DictInfo(None, seed=0, batch_size=1))
