@@ -30,49 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from seqbench import __version__
+from seqbench.capabilities import forcible_gates, gate_modes, gate_threshold, kernels_used
 from seqbench.errors import UserError
-from seqbench.results import atomic_write_table
+from seqbench.results import Status, write_bench_row
 
 CPU_LENGTHS = (512, 1024, 2048, 4096, 8192)
 GPU_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768)  # the paper's Fig. 24 range
 CPU_TOKENS_PER_STEP = 8192
 GPU_TOKENS_PER_STEP = 32768
 BENCH_VOCAB = 256  # a byte-level vocabulary: the embedding and readout stay small next to the mixer
-
-BENCH_SCHEMA = pa.schema([
-    ("bench_id", pa.string()),
-    ("model", pa.string()),
-    ("variant", pa.string()),
-    ("preset", pa.string()),
-    ("mode", pa.string()),  # train (forward + backward + optimizer step) | infer (forward, no grad)
-    ("seq_len", pa.int64()),
-    ("batch_size", pa.int64()),
-    ("status", pa.string()),  # ok | oom | timeout | failed
-    ("error", pa.string()),
-    ("tokens_per_sec", pa.float64()),  # batch_size * seq_len / median step time
-    ("step_time_s", pa.float64()),  # median of the timed steps
-    ("timed_steps", pa.int64()),
-    ("peak_mem_bytes", pa.int64()),
-    ("mem_kind", pa.string()),  # cuda_allocator | process_rss | process_rss_cumulative
-    ("flops_per_token", pa.float64()),  # counted FLOPs of one step / tokens in it
-    ("peak_flops", pa.float64()),  # FLOP/s of a large matmul measured in this run
-    ("mfu", pa.float64()),  # flops_per_token * tokens_per_sec / peak_flops
-    ("forced_gate_rate", pa.float64()),  # the fraction of gated units fixed by --gate-rate, else null
-    ("gate_rate_source", pa.string()),  # forced | learned (the model's own gate) | null (ungated)
-    ("gate_rate", pa.float64()),  # learned gates: fraction above threshold in the timed steps (null if forced)
-    ("n_params", pa.int64()),
-    ("kernels", pa.string()),
-    ("device", pa.string()),
-    ("dtype", pa.string()),
-    ("seqbench_version", pa.string()),
-    ("torch_version", pa.string()),
-    ("git_sha", pa.string()),
-    ("started_at", pa.timestamp("us", tz="UTC")),
-])
-
 
 @dataclass(frozen=True)
 class BenchOptions:
@@ -106,7 +73,7 @@ class BenchModel:
 def resolve_models(registries, options: BenchOptions) -> list[BenchModel]:
     """(model, variant) pairs with their resolved configs; unknown names or variants raise UserError."""
     from seqbench.config import parse_overrides
-    from seqbench.registry import check_preset, load_target, select_variants
+    from seqbench.registry import check_preset, load_spec_target, select_variants
     from seqbench.runner import resolve_model_config
 
     check_preset(options.preset)
@@ -116,7 +83,7 @@ def resolve_models(registries, options: BenchOptions) -> list[BenchModel]:
                         "set by --warmup/--repeats")
     pairs = select_variants([registries.models.get(name) for name in options.models], options.variants)
     return [BenchModel(spec.name, variant, resolve_model_config(spec, options.preset, variant, sets["model"]),
-                       load_target(spec.build)) for spec, variant in pairs]
+                       load_spec_target(spec, "build")) for spec, variant in pairs]
 
 
 def bench_info(seq_len: int):
@@ -127,20 +94,14 @@ def bench_info(seq_len: int):
                     target="token", causal=True)
 
 
-def gate_controllers(module) -> list:
-    """Submodules that can fix their gate rate (``force_gate_rate(p)``), e.g. the chunked TGN."""
-    return [m for m in module.modules() if callable(getattr(m, "force_gate_rate", None))]
-
-
 def force_gates(module, rate: float) -> None:
     """Fix the gate rate of every controller; models with gate modes run "hard", where an ungated
     unit really skips its attention (a soft gate would still compute attention everywhere)."""
-    from seqbench.lit import has_gate_modes
-
-    for controller in gate_controllers(module):
+    for controller in forcible_gates(module):
         controller.force_gate_rate(rate)
-        if has_gate_modes(controller):
-            controller.set_gate_mode("hard")
+        modes = gate_modes(controller)
+        if modes is not None:
+            modes.set_gate_mode("hard")
 
 
 def batch_size_for(seq_len: int, tokens_per_step: int) -> int:
@@ -276,8 +237,6 @@ class StepRunner:
     def __init__(self, module, mode: str, tokens, targets):
         import torch
 
-        from seqbench.lit import gate_threshold
-
         self.module, self.mode, self.tokens, self.targets = module, mode, tokens, targets
         self.optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4) if mode == "train" else None
         self.threshold = gate_threshold(module)
@@ -309,7 +268,6 @@ def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOpti
     """One row: build the model for ``seq_len``, warm up, time ``repeats`` steps, count FLOPs."""
     import torch
 
-    from seqbench.runner import kernels_used
 
     tokens_per_step = options.tokens_per_step or (GPU_TOKENS_PER_STEP if device.type == "cuda"
                                                   else CPU_TOKENS_PER_STEP)
@@ -338,14 +296,14 @@ def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOpti
             if i >= options.warmup:
                 times.append(seconds)
             if time.perf_counter() > deadline and i + 1 < options.warmup + options.repeats:
-                row.update(status="timeout", error=f"over the {options.timeout_s:g} s budget after {i + 1} steps "
+                row.update(status=Status.TIMEOUT, error=f"over the {options.timeout_s:g} s budget after {i + 1} steps "
                                                    f"(last step {seconds:.2f} s)")
                 break
         else:
-            row["status"] = "ok"
+            row["status"] = Status.OK
         row["kernels"] = kernels_used(module)  # the paths the timed steps ran (known only once they ran)
         row["peak_mem_bytes"] = memory.read()
-        if row["status"] == "ok":
+        if row["status"] == Status.OK:
             median = statistics.median(times)
             row.update(step_time_s=median, timed_steps=len(times), tokens_per_sec=batch * seq_len / median)
             forward_flops = count_flops(module, tokens)
@@ -359,7 +317,7 @@ def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOpti
             row["gate_rate"] = statistics.fmean(step.gate_fractions)
             row["gate_rate_source"] = "learned"
     except Exception as exc:  # one bad length must not end the benchmark
-        row["status"] = "oom" if is_oom(exc) else "failed"
+        row["status"] = Status.OOM if is_oom(exc) else Status.FAILED
         row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
         row["peak_mem_bytes"] = memory.read()
     finally:
@@ -372,13 +330,6 @@ def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOpti
 
 
 # ------------------------------------------------------------------------------- the loop
-
-
-def write_bench_row(results_dir: Path, row: dict[str, Any]) -> Path:
-    path = Path(results_dir) / "bench" / f"{row['bench_id']}.parquet"
-    atomic_write_table(pa.Table.from_pylist([{f.name: row.get(f.name) for f in BENCH_SCHEMA}],
-                                            schema=BENCH_SCHEMA), path)
-    return path
 
 
 def run_bench(registries, options: BenchOptions,
@@ -410,7 +361,7 @@ def run_bench(registries, options: BenchOptions,
         lacking = []
         for m in models:
             probe = m.build(m.config, bench_info(min(lengths)))
-            if not gate_controllers(probe):
+            if not forcible_gates(probe):
                 lacking.append(m.name)
                 continue
             try:
@@ -439,8 +390,3 @@ def run_bench(registries, options: BenchOptions,
                     on_row(row)
                 yield row
 
-
-def read_bench(results_dir: Path, on_unreadable=None) -> pa.Table | None:
-    from seqbench.results import read_folder
-
-    return read_folder(Path(results_dir) / "bench", on_unreadable=on_unreadable)

@@ -17,11 +17,11 @@ from seqbench.errors import UserError
 EXIT_USER_ERROR = 2
 
 
-def _registries():
+def _registries(warn_broken: bool = True):
     from seqbench.registry import build_registries
 
     registries = build_registries()
-    for name, error in registries.broken_plugins.items():
+    for name, error in (registries.broken_plugins if warn_broken else {}).items():
         _console(stderr=True).print(f"[yellow]warning:[/] plugin {name!r} failed to load and was skipped: {error}")
     return registries
 
@@ -39,7 +39,7 @@ def _console(stderr: bool = False):
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    registries = _registries()
+    registries = _registries(warn_broken=False)  # listed below instead
     models = [{"name": s.name, "description": s.description, "variants": list(s.variants),
                "inputs": sorted(s.inputs), "plugin": registries.models.origin(s.name)} for s in registries.models]
     tasks = [{"name": s.name, "description": s.description, "version": s.version, "metric": s.metric,
@@ -61,6 +61,15 @@ def cmd_list(args: argparse.Namespace) -> int:
             table.add_row(item["name"], ", ".join(value) if isinstance(value, list) else str(value),
                           item["description"], item["plugin"] or "")
         console.print(table)
+    if registries.broken_plugins:
+        from rich.markup import escape
+
+        table = Table(title="Broken plugins (skipped)", title_justify="left", title_style="bold red")
+        table.add_column("plugin", style="bold")
+        table.add_column("error")
+        for name, error in registries.broken_plugins.items():
+            table.add_row(escape(name), escape(error))
+        console.print(table)
     return 0
 
 
@@ -73,6 +82,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from seqbench.results import Status
     from seqbench.runner import RunOptions, resolve_run_config, run
 
     registries = _registries()
@@ -87,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          probes=tuple(args.probe or ()))
     row = run(registries, config, options)
     _print_row(console, row)
-    return 0 if row["status"] == "ok" else 1
+    return 0 if row["status"] == Status.OK else 1
 
 
 def _print_row(console, row: dict) -> None:
@@ -212,6 +222,7 @@ def _csv(text: str | None, kind=str) -> tuple | None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from seqbench.bench import BenchOptions, run_bench
+    from seqbench.results import Status
 
     options = BenchOptions(
         models=_csv(args.models), variants=_csv(args.variant), lengths=_csv(args.lengths, int),
@@ -241,7 +252,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       _num(row.get("flops_per_token") and row["flops_per_token"] / 1e6, ",.3f"),
                       _num(row.get("mfu"), ".1%"), gate)
     console.print(table)
-    return 0 if all(s in ("ok", "oom", "timeout") for s in statuses) else 1
+    return 0 if all(s in (Status.OK, Status.OOM, Status.TIMEOUT) for s in statuses) else 1
 
 
 def _num(value, fmt: str, suffix: str = "") -> str:
@@ -252,6 +263,7 @@ def _num(value, fmt: str, suffix: str = "") -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from seqbench.results import Status
     from seqbench.runner import RunOptions
     from seqbench.sweep import SweepSpec, expand, parse_shard, pending, remove_failed_rows, run_sweep, shard
 
@@ -298,15 +310,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             counts[row["status"]] = counts.get(row["status"], 0) + 1
             score = row.get("accuracy")
             detail = f" accuracy={score:.3f}" if isinstance(score, float) else ""
-            if row["status"] not in ("ok", "diverged"):
+            if row["status"] not in (Status.OK, Status.DIVERGED):
                 detail = f" {str(row.get('error') or '').splitlines()[0]}"
-            colour = "green" if row["status"] == "ok" else "red"
+            colour = "green" if row["status"] == Status.OK else "red"
             progress.console.print(f"  [{colour}]{row['status']}[/] {cell.label()}{detail}", soft_wrap=True)
             progress.advance(bar)
 
         run_sweep(registries, todo, options, on_start=start, on_done=done)
     console.print("done: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
-    return 0 if set(counts) <= {"ok", "diverged"} else 1
+    return 0 if set(counts) <= {Status.OK, Status.DIVERGED} else 1
 
 
 # ----------------------------------------------------------------------------------- plot

@@ -1,7 +1,9 @@
 """Base data module for tasks whose splits are tensors produced by a seeded, pure generator.
 
-A task subclasses :class:`TensorTaskData` and implements ``info()`` and ``generate(split,
-generator)``. The base class gives every task the same guarantees: each split has its own seed
+A task's data module is a :class:`seqbench.api.TaskData`; :func:`build_task_data` builds one from its
+:class:`~seqbench.registry.TaskSpec` and checks it conforms, :func:`task_info` completes its
+:class:`TaskInfo` from the spec. A task subclasses :class:`TensorTaskData` and implements ``info()``
+and ``generate(split, generator)``. The base class gives every task the same guarantees: each split has its own seed
 stream (train, val and test never share one), generated splits are cached on disk under a key of
 (task, version, config, seed, split, source), and a data fingerprint hashes the tensors actually used.
 
@@ -25,7 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from seqbench.api import TaskInfo
+from seqbench.api import TaskData, TaskInfo
+from seqbench.errors import PluginError
+from seqbench.registry import TaskSpec, load_spec_target
 
 SPLITS = ("train", "val", "test")
 CACHE_ENV = "SEQBENCH_CACHE_DIR"  # set to "off" to disable the data cache
@@ -54,10 +58,13 @@ def fingerprint(tensors: dict[str, torch.Tensor]) -> str:
 
 
 class TensorTaskData(L.LightningDataModule):
-    """A LightningDataModule over {"tokens", "targets"} tensors generated per split."""
+    """A LightningDataModule over {"tokens", "targets"} tensors generated per split (a TaskData)."""
 
-    name: str = ""  # set by subclasses: the registered task name
-    version: int = 1  # bump whenever the generator's output changes (invalidates the cache)
+    # The task's identity in the data cache's key: its TaskSpec's name and version, set by
+    # build_task_data (bump the spec's version whenever the generator's output changes). A module
+    # built directly, outside the harness, is cached under its class's name instead.
+    name: str = ""
+    version: int | None = None
     seeded: bool = True  # False for data read from files: the seed then takes no part in the cache key
 
     def __init__(self, config: Any, seed: int, batch_size: int):
@@ -71,6 +78,8 @@ class TensorTaskData(L.LightningDataModule):
 
     # -- for subclasses ---------------------------------------------------------------------
     def info(self) -> TaskInfo:
+        """The batches' shapes (vocab_size, seq_len, num_classes, target, ...); name, causal and metric
+        come from the TaskSpec."""
         raise NotImplementedError
 
     def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -112,14 +121,18 @@ class TensorTaskData(L.LightningDataModule):
                           drop_last=shuffle and len(dataset) >= self.batch_size)
 
     def cache_key(self, split: str) -> str:
-        blob = json.dumps({"task": self.name, "version": self.version, "seed": self.seed if self.seeded else None,
-                           "split": split, "config": dataclasses.asdict(self.config), "source": self.source_key()},
+        blob = json.dumps({"task": self.cache_name(), "version": self.version,
+                           "seed": self.seed if self.seeded else None, "split": split,
+                           "config": dataclasses.asdict(self.config), "source": self.source_key()},
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def cache_path(self, split: str) -> Path | None:
         root = cache_dir()
-        return root / self.name / f"{self.cache_key(split)}.pt" if root else None
+        return root / self.cache_name() / f"{self.cache_key(split)}.pt" if root else None
+
+    def cache_name(self) -> str:
+        return self.name or type(self).__name__
 
     def split_data(self, split: str) -> dict[str, torch.Tensor]:
         """One split, loaded or generated on first use (a generator may need another split, e.g. to
@@ -150,6 +163,30 @@ class TensorTaskData(L.LightningDataModule):
             torch.save(data, tmp)
             os.replace(tmp, path)
         return data
+
+
+def build_task_data(spec: TaskSpec, config: Any, seed: int, batch_size: int) -> TaskData:
+    """The task's data module from its ``build`` target, checked against :class:`TaskData`, with the
+    spec's name and version as its identity. Raises UserError naming the task when it does not conform."""
+    data = load_spec_target(spec, "build")(config, seed=seed, batch_size=batch_size)
+    missing = [name for name in ("setup", "info", "train_dataloader", "val_dataloader", "test_dataloader",
+                                 "data_fingerprint") if not callable(getattr(data, name, None))]
+    if missing or not isinstance(data, L.LightningDataModule) or not isinstance(data, TaskData):
+        lacks = f" (it lacks {', '.join(missing)})" if missing else " (it is no LightningDataModule)"
+        raise PluginError(f"task {spec.name!r}: its build target {spec.build!r} returned a {type(data).__name__}, "
+                        f"which is not a seqbench TaskData{lacks}; subclass seqbench.data.TensorTaskData "
+                        "(see seqbench/api.py)")
+    if isinstance(data, TensorTaskData):
+        data.name, data.version = spec.name, spec.version
+    return data
+
+
+def task_info(spec: TaskSpec, data: TaskData) -> TaskInfo:
+    """``data.info()`` with the name, causal flag and metric the TaskSpec declares."""
+    info = data.info()
+    if not isinstance(info, TaskInfo):
+        raise PluginError(f"task {spec.name!r}: info() returned a {type(info).__name__}, not a seqbench.api.TaskInfo")
+    return dataclasses.replace(info, name=spec.name, causal=spec.causal, metric=spec.metric)
 
 
 def _check_split(data: Any) -> None:

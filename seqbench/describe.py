@@ -13,7 +13,7 @@ from typing import Any
 
 from seqbench.config import parse_overrides
 from seqbench.errors import UserError
-from seqbench.registry import Registries, check_preset, load_target
+from seqbench.registry import Registries, check_preset
 from seqbench.runner import resolve_task_config
 
 TOP_LABELS = 20  # label distributions with more classes (language modelling) show only the most frequent
@@ -27,9 +27,11 @@ def describe_task(registries: Registries, task: str, preset: str = "default", se
     if sets["model"] or sets["train"]:
         raise UserError("describe takes only task.* overrides (it builds no model and trains nothing)")
     config = resolve_task_config(spec, preset, sets["task"])
-    data = load_target(spec.build)(config, seed=seed, batch_size=1)
+    from seqbench.data import build_task_data, task_info
+
+    data = build_task_data(spec, config, seed=seed, batch_size=1)
     train = data.split_data("train")
-    info = data.info()
+    info = task_info(spec, data)
     source, seconds = data.load_report["train"]
     return {
         "task": task, "version": spec.version, "preset": preset, "seed": seed, "metric": info.metric,

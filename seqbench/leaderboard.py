@@ -13,7 +13,7 @@ from typing import Any
 
 from scipy import stats
 
-from seqbench.results import config_settings, varying_keys
+from seqbench.results import Status, config_settings, varying_keys
 
 GROUP_KEYS = ("task", "preset", "model", "variant")
 
@@ -77,7 +77,7 @@ def build(rows: list[dict[str, Any]], task: str | None = None) -> list[Entry]:
 
     entries = []
     for (task_name, preset, model, variant, label), members in groups.items():
-        ok = [r for r in members if r["status"] == "ok"]
+        ok = [r for r in members if r["status"] == Status.OK]
         metric = "perplexity" if any(r.get("perplexity") is not None for r in ok) else "accuracy"
         entries.append(Entry(
             task=task_name, preset=preset, model=model, variant=variant, setting=label, metric=metric,

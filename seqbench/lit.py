@@ -15,25 +15,18 @@ from torchmetrics import MeanAbsoluteError, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from seqbench.api import ModelOutput, TaskInfo
+from seqbench.capabilities import gate_modes, gate_schedule, gate_threshold
 from seqbench.config import TrainConfig
+from seqbench.output_check import check_output
 
 
 def as_output(result: Any) -> ModelOutput:
     return result if isinstance(result, ModelOutput) else ModelOutput(logits=result)
 
 
-def gate_threshold(module: nn.Module) -> float:
-    return float(getattr(module, "gate_threshold", 0.5))
-
-
 def gate_fraction(gates: torch.Tensor, threshold: float) -> torch.Tensor:
     """The gate rate: the fraction of gates above the threshold."""
     return (gates > threshold).float().mean()
-
-
-def has_gate_modes(module: nn.Module) -> bool:
-    """A module with ``set_gate_mode("soft"|"hard")`` is tested twice: soft, then hard-gated (``*_hard``)."""
-    return callable(getattr(module, "set_gate_mode", None))
 
 
 class EvalMetrics(nn.Module):
@@ -123,8 +116,11 @@ class SeqbenchModule(L.LightningModule):
     non-finite loss stopped training.
     """
 
-    def __init__(self, module: nn.Module, info: TaskInfo, train: TrainConfig, probes: tuple[str, ...] = ()):
+    def __init__(self, module: nn.Module, info: TaskInfo, train: TrainConfig, probes: tuple[str, ...] = (),
+                 model_name: str | None = None):
         super().__init__()
+        self.model_name = model_name or type(module).__name__  # who to name when its output is wrong
+        self.checked_stages: set[str] = set()  # stages whose first output was checked against the task
         self.probes = probes
         self.probe_tokens: torch.Tensor | None = None  # the fixed batch probes read (first validation batch)
         self.module = module
@@ -142,17 +138,26 @@ class SeqbenchModule(L.LightningModule):
     def forward(self, tokens: torch.Tensor) -> ModelOutput:
         return as_output(self.module(tokens))
 
+    def checked_forward(self, tokens: torch.Tensor, targets: torch.Tensor, stage: str) -> ModelOutput:
+        """The model's output; on the stage's first batch, checked against the task (shape, finite)."""
+        out = self(tokens)
+        if stage not in self.checked_stages:
+            check_output(out, targets, self.info, self.model_name, stage, require_finite=not self.diverged)
+            self.checked_stages.add(stage)
+        return out
+
     def task_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                                ignore_index=self.info.ignore_index)
 
     def training_step(self, batch, batch_idx):
         tokens, targets = batch
-        out = self(tokens)
+        out = self.checked_forward(tokens, targets, "training")
         loss = self.task_loss(out.logits, targets)
         total = loss
-        if out.gates is not None and hasattr(self.module, "gate_lambda"):
-            self.last_lambda = float(self.module.gate_lambda(self.global_step, loss.detach()))
+        schedule = gate_schedule(self.module)
+        if out.gates is not None and schedule is not None:
+            self.last_lambda = float(schedule.gate_lambda(self.global_step, loss.detach()))
             total = loss + self.last_lambda * out.gates.mean()
             gates = out.gates.detach().float()
             self.curve.append({"step": float(self.global_step), "lambda": self.last_lambda,
@@ -171,7 +176,8 @@ class SeqbenchModule(L.LightningModule):
         tokens, targets = batch
         if batch_idx == 0 and self.probe_tokens is None:
             self.probe_tokens = tokens
-        self.val_metrics.update(self(tokens), targets, gate_threshold(self.module))
+        self.val_metrics.update(self.checked_forward(tokens, targets, "validation"), targets,
+                                gate_threshold(self.module))
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute(self.info.metric)
@@ -179,7 +185,7 @@ class SeqbenchModule(L.LightningModule):
         if self.trainer.sanity_checking or not metrics:
             return
         point = {"step": float(self.global_step), **metrics}
-        if hasattr(self.module, "gate_lambda"):
+        if gate_schedule(self.module) is not None:
             point["lambda"] = self.last_lambda
         if "rank" in self.probes and self.probe_tokens is not None:
             from seqbench.probes import layer_ranks
@@ -190,22 +196,24 @@ class SeqbenchModule(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         tokens, targets = batch
-        self.test_metrics_acc.update(self(tokens), targets, gate_threshold(self.module))
-        if has_gate_modes(self.module):
-            self.module.set_gate_mode("hard")
+        self.test_metrics_acc.update(self.checked_forward(tokens, targets, "test"), targets,
+                                     gate_threshold(self.module))
+        modes = gate_modes(self.module)
+        if modes is not None:  # tested twice: soft, then hard-gated (the ``*_hard`` columns)
+            modes.set_gate_mode("hard")
             try:
                 self.test_metrics_hard.update(self(tokens), targets, gate_threshold(self.module))
             finally:
-                self.module.set_gate_mode("soft")
+                modes.set_gate_mode("soft")
 
     def on_test_epoch_end(self) -> None:
         self.test_metrics = self.test_metrics_acc.compute(self.info.metric)
         self.test_metrics_acc.reset()
-        if has_gate_modes(self.module):
+        if gate_modes(self.module) is not None:
             hard = self.test_metrics_hard.compute(self.info.metric)
             self.test_metrics_hard.reset()
             self.test_metrics.update({f"{name}_hard": value for name, value in hard.items()})
-        if hasattr(self.module, "gate_lambda"):
+        if gate_schedule(self.module) is not None:
             self.test_metrics["lambda"] = self.last_lambda
 
     def configure_optimizers(self):

@@ -17,7 +17,7 @@ from typing import Any
 
 from seqbench.errors import UserError
 from seqbench.leaderboard import mean_interval
-from seqbench.results import config_settings, iter_rows, read_curves, read_runs, varying_keys
+from seqbench.results import Status, config_settings, iter_rows, read_bench, read_curves, read_runs, varying_keys
 
 
 def _pyplot():
@@ -52,8 +52,6 @@ def _series_label(model: str, variant: str) -> str:
 def make_plots(results: Path, out: Path, on_unreadable=None, note: Callable[[str], None] = print) -> list[Path]:
     """Write every figure the results support; return their paths."""
     plt = _pyplot()
-    from seqbench.bench import read_bench
-
     runs = list(iter_rows(read_runs(results, on_unreadable=on_unreadable)))
     curves = list(iter_rows(read_curves(results, on_unreadable=on_unreadable)))
     bench = list(iter_rows(read_bench(results, on_unreadable=on_unreadable)))
@@ -69,7 +67,7 @@ def make_plots(results: Path, out: Path, on_unreadable=None, note: Callable[[str
 
 
 def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> list[Path]:
-    by_run = {r["run_id"]: r for r in runs if r["status"] == "ok"}
+    by_run = {r["run_id"]: r for r in runs if r["status"] == Status.OK}
     # A sweep's grid axis (e.g. ring size) splits a model's runs into one series per value.
     per_task: dict[tuple, list[dict]] = defaultdict(list)
     for run in by_run.values():
@@ -145,7 +143,7 @@ def varying_task_key(rows: list[dict]) -> str | None:
 def plot_accuracy_vs_setting(plt, runs: list[dict], out: Path, note) -> list[Path]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in runs:
-        if row["status"] == "ok" and row.get("accuracy") is not None:
+        if row["status"] == Status.OK and row.get("accuracy") is not None:
             groups[(row["task"], row["preset"])].append(row)
     written = []
     for (task, preset), rows in sorted(groups.items()):
@@ -211,8 +209,8 @@ def plot_throughput(plt, rows: list[dict], out: Path, note) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6.8, 4.6))
         for (model, variant, forced, device), points in sorted(series.items(), key=lambda kv: str(kv[0])):
             points.sort(key=lambda r: r["seq_len"])
-            ok = [r for r in points if r["status"] == "ok"]
-            failed = [f"{r['status']} at {r['seq_len']}" for r in points if r["status"] != "ok"]
+            ok = [r for r in points if r["status"] == Status.OK]
+            failed = [f"{r['status']} at {r['seq_len']}" for r in points if r["status"] != Status.OK]
             label = _series_label(model, variant)
             if forced is not None:
                 label += f" (gate rate forced {forced:.0%})"

@@ -4,14 +4,17 @@
 states on one fixed evaluation batch, ``R_eff = exp(H(p))`` with ``p`` the singular values of the
 (B*T, D) hidden-state matrix normalised to sum 1 and ``H`` the Shannon entropy. It ranges from 1
 (one direction carries everything) to D (all directions equally used). A model opts in by defining
-``probe_layers()``, the modules whose outputs are its per-layer hidden states; a module that
-returns a tuple is read at its first element. Curve columns: ``rank_layer0``, ``rank_layer1``, ...
+``probe_layers()`` (:class:`seqbench.api.LayerProbes`), the modules whose outputs are its per-layer
+hidden states; a module that returns a tuple is read at its first element. Curve columns:
+``rank_layer0``, ``rank_layer1``, ...
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from seqbench.capabilities import layer_probes
 
 
 def effective_rank(hidden: torch.Tensor) -> float:
@@ -26,7 +29,10 @@ def effective_rank(hidden: torch.Tensor) -> float:
 @torch.no_grad()
 def layer_ranks(module: nn.Module, tokens: torch.Tensor) -> dict[str, float]:
     """``{"rank_layer{i}": R_eff}`` for each of ``module.probe_layers()`` on one forward of ``tokens``."""
-    layers = module.probe_layers()
+    probes = layer_probes(module)
+    if probes is None:
+        raise ValueError(f"{type(module).__name__} has no probe_layers(): the rank probe cannot read its layers")
+    layers = probes.probe_layers()
     captured: dict[int, torch.Tensor] = {}
     hooks = [layer.register_forward_hook(
         lambda _m, _inp, out, i=i: captured.__setitem__(i, out[0] if isinstance(out, tuple) else out))

@@ -11,12 +11,12 @@ import importlib
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import pluggy
 
 from seqbench import hookspecs
-from seqbench.errors import UserError
+from seqbench.errors import PluginError, UserError
 
 PRESETS = ("smoke", "default", "paper")
 # Input views a task can offer and a model can accept.
@@ -54,6 +54,17 @@ def load_target(target: str | Any) -> Any:
         raise ImportError(f"{module_name!r} has no attribute {attr!r} (target {target!r})") from None
 
 
+def load_spec_target(spec: ModelSpec | TaskSpec, field_name: Literal["build", "config"]) -> Any:
+    """A spec's ``build`` or ``config`` target, imported; a target that fails to import is a PluginError
+    naming the spec and the target."""
+    target = getattr(spec, field_name)
+    try:
+        return load_target(target)
+    except Exception as exc:
+        raise PluginError(f"{type(spec).__name__} {spec.name!r} {field_name} target {target!r} failed to import: "
+                          f"{type(exc).__name__}: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A model plugin. ``build(config, info) -> nn.Module``; ``config`` is a dataclass."""
@@ -71,15 +82,19 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A task plugin. ``build(config, seed, batch_size) -> LightningDataModule`` (see seqbench.data)."""
+    """A task plugin. ``build(config, seed, batch_size)`` returns a :class:`seqbench.api.TaskData`.
+
+    The one declaration of the task's name, version, metric and causal flag: the data cache's key and
+    the ``TaskInfo`` models receive take them from here (``seqbench.data.build_task_data``, ``task_info``).
+    """
 
     name: str
     build: str
     config: str | type
     description: str
-    version: int
+    version: int  # bump whenever the generator's output changes (invalidates cached data)
     metric: str = "accuracy"  # the leaderboard's ranking metric: "accuracy" or "perplexity"
-    causal: bool = False  # outputs at t may use only tokens <= t (checked against TaskInfo.causal in tests)
+    causal: bool = False  # outputs at t may use only tokens <= t (models read it as TaskInfo.causal)
     views: frozenset[str] = frozenset({"tokens", "graph"})
     # preset -> {"task": {config overrides}, "train": {TrainConfig overrides}}
     presets: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
@@ -104,7 +119,7 @@ class Registry(Generic[S]):
         if not isinstance(spec, self._spec_type):
             raise TypeError(f"{self.kind} registry takes {self._spec_type.__name__}, got {type(spec).__name__}")
         if spec.name in self._specs:
-            raise UserError(
+            raise PluginError(
                 f"duplicate {self.kind} name {spec.name!r}: registered by plugin "
                 f"{self._origin[spec.name]!r} and again by {self.current_plugin!r}. "
                 "Rename one of them or uninstall the conflicting plugin."
@@ -120,6 +135,11 @@ class Registry(Generic[S]):
 
     def origin(self, name: str) -> str | None:
         return self._origin.get(name)
+
+    def discard_plugin(self, plugin: str) -> None:
+        """Forget every spec ``plugin`` registered (it turned out broken: all of it or none of it)."""
+        for name in [n for n, origin in self._origin.items() if origin == plugin]:
+            del self._specs[name], self._origin[name]
 
     def names(self) -> list[str]:
         return sorted(self._specs)
@@ -141,7 +161,7 @@ def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
 class Registries:
     models: Registry[ModelSpec]
     tasks: Registry[TaskSpec]
-    broken_plugins: dict[str, str]  # plugin name -> error, for plugins that failed to import
+    broken_plugins: dict[str, str]  # plugin name -> error, for plugins skipped as broken
 
 
 def _load_entry_points(pm: pluggy.PluginManager, broken: dict[str, str]) -> None:
@@ -173,11 +193,7 @@ def build_registries(extra_plugins: tuple[object, ...] = (), autoload: bool | No
         _load_entry_points(pm, broken)
     for plugin in extra_plugins:
         pm.register(plugin)
-    try:
-        pm.check_pending()  # a misspelled hook name fails loudly
-    except pluggy.PluginValidationError as exc:
-        raise UserError(f"plugin {pm.get_name(exc.plugin)!r} implements an unknown hook: {exc}. "
-                        f"Known hooks: seqbench_register_models, seqbench_register_tasks.") from None
+    _skip_unknown_hooks(pm, broken)
 
     models: Registry[ModelSpec] = Registry("model", ModelSpec)
     tasks: Registry[TaskSpec] = Registry("task", TaskSpec)
@@ -186,9 +202,23 @@ def build_registries(extra_plugins: tuple[object, ...] = (), autoload: bool | No
             registry.current_plugin = impl.plugin_name
             try:
                 impl.function(registry=registry)
-            except UserError:
-                raise
-            except Exception as exc:
-                broken[impl.plugin_name] = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # e.g. a duplicate name: one plugin's mistake must not stop the others
+                broken[impl.plugin_name] = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
         registry.current_plugin = None
+    for plugin in broken:
+        models.discard_plugin(plugin)
+        tasks.discard_plugin(plugin)
     return Registries(models, tasks, broken)
+
+
+def _skip_unknown_hooks(pm: pluggy.PluginManager, broken: dict[str, str]) -> None:
+    """A plugin implementing a hook seqbench does not declare (a misspelled name) is unregistered and
+    reported, so that its registrations are not silently lost and the other plugins still load."""
+    known = ", ".join(name for name in dir(hookspecs) if name.startswith(f"{hookspecs.PROJECT}_"))
+    while True:
+        try:
+            pm.check_pending()
+            return
+        except pluggy.PluginValidationError as exc:
+            broken[pm.get_name(exc.plugin)] = f"implements an unknown hook ({exc}); known hooks: {known}"
+            pm.unregister(exc.plugin)

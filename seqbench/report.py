@@ -26,7 +26,7 @@ from scipy import stats
 
 from seqbench.errors import UserError
 from seqbench.leaderboard import mean_interval
-from seqbench.results import config_settings, iter_rows, read_runs
+from seqbench.results import Status, config_settings, iter_rows, read_bench, read_runs
 
 RULES = {
     "at_least": ("≥ {0:g}", lambda lo, hi, a: lo >= a),
@@ -123,7 +123,7 @@ def select_runs(runs: list[dict], claim: dict, preset: str, side: dict[str, Any]
     block = claim["presets"].get(preset, {})
     chosen = []
     for row in runs:
-        if row["status"] != "ok" or row["task"] != measure["task"] or row["preset"] != preset:
+        if row["status"] != Status.OK or row["task"] != measure["task"] or row["preset"] != preset:
             continue
         if row["model"] != side["model"] or ("variant" in side and row["variant"] != side["variant"]):
             continue
@@ -209,7 +209,7 @@ def measure_bench(claim: dict, bench: list[dict], preset: str) -> Measured:
         found.append(max(rows, key=lambda r: r["started_at"]))
     a, b = found
     for side, row in zip((measure["a"], measure["b"]), found, strict=True):
-        if row["status"] != "ok":
+        if row["status"] != Status.OK:
             return Measured("inconclusive", f"{_bench_name(side)} was {row['status']} at L={seq_len}", "1/1")
     ratio = a[measure["metric"]] / b[measure["metric"]]
     text = (f"{ratio:.2f}x ({a[measure['metric']]:,.0f} / {b[measure['metric']]:,.0f} tokens/s, L={seq_len}, "
@@ -255,7 +255,6 @@ def evaluate(claim: dict, runs: list[dict], bench: list[dict], preset: str, min_
 
 
 def build_report(claims: dict[str, Any], results: Path, preset: str = "default", on_unreadable=None) -> str:
-    from seqbench.bench import read_bench
     from seqbench.registry import PRESETS, check_preset
 
     check_preset(preset)

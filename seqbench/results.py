@@ -1,21 +1,47 @@
-"""Parquet results: one file per run under ``<results>/runs/``, curves under ``<results>/curves/``.
+"""Every file format seqbench writes and reads: the Parquet schemas, the status names, atomic writes
+and the readers. Nothing else defines a column or a status.
+
+``<results>/runs/<run_id>.parquet``: one row per run (:data:`RUN_SCHEMA`).
+``<results>/curves/<run_id>.parquet``: one row per evaluation / training step (:data:`CURVE_SCHEMA`).
+``<results>/bench/<bench_id>.parquet``: one row per benchmark measurement (:data:`BENCH_SCHEMA`).
 
 Every file is written atomically (a temp file in the same folder, then ``os.replace``), so a killed
-process never leaves a half-written row for readers. Readers take the folder as one dataset.
+process never leaves a half-written row for readers; it is created with the process's umask. A killed
+writer's temp file is removed by the next writer or reader of its folder. Readers take a folder as one
+dataset and skip, with a warning naming it, any file they cannot read or whose schema does not match.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import tempfile
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+
+class Status:
+    """The status names a row may hold (column ``status``)."""
+
+    OK = "ok"  # finished; its metrics are valid
+    DIVERGED = "diverged"  # a run whose loss became non-finite (training stopped there)
+    FAILED = "failed"  # raised; ``error`` says why
+    OOM = "oom"  # ran out of memory
+    TIMEOUT = "timeout"  # a benchmark length over its time budget
+
+
+RUN_STATUSES = (Status.OK, Status.DIVERGED, Status.FAILED, Status.OOM)
+BENCH_STATUSES = (Status.OK, Status.OOM, Status.TIMEOUT, Status.FAILED)
 
 # The columns every run row has, in order. Models and tasks may add float columns of their own
 # (e.g. accuracy_hard, gate_mean); readers see them as nulls for runs that lack them.
@@ -27,7 +53,7 @@ RUN_SCHEMA = pa.schema([
     ("task_version", pa.int64()),
     ("preset", pa.string()),
     ("seed", pa.int64()),
-    ("status", pa.string()),  # ok | diverged | failed
+    ("status", pa.string()),  # one of RUN_STATUSES
     ("error", pa.string()),  # why a run failed, else null
     ("accuracy", pa.float64()),  # test accuracy over scored positions
     ("loss", pa.float64()),  # test cross-entropy per scored position
@@ -48,51 +74,224 @@ RUN_SCHEMA = pa.schema([
     ("started_at", pa.timestamp("us", tz="UTC")),
 ])
 
+# A curve point: its run and step; every other column is a float metric of that point (loss,
+# accuracy, gate_rate, lambda, train_*, rank_layer*, a model's extras), null where a point lacks it.
+CURVE_SCHEMA = pa.schema([
+    ("run_id", pa.string()),
+    ("step", pa.float64()),
+])
+
+BENCH_SCHEMA = pa.schema([
+    ("bench_id", pa.string()),
+    ("model", pa.string()),
+    ("variant", pa.string()),
+    ("preset", pa.string()),
+    ("mode", pa.string()),  # train (forward + backward + optimizer step) | infer (forward, no grad)
+    ("seq_len", pa.int64()),
+    ("batch_size", pa.int64()),
+    ("status", pa.string()),  # one of BENCH_STATUSES
+    ("error", pa.string()),
+    ("tokens_per_sec", pa.float64()),  # batch_size * seq_len / median step time
+    ("step_time_s", pa.float64()),  # median of the timed steps
+    ("timed_steps", pa.int64()),
+    ("peak_mem_bytes", pa.int64()),
+    ("mem_kind", pa.string()),  # cuda_allocator | process_rss | process_rss_cumulative
+    ("flops_per_token", pa.float64()),  # counted FLOPs of one step / tokens in it
+    ("peak_flops", pa.float64()),  # FLOP/s of a large matmul measured in this run
+    ("mfu", pa.float64()),  # flops_per_token * tokens_per_sec / peak_flops
+    ("forced_gate_rate", pa.float64()),  # the fraction of gated units fixed by --gate-rate, else null
+    ("gate_rate_source", pa.string()),  # forced | learned (the model's own gate) | null (ungated)
+    ("gate_rate", pa.float64()),  # learned gates: fraction above threshold in the timed steps (null if forced)
+    ("n_params", pa.int64()),
+    ("kernels", pa.string()),
+    ("device", pa.string()),
+    ("dtype", pa.string()),
+    ("seqbench_version", pa.string()),
+    ("torch_version", pa.string()),
+    ("git_sha", pa.string()),
+    ("started_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """One kind of results file: its folder under ``<results>``, its columns, and what readers demand."""
+
+    folder: str
+    schema: pa.Schema  # the declared columns; any other column must be numeric and is read as float64
+    required: tuple[str, ...]  # every writer fills these: a file without one, or with a null, is skipped
+
+
+RUNS = FileFormat("runs", RUN_SCHEMA, required=("run_id", "model", "variant", "task", "task_version", "preset",
+                                                 "seed", "status"))
+CURVES = FileFormat("curves", CURVE_SCHEMA, required=("run_id", "step"))
+BENCH = FileFormat("bench", BENCH_SCHEMA, required=("bench_id", "model", "variant", "preset", "mode", "seq_len",
+                                                    "status", "device"))
+# The evaluation rows of the comparisons issue (<results>/evals/) get their schema and FileFormat here.
+
+
+# ------------------------------------------------------------------------------- writing
+
+# A write takes well under a second: a temp file untouched this long has lost its writer.
+STALE_TEMP_SECONDS = 15 * 60
+TEMP_PREFIX = ".tmp-"
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+# .tmp-<host>-<pid>-<mkstemp's random part><suffix>: the name says whose write it is
+_TEMP_NAME = re.compile(r"\.tmp-(?P<host>[A-Za-z0-9._]+)-(?P<pid>\d+)-[a-z0-9_]+(\.\w+)?")
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (``/proc``): ``os.umask`` can
+    only read it by setting it, which would race with threads creating files meanwhile."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
+
+
+def is_stale_temp(path: Path, now: float | None = None) -> bool:
+    """A temp file whose writer is gone: a dead process of this host, or untouched for STALE_TEMP_SECONDS
+    (a writer on another host, or a temp file named by an older seqbench)."""
+    match = _TEMP_NAME.fullmatch(path.name)
+    if match and match["host"] == _HOST and not _pid_alive(int(match["pid"])):
+        return True
+    try:
+        age = (time.time() if now is None else now) - path.stat().st_mtime
+    except OSError:  # removed meanwhile
+        return False
+    return age > STALE_TEMP_SECONDS
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete the stale temp files of ``folder`` (see :func:`is_stale_temp`); return those removed."""
+    removed = []
+    for path in Path(folder).glob(f"{TEMP_PREFIX}*"):
+        if is_stale_temp(path):
+            try:
+                path.unlink()
+            except OSError:  # gone already, or a folder we may only read
+                continue
+            removed.append(path)
+    return removed
+
 
 def atomic_write_table(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
+    remove_stale_temps(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{_HOST}-{os.getpid()}-", suffix=path.suffix)
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        # mkstemp creates 0600; results shared with a group need the mode any other new file gets
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def run_table(row: dict[str, Any]) -> pa.Table:
-    """One-row table: the fixed schema first, then any extra numeric columns in sorted order."""
-    fields = list(RUN_SCHEMA)
-    for name in sorted(set(row) - set(RUN_SCHEMA.names)):
+def _one_row(schema: pa.Schema, row: dict[str, Any]) -> pa.Table:
+    """One-row table: ``schema``'s columns first, then any extra numeric columns in sorted order."""
+    fields = list(schema)
+    for name in sorted(set(row) - set(schema.names)):
         fields.append(pa.field(name, pa.float64()))
-    schema = pa.schema(fields)
-    return pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
+    full = pa.schema(fields)
+    return pa.Table.from_pylist([{f.name: row.get(f.name) for f in full}], schema=full)
+
+
+def run_table(row: dict[str, Any]) -> pa.Table:
+    return _one_row(RUN_SCHEMA, row)
 
 
 def write_run(results_dir: Path, row: dict[str, Any], curve: list[dict[str, float]]) -> Path:
     run_id = row["run_id"]
     if curve:
         # points may carry different keys (evaluation vs per-step training points): take the union
-        names = list(dict.fromkeys(key for point in curve for key in point))
-        curve_rows = [{"run_id": run_id, **{name: point.get(name) for name in names}} for point in curve]
-        atomic_write_table(pa.Table.from_pylist(curve_rows), results_dir / "curves" / f"{run_id}.parquet")
-    path = results_dir / "runs" / f"{run_id}.parquet"
+        names = [n for n in dict.fromkeys(key for point in curve for key in point) if n not in CURVE_SCHEMA.names]
+        fields = [*CURVE_SCHEMA, *(pa.field(name, pa.float64()) for name in names)]
+        curve_rows = [{"run_id": run_id, **point} for point in curve]
+        table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in fields} for r in curve_rows],
+                                     schema=pa.schema(fields))
+        atomic_write_table(table, Path(results_dir) / CURVES.folder / f"{run_id}.parquet")
+    path = Path(results_dir) / RUNS.folder / f"{run_id}.parquet"
     atomic_write_table(run_table(row), path)  # last: a row exists only when its curves do
     return path
 
 
-def read_folder(folder: Path, on_unreadable: Callable[[Path, Exception], None] | None = None,
+def write_bench_row(results_dir: Path, row: dict[str, Any]) -> Path:
+    path = Path(results_dir) / BENCH.folder / f"{row['bench_id']}.parquet"
+    atomic_write_table(pa.Table.from_pylist([{f.name: row.get(f.name) for f in BENCH_SCHEMA}],
+                                            schema=BENCH_SCHEMA), path)
+    return path
+
+
+# ------------------------------------------------------------------------------- reading
+
+
+class SchemaMismatch(ValueError):
+    """A results file whose columns are not those of its folder's format."""
+
+
+def _compatible(found: pa.DataType, expected: pa.DataType) -> bool:
+    if found == expected or pa.types.is_null(found):  # null: a column no row of the file filled
+        return True
+    # integers read as floats losslessly enough for metrics (e.g. a curve's step written as int)
+    return pa.types.is_floating(expected) and (pa.types.is_integer(found) or pa.types.is_floating(found))
+
+
+def conforming_schema(found: pa.Schema, fmt: FileFormat) -> pa.Schema:
+    """The schema to read a file of ``fmt`` as: its columns with their declared types (undeclared ones
+    float64). Raises SchemaMismatch naming the first column that does not fit."""
+    missing = [name for name in fmt.required if name not in found.names]
+    if missing:
+        raise SchemaMismatch(f"not a {fmt.folder} file: no column {', '.join(missing)}")
+    fields = []
+    for field in found:
+        index = fmt.schema.get_field_index(field.name)
+        expected = fmt.schema.field(index).type if index >= 0 else pa.float64()
+        if not _compatible(field.type, expected):
+            raise SchemaMismatch(f"column {field.name!r} is {field.type}, expected {expected}")
+        fields.append(pa.field(field.name, expected))
+    return pa.schema(fields)
+
+
+def read_folder(folder: Path, fmt: FileFormat, on_unreadable: Callable[[Path, Exception], None] | None = None,
                 columns: list[str] | None = None) -> pa.Table | None:
-    """All result files of a folder (``columns`` only, if given) as one table; unreadable files are
-    skipped and reported to ``on_unreadable`` (default: a Python warning). Hidden files (the temp
-    files of writes in flight) are left out."""
+    """All files of ``fmt`` in a folder (``columns`` only, if given) as one table. A file that cannot
+    be read, or whose columns do not match ``fmt``, is skipped and reported to ``on_unreadable``
+    (default: a Python warning). Hidden files (the temp files of writes in flight) are left out;
+    stale ones are removed."""
+    folder = Path(folder)
+    if folder.is_dir():
+        remove_stale_temps(folder)
     tables = []
-    for path in sorted(Path(folder).glob("*.parquet")):
+    for path in sorted(folder.glob("*.parquet")):
         if path.name.startswith("."):
             continue
         try:
-            tables.append(pq.read_table(path, columns=columns))
+            schema = conforming_schema(pq.read_schema(path), fmt)
+            table = pq.read_table(path, columns=columns)
+            empty = [name for name in fmt.required if name in table.column_names and table.column(name).null_count]
+            if empty:
+                raise SchemaMismatch(f"column {empty[0]!r} has nulls")
+            tables.append(table.cast(pa.schema([schema.field(name) for name in table.column_names])))
         except Exception as exc:
             if on_unreadable is None:
                 warnings.warn(f"skipping unreadable results file {path}: {exc}", stacklevel=2)
@@ -105,11 +304,15 @@ def read_folder(folder: Path, on_unreadable: Callable[[Path, Exception], None] |
 
 def read_runs(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None,
               columns: list[str] | None = None) -> pa.Table | None:
-    return read_folder(Path(results_dir) / "runs", on_unreadable=on_unreadable, columns=columns)
+    return read_folder(Path(results_dir) / RUNS.folder, RUNS, on_unreadable=on_unreadable, columns=columns)
 
 
 def read_curves(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None) -> pa.Table | None:
-    return read_folder(Path(results_dir) / "curves", on_unreadable=on_unreadable)
+    return read_folder(Path(results_dir) / CURVES.folder, CURVES, on_unreadable=on_unreadable)
+
+
+def read_bench(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None) -> pa.Table | None:
+    return read_folder(Path(results_dir) / BENCH.folder, BENCH, on_unreadable=on_unreadable)
 
 
 def iter_rows(table: pa.Table | None) -> Iterable[dict[str, Any]]:

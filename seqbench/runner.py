@@ -16,7 +16,7 @@ from typing import Any
 from seqbench import __version__
 from seqbench.config import RunConfig, TrainConfig, apply_overrides, parse_overrides
 from seqbench.errors import UserError
-from seqbench.registry import Registries, check_preset, load_target
+from seqbench.registry import Registries, check_preset, load_spec_target
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,13 @@ class RunOptions:
 
 def resolve_task_config(task_spec, preset: str, task_overrides: dict[str, str]) -> Any:
     """The task's config dataclass: defaults, then the preset's task settings, then ``--set task.*``."""
-    return apply_overrides(load_target(task_spec.config), "task", task_spec.presets.get(preset, {}).get("task", {}),
-                           task_overrides)
+    return apply_overrides(load_spec_target(task_spec, "config"), "task",
+                           task_spec.presets.get(preset, {}).get("task", {}), task_overrides)
 
 
 def resolve_model_config(model_spec, preset: str, variant: str, model_overrides: dict[str, str]) -> Any:
     """The model's config dataclass: defaults, the preset's model settings, the variant, ``--set model.*``."""
-    model_cls = load_target(model_spec.config)
+    model_cls = load_spec_target(model_spec, "config")
     variant_layer = {"variant": variant} if "variant" in {f.name for f in dataclasses.fields(model_cls)} else {}
     return apply_overrides(model_cls, "model", model_spec.presets.get(preset, {}), variant_layer, model_overrides)
 
@@ -93,12 +93,6 @@ def pick_accelerator(device: str) -> str:
     return device
 
 
-def kernels_used(module: Any) -> str:
-    """Each submodule may say which implementation it ran (``kernel_path``); default is plain torch."""
-    paths = sorted({str(m.kernel_path) for m in module.modules() if getattr(m, "kernel_path", None)})
-    return ",".join(paths) if paths else "torch"
-
-
 def row_identity(config: RunConfig) -> dict[str, Any]:
     """The columns every run row has, finished or not: what ran, with which software, and when."""
     import torch
@@ -118,11 +112,13 @@ def build_data_and_model(registries: Registries, config: RunConfig):
     import lightning as L
 
     L.seed_everything(config.seed, workers=True, verbose=False)
+    from seqbench.data import build_task_data, task_info
+
     task_spec = registries.tasks.get(config.task)
-    data = load_target(task_spec.build)(config.task_config, seed=config.seed, batch_size=config.train.batch_size)
+    data = build_task_data(task_spec, config.task_config, seed=config.seed, batch_size=config.train.batch_size)
     data.setup()
-    info = data.info()
-    module = load_target(registries.models.get(config.model).build)(config.model_config, info)
+    info = task_info(task_spec, data)
+    module = load_spec_target(registries.models.get(config.model), "build")(config.model_config, info)
     return data, info, module
 
 
@@ -130,16 +126,17 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     """Train and test one configuration; write and return its result row."""
     import lightning as L
 
+    from seqbench.capabilities import kernels_used, layer_probes
     from seqbench.lit import SeqbenchModule, StepsProgressBar, ThroughputMeter
-    from seqbench.results import write_run
+    from seqbench.results import Status, write_run
 
     accelerator = pick_accelerator(options.device)
     identity = row_identity(config)
     t0 = time.perf_counter()
     data, info, module = build_data_and_model(registries, config)
-    if "rank" in options.probes and not callable(getattr(module, "probe_layers", None)):
+    if "rank" in options.probes and layer_probes(module) is None:
         raise UserError(f"--probe rank needs a model with probe_layers(); {config.model!r} has none")
-    lit = SeqbenchModule(module, info, config.train, probes=options.probes)
+    lit = SeqbenchModule(module, info, config.train, probes=options.probes, model_name=config.model)
     meter = ThroughputMeter()
     callbacks: list[L.Callback] = [meter, *options.callbacks]
     if options.progress:
@@ -159,7 +156,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
             trainer.test(lit, datamodule=data, verbose=False)
     test = lit.test_metrics
     row: dict[str, Any] = {
-        **identity, "status": "diverged" if lit.diverged else "ok", "error": None, **test,
+        **identity, "status": Status.DIVERGED if lit.diverged else Status.OK, "error": None, **test,
         "tokens_per_sec": meter.tokens_per_sec,
         "n_params": sum(p.numel() for p in module.parameters()),
         "steps": lit.finite_steps, "wall_time_s": time.perf_counter() - t0,

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.config import RunConfig, parse_overrides
-from seqbench.errors import UserError
+from seqbench.errors import PluginError, UserError
+from seqbench.results import Status
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,14 @@ def run_cell(registries, cell: Cell, options) -> dict[str, Any]:
         return run(registries, cell.config, options)
     except KeyboardInterrupt:
         raise
+    except PluginError as exc:  # a broken plugin is this cell's failure, said in one line
+        row = failure_row(cell.config, Status.FAILED, str(exc), time.perf_counter() - t0, options.device)
+        row["path"] = str(write_run(options.results_dir, row, []))
+        return row
     except Exception as exc:
-        status = "oom" if is_oom(exc) else "failed"
+        status = Status.OOM if is_oom(exc) else Status.FAILED
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        if status == "failed":
+        if status == Status.FAILED:
             error += "\n" + "".join(traceback.format_tb(exc.__traceback__)[-3:])
         row = failure_row(cell.config, status, error, time.perf_counter() - t0, options.device)
         row["path"] = str(write_run(options.results_dir, row, []))
@@ -158,7 +163,7 @@ def run_sweep(registries, cells: list[Cell], options,
     return rows
 
 
-RETRYABLE = ("failed", "oom")
+RETRYABLE = (Status.FAILED, Status.OOM)
 
 
 def pending(cells: list[Cell], results_dir: Path, on_unreadable=None, retry_failed: bool = False) -> list[Cell]:

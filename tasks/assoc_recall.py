@@ -107,13 +107,10 @@ def generate_assoc_recall(c: AssocRecallConfig, num_examples: int, generator: to
 
 
 class AssocRecallData(TensorTaskData):
-    name = "assoc_recall"
-    version = 1
-
     def info(self) -> TaskInfo:
         c = self.config
-        return TaskInfo(name=self.name, vocab_size=c.vocab_size, seq_len=c.seq_len, num_classes=c.vocab_size,
-                        target="token", causal=True)
+        return TaskInfo(vocab_size=c.vocab_size, seq_len=c.seq_len, num_classes=c.vocab_size,
+                        target="token")
 
     def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
         c = self.config

@@ -214,12 +214,9 @@ def decode(tokens: torch.Tensor) -> str:
 
 
 class ListOpsData(TensorTaskData):
-    name = "listops"
-    version = 1
-
     def info(self) -> TaskInfo:
-        return TaskInfo(name=self.name, vocab_size=VOCAB_SIZE, seq_len=self.config.max_len, num_classes=10,
-                        target="sequence", causal=False, pad_id=PAD)
+        return TaskInfo(vocab_size=VOCAB_SIZE, seq_len=self.config.max_len, num_classes=10,
+                        target="sequence", pad_id=PAD)
 
     def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
         c = self.config

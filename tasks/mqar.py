@@ -83,13 +83,10 @@ def generate_mqar(config: MQARConfig, num_examples: int, generator: torch.Genera
 
 
 class MQARData(TensorTaskData):
-    name = "mqar"
-    version = 1
-
     def info(self) -> TaskInfo:
         c = self.config
-        return TaskInfo(name=self.name, vocab_size=c.vocab_size, seq_len=c.seq_len, num_classes=c.vocab_size,
-                        target="token", causal=True)
+        return TaskInfo(vocab_size=c.vocab_size, seq_len=c.seq_len, num_classes=c.vocab_size,
+                        target="token")
 
     def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
         size = self.split_size(split)

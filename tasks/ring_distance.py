@@ -64,13 +64,10 @@ def generate_ring_distance(config: RingDistanceConfig, num_examples: int,
 
 
 class RingDistanceData(TensorTaskData):
-    name = "ring_distance"
-    version = 1
-
     def info(self) -> TaskInfo:
         N = self.config.num_nodes
-        return TaskInfo(name=self.name, vocab_size=2, seq_len=N, num_classes=N // 2 + 1, target="sequence",
-                        causal=False, topology="ring", ordinal=True)
+        return TaskInfo(vocab_size=2, seq_len=N, num_classes=N // 2 + 1, target="sequence",
+                        topology="ring", ordinal=True)
 
     def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
         size = self.split_size(split)

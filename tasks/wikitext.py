@@ -129,8 +129,6 @@ def chunk(stream: torch.Tensor, seq_len: int) -> dict[str, torch.Tensor]:
 
 
 class WikiTextData(TensorTaskData):
-    name = "wikitext"
-    version = 1
     seeded = False  # read from files: every seed sees the same data
 
     def __init__(self, config: WikiTextConfig, seed: int, batch_size: int):
@@ -171,8 +169,8 @@ class WikiTextData(TensorTaskData):
 
     def info(self) -> TaskInfo:
         vocab_size = int(self.split_data("train")["vocab_size"])
-        return TaskInfo(name=self.name, vocab_size=vocab_size, seq_len=self.config.seq_len, num_classes=vocab_size,
-                        target="token", causal=True, metric="perplexity")
+        return TaskInfo(vocab_size=vocab_size, seq_len=self.config.seq_len, num_classes=vocab_size,
+                        target="token")
 
     def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
         c = self.config

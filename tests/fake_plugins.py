@@ -60,6 +60,20 @@ class PlainFake(GatedFake):
         return super().forward(tokens).logits
 
 
+class TransposedFake(PlainFake):
+    """Breaks the contract: logits (T, B, C) instead of (B, T, C)."""
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return super().forward(tokens).transpose(0, 1)  # (T, B, C)
+
+
+class NonFiniteFake(PlainFake):
+    """Breaks the contract: NaN logits from the first batch on."""
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return super().forward(tokens) * float("nan")
+
+
 def build_gated(config: FakeConfig, info: TaskInfo) -> GatedFake:
     return GatedFake(config, info)
 
@@ -75,3 +89,14 @@ class FakeModels:
                                variants=("chunked", "parallel")))
         registry.add(ModelSpec("fake_plain", build=build_plain, config=FakeConfig, description="test double",
                                variants=("chunked",)))
+
+
+class ContractBreakers:
+    """Models whose plugin breaks seqbench's contract, each in one way."""
+
+    @hookimpl
+    def seqbench_register_models(self, registry):
+        registry.add(ModelSpec("fake_transposed", build=TransposedFake, config=FakeConfig, description="(T, B, C)"))
+        registry.add(ModelSpec("fake_nonfinite", build=NonFiniteFake, config=FakeConfig, description="NaN logits"))
+        registry.add(ModelSpec("fake_unimportable", build="seqbench_no_such_module_xyz.models:build",
+                               config=FakeConfig, description="its build target does not import"))

@@ -99,7 +99,7 @@ def test_deterministic_per_seed():
 
 def test_info_and_validation():
     info = AssocRecallData(AssocRecallConfig(), seed=0, batch_size=8).info()
-    assert (info.vocab_size, info.num_classes, info.seq_len, info.target, info.causal) == (30, 30, 66, "token", True)
+    assert (info.vocab_size, info.num_classes, info.seq_len, info.target) == (30, 30, 66, "token")
     with pytest.raises(ConfigError, match="task.vocab_size"):
         AssocRecallConfig(vocab_size=3)
     with pytest.raises(ConfigError, match="task.input_seq_len"):

@@ -6,9 +6,10 @@ import pyarrow.parquet as pq
 import pytest
 from fake_plugins import FakeModels
 
-from seqbench.bench import BENCH_SCHEMA, BenchOptions, batch_size_for, count_flops, read_bench, run_bench
+from seqbench.bench import BenchOptions, batch_size_for, count_flops, run_bench
 from seqbench.errors import UserError
 from seqbench.registry import build_registries
+from seqbench.results import BENCH_SCHEMA, read_bench
 
 
 @pytest.fixture(scope="module")

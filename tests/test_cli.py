@@ -53,15 +53,18 @@ def test_same_seed_gives_identical_metrics(cli, tmp_path):
 
 
 class _NaNModel(__import__("torch").nn.Module):
+    """Finite on its first batch (a model that is NaN from the start is refused as broken), then NaN."""
+
     def __init__(self, config, info):
         super().__init__()
         import torch
 
         self.weight = torch.nn.Parameter(torch.zeros(info.num_classes))
+        self.calls = 0
 
     def forward(self, tokens):
-
-        logits = self.weight.expand(*tokens.shape, -1) * float("nan")
+        self.calls += 1
+        logits = self.weight.expand(*tokens.shape, -1) * (1.0 if self.calls == 1 else float("nan"))
         return ModelOutput(logits=logits)
 
 
@@ -76,7 +79,7 @@ def test_nan_loss_ends_the_run_as_diverged_with_a_row(tmp_path):
     registries = build_registries(extra_plugins=(_NaNPlugin(),))
     config = resolve_run_config(registries, "nan_model", "mqar", preset="smoke")
     row = run(registries, config, RunOptions(results_dir=tmp_path, progress=False))
-    assert row["status"] == "diverged" and row["steps"] == 0
+    assert row["status"] == "diverged" and row["steps"] == 1
     assert _rows(tmp_path)[0].to_pylist()[0]["status"] == "diverged"
 
 

@@ -21,7 +21,7 @@ from seqbench_plugins.transformer import build as build_transformer
 
 def ring_info(num_nodes: int, target: str = "sequence") -> TaskInfo:
     classes = num_nodes // 2 + 1 if target == "sequence" else 3
-    return TaskInfo("ring", vocab_size=2, seq_len=num_nodes, num_classes=classes, target=target, causal=False,
+    return TaskInfo(name="ring", vocab_size=2, seq_len=num_nodes, num_classes=classes, target=target, causal=False,
                     topology="ring")
 
 
@@ -50,7 +50,7 @@ def test_batched_edges_stay_inside_each_graph_and_are_cached():
 
 
 def causal_info() -> TaskInfo:
-    return TaskInfo("chain", vocab_size=8, seq_len=16, num_classes=8, target="token", causal=True)
+    return TaskInfo(name="chain", vocab_size=8, seq_len=16, num_classes=8, target="token", causal=True)
 
 
 CAUSAL_MODELS = {
@@ -81,7 +81,7 @@ def test_chain_graph_models_are_causal(name, training):
 def test_the_causality_check_catches_a_bidirectional_graphgps():
     """Control: the same model on a non-causal chain does see the future, so the check above can fail."""
     torch.manual_seed(0)
-    info = TaskInfo("chain", vocab_size=8, seq_len=16, num_classes=8, target="token", causal=False)
+    info = TaskInfo(name="chain", vocab_size=8, seq_len=16, num_classes=8, target="token", causal=False)
     module = build_graphgps(GraphGPSConfig(d_model=16, n_heads=2), info).eval()
     tokens = torch.randint(0, 8, (4, 16))
     changed = tokens.clone()

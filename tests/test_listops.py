@@ -159,7 +159,7 @@ def test_generation_is_deterministic_and_seeded():
 
 def test_info_is_a_left_padded_sequence_task():
     info = ListOpsData(ListOpsConfig(max_len=64), seed=0, batch_size=8).info()
-    assert (info.num_classes, info.seq_len, info.target, info.causal, info.pad_id) == (10, 64, "sequence", False, 0)
+    assert (info.num_classes, info.seq_len, info.target, info.pad_id) == (10, 64, "sequence", 0)
 
 
 @pytest.mark.parametrize("overrides, field", [

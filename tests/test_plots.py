@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from seqbench.bench import write_bench_row
 from seqbench.plots import varying_task_key
-from seqbench.results import write_run
+from seqbench.results import write_bench_row, write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

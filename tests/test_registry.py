@@ -32,9 +32,13 @@ def test_example_plugin_is_loaded_from_its_installed_entry_point(registries):
     assert registries.models.origin("example_lstm") == "example"
 
 
-def test_duplicate_names_are_an_error():
-    with pytest.raises(UserError, match="duplicate model name 'dup'"):
-        build_registries(extra_plugins=(_Plugin("dup"), _Plugin("dup")), autoload=False)
+def test_a_duplicate_name_breaks_the_second_plugin_only():
+    first, second = _Plugin("dup", "mine"), _Plugin("dup", "theirs")
+    registries = build_registries(extra_plugins=(first, second), autoload=False)
+    assert registries.models.names() == ["dup", "mine"]
+    assert registries.models.origin("dup") == registries.models.origin("mine")
+    (error,) = registries.broken_plugins.values()
+    assert "duplicate model name 'dup'" in error
 
 
 def test_unknown_name_suggests_and_lists(registries):
@@ -70,14 +74,20 @@ def test_plugin_whose_hook_raises_is_skipped():
     assert registries.models.names() == ["fine"]
 
 
-def test_misspelled_hook_fails_loudly():
+def test_misspelled_hook_is_reported_and_its_plugin_skipped():
     class Misspelled:
         @hookimpl
         def seqbench_register_model(self, registry):  # missing "s"
             pass
 
-    with pytest.raises(UserError, match="unknown hook"):
-        build_registries(extra_plugins=(Misspelled(),), autoload=False)
+        @hookimpl
+        def seqbench_register_tasks(self, registry):
+            raise AssertionError("a plugin with an unknown hook must not register anything")
+
+    registries = build_registries(extra_plugins=(Misspelled(), _Plugin("fine")), autoload=False)
+    (error,) = registries.broken_plugins.values()
+    assert "unknown hook 'seqbench_register_model'" in error and "seqbench_register_models" in error
+    assert registries.models.names() == ["fine"]
 
 
 def test_env_var_turns_off_autoloading(monkeypatch):
@@ -87,18 +97,52 @@ def test_env_var_turns_off_autoloading(monkeypatch):
     assert len(registries.tasks) == 0
 
 
-def test_task_spec_versions_match_their_data_modules(registries):
+def test_a_task_is_named_versioned_and_flagged_once_in_its_spec(registries, smoke_overrides):
+    import dataclasses
+
+    from seqbench.api import TaskData
+    from seqbench.data import build_task_data
     from seqbench.registry import load_target
-
-    for spec in registries.tasks:
-        assert load_target(spec.build).version == spec.version, spec.name
-        assert load_target(spec.build).name == spec.name
-
-
-def test_task_spec_causal_flag_matches_task_info(registries, smoke_overrides):
     from seqbench.runner import build_data_and_model, resolve_run_config
 
     for spec in registries.tasks:
+        data_class = load_target(spec.build)
+        assert "name" not in vars(data_class) and "version" not in vars(data_class), spec.name  # declared once
         config = resolve_run_config(registries, "gru", spec.name, preset="smoke", overrides=smoke_overrides(spec.name))
-        _, info, _ = build_data_and_model(registries, config)
-        assert info.causal == spec.causal, spec.name
+        data, info, _ = build_data_and_model(registries, config)
+        assert isinstance(data, TaskData)
+        assert (info.name, info.causal, info.metric) == (spec.name, spec.causal, spec.metric)
+        assert (data.name, data.version) == (spec.name, spec.version)
+        bumped = build_task_data(dataclasses.replace(spec, version=spec.version + 1), config.task_config, seed=0,
+                                 batch_size=4)
+        assert bumped.cache_key("train") != data.cache_key("train")  # a new version never reads old data
+
+
+class NotTaskData:
+    def __init__(self, config, seed, batch_size):
+        pass
+
+    def info(self):
+        return None
+
+
+def test_a_data_module_that_breaks_the_contract_is_named(registries):
+    from seqbench.data import build_task_data
+    from seqbench.registry import TaskSpec
+
+    spec = TaskSpec("broken_task", build=NotTaskData, config=object, description="", version=1)
+    with pytest.raises(UserError, match="task 'broken_task'.*NotTaskData.*not a seqbench TaskData.*lacks setup"):
+        build_task_data(spec, None, seed=0, batch_size=1)
+
+
+def test_info_that_is_no_task_info_is_named():
+    from seqbench.data import TensorTaskData, task_info
+    from seqbench.registry import TaskSpec
+
+    class DictInfo(TensorTaskData):
+        def info(self):
+            return {"vocab_size": 4}
+
+    spec = TaskSpec("dict_info", build=DictInfo, config=object, description="", version=1)
+    with pytest.raises(UserError, match=r"task 'dict_info': info\(\) returned a dict, not a seqbench.api.TaskInfo"):
+        task_info(spec, DictInfo(None, seed=0, batch_size=1))

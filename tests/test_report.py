@@ -8,9 +8,8 @@ import json
 import pytest
 from scipy import stats
 
-from seqbench.bench import write_bench_row
 from seqbench.report import commands, evaluate, load_claims, rule_holds, welch_difference
-from seqbench.results import read_runs, write_run
+from seqbench.results import read_runs, write_bench_row, write_run
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -107,7 +106,7 @@ def test_throughput_ratio_from_bench_rows(tmp_path):
                                "status": "ok", "tokens_per_sec": 1000.0})
     write_bench_row(tmp_path, {**base, "bench_id": "g", "model": "tgn", "variant": "chunked", "status": "ok",
                                "tokens_per_sec": 6500.0, "forced_gate_rate": 0.15})
-    from seqbench.bench import read_bench
+    from seqbench.results import read_bench
 
     bench = read_bench(tmp_path).to_pylist()
     result = evaluate(claim, [], bench, "default", 2)

@@ -80,7 +80,7 @@ def test_generator_is_seeded_and_splits_differ(tmp_path, monkeypatch):
     assert not torch.equal(first.splits["train"]["tokens"], first.splits["test"]["tokens"])
     info = first.info()
     assert (info.seq_len, info.num_classes, info.vocab_size) == (16, 9, 2)
-    assert info.topology == "ring" and not info.causal and info.target == "sequence" and info.ordinal
+    assert info.topology == "ring" and info.target == "sequence" and info.ordinal
 
 
 def test_num_nodes_is_a_task_parameter(registries):
@@ -104,7 +104,7 @@ def test_eval_metrics_mae_is_mean_distance_error():
     from seqbench.api import ModelOutput, TaskInfo
     from seqbench.lit import EvalMetrics
 
-    info = TaskInfo("ring_distance", vocab_size=2, seq_len=8, num_classes=5, target="sequence", causal=False,
+    info = TaskInfo(name="ring_distance", vocab_size=2, seq_len=8, num_classes=5, target="sequence", causal=False,
                     topology="ring", ordinal=True)
     metrics = EvalMetrics(info)
     predicted = torch.tensor([1, 4, 2, 3])
@@ -113,6 +113,6 @@ def test_eval_metrics_mae_is_mean_distance_error():
     result = metrics.compute("accuracy")
     assert result["accuracy"] == pytest.approx(0.5)
     assert result["mae"] == pytest.approx((0 + 2 + 0 + 1) / 4)
-    plain = EvalMetrics(TaskInfo("x", 2, 8, 5, "sequence", causal=False))
+    plain = EvalMetrics(TaskInfo(name="x", vocab_size=2, seq_len=8, num_classes=5, target="sequence"))
     plain.update(ModelOutput(logits=torch.randn(4, 5)), targets, 0.5)
     assert "mae" not in plain.compute("accuracy")  # only ordinal tasks have a distance to be off by
