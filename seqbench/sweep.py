@@ -73,7 +73,7 @@ def parse_grid(items: tuple[str, ...]) -> list[list[str]]:
         if not sep or not choices:
             raise UserError(f"bad --grid {item!r}: expected SECTION.KEY=V1,V2,..., e.g. task.num_nodes=20,40,60")
         axis = [f"{key.strip()}={v}" for v in choices]
-        parse_overrides(axis)  # section and syntax errors now, before any work
+        parse_overrides(axis, flag="--grid")  # section and syntax errors now, before any work
         axes.append(axis)
     return axes
 
@@ -127,7 +127,7 @@ def run_cell(registries, cell: Cell, options) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         return run(registries, cell.config, options)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, UserError):  # a user's mistake stops the sweep: it is no cell's result
         raise
     except Exception as exc:
         status = "oom" if is_oom(exc) else "failed"
