@@ -78,13 +78,13 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from seqbench.options import check_run_options, results_path
+    from seqbench.options import check_run_options, path_option
     from seqbench.runner import RunOptions, resolve_run_config, run
 
     registries = _registries()
     config = resolve_run_config(registries, args.model, args.task, variant=args.variant, preset=args.preset,
                                 seed=args.seed, overrides=_overrides(args), precision=args.precision)
-    options = RunOptions(results_dir=results_path(args.results), device=args.device, devices=args.devices,
+    options = RunOptions(results_dir=path_option(args.results), device=args.device, devices=args.devices,
                          strategy=args.strategy, num_nodes=args.num_nodes, progress=not args.no_progress,
                          probes=tuple(args.probe or ()))
     check_run_options(options, config.precision)
@@ -150,10 +150,10 @@ def _warn_unreadable(path: Path, exc: Exception) -> None:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from seqbench import leaderboard
-    from seqbench.options import results_path
+    from seqbench.options import path_option
     from seqbench.results import iter_rows, read_runs
 
-    results = results_path(args.results)
+    results = path_option(args.results)
     if not (results / "runs").is_dir():
         raise UserError(f"no results in {results}/runs: run `seqbench run ...` first or pass --results DIR")
     rows = list(iter_rows(read_runs(results, on_unreadable=_warn_unreadable)))
@@ -227,7 +227,7 @@ def _csv(text: str | None, kind=str, flag: str = "the option") -> tuple | None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from seqbench.bench import BenchOptions, run_bench
-    from seqbench.options import check_writable_dir, results_path
+    from seqbench.options import check_writable_dir, path_option
     from seqbench.runner import pick_accelerator
 
     options = BenchOptions(
@@ -235,7 +235,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         lengths=_csv(args.lengths, int, flag="--lengths"), modes=_csv(args.mode, flag="--mode"), preset=args.preset,
         overrides=tuple(args.set or ()), tokens_per_step=args.tokens_per_step, warmup=args.warmup,
         repeats=args.repeats, timeout_s=args.timeout, gate_rate=args.gate_rate, device=args.device,
-        threads=args.threads, results_dir=results_path(args.results))
+        threads=args.threads, results_dir=path_option(args.results))
     pick_accelerator(options.device)
     check_writable_dir(options.results_dir, "--results", subdirs=("bench",))
     from rich.table import Table
@@ -273,7 +273,7 @@ def _num(value, fmt: str, suffix: str = "") -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from seqbench.options import check_run_options, results_path
+    from seqbench.options import check_run_options, path_option
     from seqbench.runner import RunOptions
     from seqbench.sweep import SweepSpec, expand, parse_shard, pending, remove_failed_rows, run_sweep, shard
 
@@ -285,7 +285,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     registries = _registries()
     cells = expand(registries, spec)
     mine = shard(cells, index, count)
-    results = results_path(args.results)
+    results = path_option(args.results)
     options = RunOptions(results_dir=results, device=args.device, devices=args.devices, strategy=args.strategy,
                          num_nodes=args.num_nodes, progress=False)
     # every cell runs with these options: one check before the first cell, so no cell fails on them
@@ -338,12 +338,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from seqbench.options import check_readable_results, check_writable_dir, results_path
+    from seqbench.options import check_readable_results, check_writable_dir, path_option
     from seqbench.plots import make_plots
 
-    results = results_path(args.results)
+    results = path_option(args.results)
     check_readable_results(results)
-    out = results_path(args.out, "--out") if args.out is not None else results / "plots"
+    out = path_option(args.out, "--out") if args.out is not None else results / "plots"
     check_writable_dir(out, "--out")
     written = make_plots(results, out, on_unreadable=_warn_unreadable,
                          note=lambda text: _console(stderr=True).print(f"[yellow]note:[/] {escape(text)}",
@@ -360,17 +360,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from seqbench.options import check_readable_results, check_writable_dir, results_path
+    from seqbench.options import check_readable_results, check_writable_dir, path_option
     from seqbench.report import build_report, load_claims
 
-    results = results_path(args.results)
+    results = path_option(args.results)
     check_readable_results(results)
-    out = results_path(args.out, "--out") if args.out is not None else None
+    out = path_option(args.out, "--out") if args.out is not None else None
     if out is not None:
         if out.is_dir():
             raise UserError(f"--out {out} is a folder: give a file name, e.g. --out {out / 'report.md'}")
         check_writable_dir(out.parent, "--out")
-    claims = load_claims(Path(args.claims) if args.claims else None)
+    claims = load_claims(path_option(args.claims, "--claims") if args.claims is not None else None)
     text = build_report(claims, results, preset=args.preset, on_unreadable=_warn_unreadable)
     if out is not None:
         try:

@@ -30,10 +30,10 @@ def check_seed(seed: int, flag: str = "--seed") -> None:
         raise UserError(f"bad {flag} {seed}: a seed must be an integer from 0 to {SEED_MAX} (numpy's range)")
 
 
-def results_path(text: str, flag: str = "--results") -> Path:
-    """A folder argument as a Path; an empty one is a mistake (``Path("")`` would silently be the cwd)."""
+def path_option(text: str, flag: str = "--results") -> Path:
+    """A path option as a Path; an empty one is a mistake (``Path("")`` would silently be the cwd)."""
     if not str(text).strip():
-        raise UserError(f"{flag} is empty: give a folder, e.g. {flag} results")
+        raise UserError(f"{flag} is empty: give a path")
     return Path(text).expanduser()
 
 

@@ -203,6 +203,7 @@ MISTAKES = [
     (("report", "--results", "{R}", "--out", "{W}/wiki-ok"), "wiki-ok"),
     (("report", "--results", "{R}", "--out", ""), "--out"),
     (("report", "--results", "{R}", "--claims", "{W}/nowhere.json"), "nowhere.json"),
+    (("report", "--results", "{R}", "--claims", ""), "--claims"),
     (("report", "--results", "{R}", "--claims", "{W}/wiki-ok"), "wiki-ok"),
     (("report", "--results", "{R}", "--claims", "{W}/wiki-latin1/wiki.train.tokens"), "wiki.train.tokens"),
     *((("report", "--results", "{R}", "--claims", f"{{W}}/claims/{name}"), name) for name in CLAIMS_FILES),
