@@ -52,7 +52,7 @@ def check_writable_dir(folder: Path, flag: str = "--results", subdirs: tuple[str
     The check creates what is missing and a temp file in it, then removes everything it created, so
     a mistake leaves the file system as it was.
     """
-    missing = []  # folders this check creates, deepest first
+    missing = []  # folders that do not exist yet, deepest first
     existing = folder
     while not existing.exists() and existing != existing.parent:
         missing.append(existing)
@@ -62,9 +62,11 @@ def check_writable_dir(folder: Path, flag: str = "--results", subdirs: tuple[str
     for sub in subdirs:
         if (folder / sub).exists() and not (folder / sub).is_dir():
             raise UserError(f"{flag} {folder}: {folder / sub} is a file, not a folder; choose another {flag}")
+    created: list[Path] = []
     try:
-        for created in reversed(missing):
-            created.mkdir()
+        for path in reversed(missing):
+            path.mkdir()
+            created.append(path)
         for target in (folder, *(folder / sub for sub in subdirs if (folder / sub).is_dir())):
             fd, probe = tempfile.mkstemp(dir=target, prefix=".seqbench-write-check-")
             os.close(fd)
@@ -73,11 +75,11 @@ def check_writable_dir(folder: Path, flag: str = "--results", subdirs: tuple[str
         raise UserError(f"cannot write to {flag} {folder}: {exc.strerror or exc}; choose a folder you can "
                         "write to") from None
     finally:
-        for created in missing:
+        for path in reversed(created):
             try:
-                created.rmdir()
+                path.rmdir()
             except OSError:
-                break  # not created, or no longer empty (another process writes there): leave it
+                break  # no longer empty (another process writes there): leave it and the folders above it
 
 
 def lightning_devices(text: str) -> int | list[int] | str:

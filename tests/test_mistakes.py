@@ -325,3 +325,20 @@ def test_the_installed_entry_point_exits_2_without_a_traceback(workspace, argv, 
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout and culprit in proc.stderr
     assert not (workspace / "r").exists()
+
+
+def test_the_writability_check_removes_the_folders_it_made_when_a_deeper_one_fails(tmp_path, monkeypatch):
+    from seqbench.errors import UserError
+    from seqbench.options import check_writable_dir
+
+    mkdir = Path.mkdir
+
+    def refuse_c(self, *args, **kwargs):
+        if self.name == "c":
+            raise PermissionError(13, "Permission denied")
+        mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse_c)
+    with pytest.raises(UserError, match="cannot write to --results"):
+        check_writable_dir(tmp_path / "a" / "b" / "c")
+    assert list(tmp_path.iterdir()) == []
