@@ -346,6 +346,10 @@ def run_bench(registries, options: BenchOptions,
         raise UserError(f"--gate-rate must be a fraction in [0, 1], got {options.gate_rate}")
     if options.warmup < 0 or options.repeats < 1:
         raise UserError("--warmup must be >= 0 and --repeats >= 1")
+    if options.tokens_per_step is not None and options.tokens_per_step < 1:
+        raise UserError(f"--tokens-per-step must be >= 1, got {options.tokens_per_step}")
+    if not options.timeout_s >= 0:  # also refuses nan; inf means no time limit
+        raise UserError(f"--timeout must be a number of seconds >= 0, got {options.timeout_s}")
     models = resolve_models(registries, options)
     device = torch.device(pick_accelerator(options.device))
     if options.threads is not None:

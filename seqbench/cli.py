@@ -2,6 +2,8 @@
 
 Start-up stays light: ``--help`` and ``list`` import neither torch nor Lightning; each command imports
 what it needs when it runs. A user's mistake (a :class:`UserError`) prints one message and exits 2.
+Text that came from a user or a file (names, paths, values, messages quoting them) goes through
+``rich.markup.escape`` before rich prints it, so ``[plot]`` or ``[/]`` is shown as typed, never read as markup.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from rich.markup import escape
 
 from seqbench import __version__
 from seqbench.errors import UserError
@@ -22,7 +26,8 @@ def _registries(warn_broken: bool = True):
 
     registries = build_registries()
     for name, error in (registries.broken_plugins if warn_broken else {}).items():
-        _console(stderr=True).print(f"[yellow]warning:[/] plugin {name!r} failed to load and was skipped: {error}")
+        _console(stderr=True).print(f"[yellow]warning:[/] plugin {escape(repr(name))} failed to load and was skipped: "
+                                    f"{escape(str(error))}")
     return registries
 
 
@@ -58,12 +63,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_column("plugin", style="dim")
         for item in items:
             value = item[extra]
-            table.add_row(item["name"], ", ".join(value) if isinstance(value, list) else str(value),
-                          item["description"], item["plugin"] or "")
+            table.add_row(*map(escape, (item["name"], ", ".join(value) if isinstance(value, list) else str(value),
+                                        item["description"], item["plugin"] or "")))
         console.print(table)
     if registries.broken_plugins:
-        from rich.markup import escape
-
         table = Table(title="Broken plugins (skipped)", title_justify="left", title_style="bold red")
         table.add_column("plugin", style="bold")
         table.add_column("error")
@@ -82,19 +85,21 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from seqbench.options import check_run_options, path_option
     from seqbench.results import Status
     from seqbench.runner import RunOptions, resolve_run_config, run
 
     registries = _registries()
     config = resolve_run_config(registries, args.model, args.task, variant=args.variant, preset=args.preset,
                                 seed=args.seed, overrides=_overrides(args), precision=args.precision)
-    console = _console()
-    console.print(f"[bold]seqbench run[/] {config.model}/{config.variant} on {config.task} "
-                  f"(preset {config.preset}, seed {config.seed}, config {config.config_hash()})")
-    console.print_json(json.dumps(config.to_dict()))
-    options = RunOptions(results_dir=Path(args.results), device=args.device, devices=args.devices,
+    options = RunOptions(results_dir=path_option(args.results), device=args.device, devices=args.devices,
                          strategy=args.strategy, num_nodes=args.num_nodes, progress=not args.no_progress,
                          probes=tuple(args.probe or ()))
+    check_run_options(options, config.precision)
+    console = _console()
+    console.print(f"[bold]seqbench run[/] {escape(f'{config.model}/{config.variant} on {config.task}')} "
+                  f"(preset {escape(config.preset)}, seed {config.seed}, config {config.config_hash()})")
+    console.print_json(json.dumps(config.to_dict()))
     row = run(registries, config, options)
     _print_row(console, row)
     return 0 if row["status"] == Status.OK else 1
@@ -103,14 +108,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _print_row(console, row: dict) -> None:
     from rich.table import Table
 
-    table = Table(show_header=False, title=f"result {row['run_id']}", title_justify="left")
+    table = Table(show_header=False, title=f"result {escape(row['run_id'])}", title_justify="left")
     for key in ("status", "accuracy", "perplexity", "mae", "loss", "gate_rate", "accuracy_hard", "gate_rate_hard",
                 "attn_flop_fraction_hard", "lambda", "tokens_per_sec",
                 "n_params", "steps", "wall_time_s", "device", "kernels"):
         value = row.get(key)
         if value is not None:
-            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    table.add_row("written to", row["path"])
+            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else escape(str(value)))
+    table.add_row("written to", escape(row["path"]))
     console.print(table)
 
 
@@ -119,14 +124,17 @@ def _print_row(console, row: dict) -> None:
 
 def cmd_describe(args: argparse.Namespace) -> int:
     from seqbench.describe import describe_task
+    from seqbench.options import check_seed
 
+    check_seed(args.seed)
     report = describe_task(_registries(), args.task, preset=args.preset, seed=args.seed, overrides=args.set or [])
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     from rich.table import Table
 
-    table = Table(show_header=False, title=f"task {report['task']} (preset {report['preset']})", title_justify="left")
+    table = Table(show_header=False, title=escape(f"task {report['task']} (preset {report['preset']})"),
+                  title_justify="left")
     for key, value in report.items():
         if key in ("task", "preset"):
             continue
@@ -134,7 +142,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
             value = "  ".join(f"{label}: {share:.1%}" for label, share in value.items())
         elif isinstance(value, float):
             value = f"{value:.4g}"
-        table.add_row(key, str(value))
+        table.add_row(key, escape(str(value)))
     _console().print(table)
     return 0
 
@@ -143,16 +151,17 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _warn_unreadable(path: Path, exc: Exception) -> None:
-    _console(stderr=True).print(f"[yellow]warning:[/] skipping unreadable results file {path}: "
-                                f"{type(exc).__name__}: {exc}", soft_wrap=True)
+    _console(stderr=True).print(f"[yellow]warning:[/] skipping unreadable results file {escape(str(path))}: "
+                                f"{type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
 
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from seqbench import leaderboard
+    from seqbench.options import path_option
     from seqbench.results import iter_rows, read_runs
 
-    results = Path(args.results)
+    results = path_option(args.results)
     if not (results / "runs").is_dir():
         raise UserError(f"no results in {results}/runs: run `seqbench run ...` first or pass --results DIR")
     rows = list(iter_rows(read_runs(results, on_unreadable=_warn_unreadable)))
@@ -199,54 +208,64 @@ def print_leaderboard(entries, fmt: str) -> None:
         else:
             from rich.table import Table
 
-            table = Table(title=title, title_justify="left")
+            table = Table(title=escape(title), title_justify="left")
             for name in header:
                 table.add_column(metric if name == "score" else name,
                                  justify="right" if name not in ("model", "variant", "setting") else "left")
             for row in rows:
-                table.add_row(*row)
+                table.add_row(*map(escape, row))
             console.print(table)
 
 
 # ---------------------------------------------------------------------------------- bench
 
 
-def _csv(text: str | None, kind=str) -> tuple | None:
+def _csv(text: str | None, kind=str, flag: str = "the option") -> tuple | None:
+    """A comma-separated option value; ``flag`` names the option in the error messages."""
     if text is None:
         return None
     try:
-        return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
     except ValueError:
-        raise UserError(f"expected a comma-separated list of {kind.__name__}s, got {text!r}") from None
+        raise UserError(f"bad {flag} {text!r}: expected a comma-separated list of {kind.__name__}s") from None
+    if not values:
+        raise UserError(f"{flag} {text!r} lists nothing: give one or more comma-separated values")
+    return values
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from seqbench.bench import BenchOptions, run_bench
+    from seqbench.options import check_writable_dir, path_option
     from seqbench.results import Status
+    from seqbench.runner import pick_accelerator
 
     options = BenchOptions(
-        models=_csv(args.models), variants=_csv(args.variant), lengths=_csv(args.lengths, int),
-        modes=_csv(args.mode), preset=args.preset, overrides=tuple(args.set or ()),
-        tokens_per_step=args.tokens_per_step, warmup=args.warmup, repeats=args.repeats, timeout_s=args.timeout,
-        gate_rate=args.gate_rate, device=args.device, threads=args.threads, results_dir=Path(args.results))
+        models=_csv(args.models, flag="--models"), variants=_csv(args.variant, flag="--variant"),
+        lengths=_csv(args.lengths, int, flag="--lengths"), modes=_csv(args.mode, flag="--mode"), preset=args.preset,
+        overrides=tuple(args.set or ()), tokens_per_step=args.tokens_per_step, warmup=args.warmup,
+        repeats=args.repeats, timeout_s=args.timeout, gate_rate=args.gate_rate, device=args.device,
+        threads=args.threads, results_dir=path_option(args.results))
+    pick_accelerator(options.device)
+    check_writable_dir(options.results_dir, "--results", subdirs=("bench",))
     from rich.table import Table
 
     console = _console()
-    table = Table(title=f"seqbench bench (preset {options.preset}) -> {options.results_dir}/bench",
+    table = Table(title=escape(f"seqbench bench (preset {options.preset}) -> {options.results_dir}/bench"),
                   title_justify="left")
     for name in ("model", "variant", "mode", "seq_len", "batch", "status", "tokens/s", "peak mem", "MFLOP/token",
                  "MFU", "gate rate"):
         table.add_column(name, justify="left" if name in ("model", "variant", "mode", "status") else "right")
     statuses = []
     for row in run_bench(_registries(), options,
-                         on_row=lambda r: console.print(f"  {r['model']}/{r['variant']} {r['mode']} "
-                                                        f"L={r['seq_len']}: {r['status']}", style="dim")):
+                         on_row=lambda r: console.print(escape(f"  {r['model']}/{r['variant']} {r['mode']} "
+                                                               f"L={r['seq_len']}: {r['status']}"), style="dim")):
         statuses.append(row["status"])
         if row.get("forced_gate_rate") is not None:
             gate = f"{row['forced_gate_rate']:.3f} (forced)"
         else:
             gate = "—" if row.get("gate_rate") is None else f"{row['gate_rate']:.3f} (learned)"
-        table.add_row(row["model"], row["variant"], row["mode"], str(row["seq_len"]), str(row["batch_size"]),
+        table.add_row(escape(row["model"]), escape(row["variant"]), row["mode"], str(row["seq_len"]),
+                      str(row["batch_size"]),
                       row["status"], _num(row.get("tokens_per_sec"), ",.0f"),
                       _num(row.get("peak_mem_bytes") and row["peak_mem_bytes"] / 2**20, ",.0f", " MiB"),
                       _num(row.get("flops_per_token") and row["flops_per_token"] / 1e6, ",.3f"),
@@ -263,22 +282,28 @@ def _num(value, fmt: str, suffix: str = "") -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from seqbench.options import check_run_options, path_option
     from seqbench.results import Status
     from seqbench.runner import RunOptions
     from seqbench.sweep import SweepSpec, expand, parse_shard, pending, remove_failed_rows, run_sweep, shard
 
     index, count = parse_shard(args.shard)
-    spec = SweepSpec(models=_csv(args.models), tasks=_csv(args.tasks), seeds=_csv(args.seeds, int),
-                     variants=_csv(args.variants), grid=tuple(args.grid or ()), sets=tuple(_overrides(args)),
-                     preset=args.preset, precision=args.precision)
+    spec = SweepSpec(models=_csv(args.models, flag="--models"), tasks=_csv(args.tasks, flag="--tasks"),
+                     seeds=_csv(args.seeds, int, flag="--seeds"), variants=_csv(args.variants, flag="--variants"),
+                     grid=tuple(args.grid or ()), sets=tuple(_overrides(args)), preset=args.preset,
+                     precision=args.precision)
     registries = _registries()
     cells = expand(registries, spec)
     mine = shard(cells, index, count)
-    results = Path(args.results)
+    results = path_option(args.results)
+    options = RunOptions(results_dir=results, device=args.device, devices=args.devices, strategy=args.strategy,
+                         num_nodes=args.num_nodes, progress=False)
+    # every cell runs with these options: one check before the first cell, so no cell fails on them
+    check_run_options(options, spec.precision, writable=not args.dry_run)
     todo = pending(mine, results, on_unreadable=_warn_unreadable, retry_failed=args.retry_failed)
     console = _console()
     console.print(f"[bold]seqbench sweep[/] {len(cells)} cells in the grid, {len(mine)} in shard {index}/{count}, "
-                  f"{len(mine) - len(todo)} already done, {len(todo)} to run -> {results}/runs")
+                  f"{len(mine) - len(todo)} already done, {len(todo)} to run -> {escape(str(results))}/runs")
     if args.dry_run:
         from rich.table import Table
 
@@ -287,7 +312,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             table.add_column(name)
         waiting = {c.key for c in todo}
         for cell in mine:
-            table.add_row(str(cell.index), cell.label(), cell.key, "to run" if cell.key in waiting else "done")
+            table.add_row(str(cell.index), escape(cell.label()), cell.key, "to run" if cell.key in waiting else "done")
         console.print(table)
         return 0
     if not todo:
@@ -296,15 +321,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         remove_failed_rows(todo, results)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    options = RunOptions(results_dir=results, device=args.device, devices=args.devices, strategy=args.strategy,
-                         num_nodes=args.num_nodes, progress=False)
     counts: dict[str, int] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         bar = progress.add_task("sweep", total=len(todo))
 
         def start(cell):
-            progress.update(bar, description=f"[bold]{cell.label()}")
+            progress.update(bar, description=f"[bold]{escape(cell.label())}")
 
         def done(cell, row):
             counts[row["status"]] = counts.get(row["status"], 0) + 1
@@ -313,7 +336,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             if row["status"] not in (Status.OK, Status.DIVERGED):
                 detail = f" {str(row.get('error') or '').splitlines()[0]}"
             colour = "green" if row["status"] == Status.OK else "red"
-            progress.console.print(f"  [{colour}]{row['status']}[/] {cell.label()}{detail}", soft_wrap=True)
+            progress.console.print(f"  [{colour}]{row['status']}[/] {escape(cell.label() + detail)}", soft_wrap=True)
             progress.advance(bar)
 
         run_sweep(registries, todo, options, on_start=start, on_done=done)
@@ -325,14 +348,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from seqbench.options import check_readable_results, check_writable_dir, path_option
     from seqbench.plots import make_plots
 
-    out = Path(args.out) if args.out else Path(args.results) / "plots"
-    written = make_plots(Path(args.results), out, on_unreadable=_warn_unreadable,
-                         note=lambda text: _console(stderr=True).print(f"[yellow]note:[/] {text}", soft_wrap=True))
+    results = path_option(args.results)
+    check_readable_results(results)
+    out = path_option(args.out, "--out") if args.out is not None else results / "plots"
+    check_writable_dir(out, "--out")
+    written = make_plots(results, out, on_unreadable=_warn_unreadable,
+                         note=lambda text: _console(stderr=True).print(f"[yellow]note:[/] {escape(text)}",
+                                                                       soft_wrap=True))
     console = _console()
     for path in written:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {escape(str(path))}")
     if not written:
         raise UserError(f"nothing to plot in {args.results}: it has no runs/, curves/ or bench/ rows yet")
     return 0
@@ -342,14 +370,25 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from seqbench.options import check_readable_results, check_writable_dir, path_option
     from seqbench.report import build_report, load_claims
 
-    claims = load_claims(Path(args.claims) if args.claims else None)
-    text = build_report(claims, Path(args.results), preset=args.preset, on_unreadable=_warn_unreadable)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-        _console().print(f"wrote {args.out}")
+    results = path_option(args.results)
+    check_readable_results(results)
+    out = path_option(args.out, "--out") if args.out is not None else None
+    if out is not None:
+        if out.is_dir():
+            raise UserError(f"--out {out} is a folder: give a file name, e.g. --out {out / 'report.md'}")
+        check_writable_dir(out.parent, "--out")
+    claims = load_claims(path_option(args.claims, "--claims") if args.claims is not None else None)
+    text = build_report(claims, results, preset=args.preset, on_unreadable=_warn_unreadable)
+    if out is not None:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+        except OSError as exc:
+            raise UserError(f"cannot write --out {out}: {exc.strerror or exc}; choose another file") from None
+        _console().print(f"wrote {escape(str(out))}")
     else:
         print(text)
     return 0
@@ -462,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as exc:
-        _console(stderr=True).print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        _console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130

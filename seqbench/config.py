@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -63,6 +64,11 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     precision: str = "32-true"
 
+    def __post_init__(self) -> None:
+        from seqbench.options import check_seed
+
+        check_seed(self.seed)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -88,19 +94,26 @@ class RunConfig:
 # ---------------------------------------------------------------------------- overrides
 
 
-def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
-    """``["model.d_model=64", "task.seq_len=128"]`` -> ``{"model": {...}, "task": {...}}``."""
+def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, dict[str, str]]:
+    """``["model.d_model=64", "task.seq_len=128"]`` -> ``{"model": {...}, "task": {...}}``.
+
+    ``flag`` is the option the items came from (``--set``, ``--grid``), named in the error messages.
+    """
     out: dict[str, dict[str, str]] = {"model": {}, "task": {}, "train": {}}
     for item in items:
         key, sep, value = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not name:
-            raise UserError(f"bad --set {item!r}: expected SECTION.KEY=VALUE, e.g. task.seq_len=128")
+            raise UserError(f"bad {flag} {item!r}: expected SECTION.KEY=VALUE, e.g. task.seq_len=128")
         if section not in out:
             raise UserError(
-                f"bad --set {item!r}: section {section!r} is not one of model, task, train "
+                f"bad {flag} {item!r}: section {section!r} is not one of model, task, train "
                 "(e.g. model.d_model=64, task.seq_len=128, train.lr=3e-4)"
             )
+        if (section, name) == ("model", "variant"):
+            # the variant is part of a run's identity beside model_config: two ways to set it could disagree
+            raise UserError(f"bad {flag} {item!r}: choose the variant with --variant (sweep: --variants), "
+                            "not with model.variant")
         out[section][name] = value.strip()
     return out
 
@@ -151,9 +164,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"invalid {where}: expected an integer, got {value!r}") from None
     if annotation is float:
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"invalid {where}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):  # no setting means inf or nan, and either poisons training silently
+            raise ConfigError(f"invalid {where}: expected a finite number, got {value!r}")
+        return number
     if annotation is str:
         return str(value)
     return value

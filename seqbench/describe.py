@@ -25,7 +25,9 @@ def describe_task(registries: Registries, task: str, preset: str = "default", se
     check_preset(preset)
     sets = parse_overrides(list(overrides))
     if sets["model"] or sets["train"]:
-        raise UserError("describe takes only task.* overrides (it builds no model and trains nothing)")
+        others = [f"{section}.{key}" for section in ("model", "train") for key in sets[section]]
+        raise UserError(f"describe takes only task.* overrides, not {', '.join(others)} (it builds no model and "
+                        "trains nothing)")
     config = resolve_task_config(spec, preset, sets["task"])
     from seqbench.data import build_task_data, task_info
 

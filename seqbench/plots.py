@@ -55,6 +55,8 @@ def make_plots(results: Path, out: Path, on_unreadable=None, note: Callable[[str
     runs = list(iter_rows(read_runs(results, on_unreadable=on_unreadable)))
     curves = list(iter_rows(read_curves(results, on_unreadable=on_unreadable)))
     bench = list(iter_rows(read_bench(results, on_unreadable=on_unreadable)))
+    if not (runs or curves or bench):
+        return []  # nothing to draw: create no folder for it
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     written += plot_curves(plt, runs, curves, out, note)

@@ -58,19 +58,48 @@ def load_claims(path: Path | None = None) -> dict[str, Any]:
         else:
             text = Path(path).read_text()
         claims = json.loads(text)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8 text
         raise UserError(f"cannot read the claims file {path or 'seqbench/claims/paper.json'}: {exc}") from None
-    for claim in claims.get("claims", []):
-        where = f"claim {claim.get('id', '?')!r}"
+    check_claims(claims, path or "seqbench/claims/paper.json")
+    return claims
+
+
+def check_claims(claims: Any, path: Path | str) -> None:
+    """The shape the report reads: a mistake in a claims file is named here, not met as a crash later."""
+    def fail(what: str) -> None:
+        raise UserError(f"claims file {path}: {what} (see seqbench/claims/paper.json for the format)")
+
+    if not isinstance(claims, dict) or not isinstance(claims.get("claims"), list):
+        fail('expected an object with a "claims" list')
+    for n, claim in enumerate(claims["claims"]):
+        if not isinstance(claim, dict):
+            fail(f"claim #{n} is not an object")
+        where = f"claim {claim.get('id', f'#{n}')!r}"
         for key in ("id", "claim", "paper_value", "source", "measure", "supported", "contradicted", "presets"):
             if key not in claim:
-                raise UserError(f"{where} in the claims file lacks {key!r}")
-        if claim["measure"].get("kind") not in KINDS:
-            raise UserError(f"{where}: measure.kind must be one of {', '.join(KINDS)}")
-        for side in ("supported", "contradicted"):
-            if claim[side][0] not in RULES:
-                raise UserError(f"{where}: rule {claim[side][0]!r} is not one of {', '.join(RULES)}")
-    return claims
+                fail(f"{where} lacks {key!r}")
+        measure = claim["measure"]
+        if not isinstance(measure, dict) or measure.get("kind") not in KINDS:
+            fail(f"{where}: measure.kind must be one of {', '.join(KINDS)}")
+        needed = ("task", "model", "metric") if measure["kind"] == "value" else ("metric", "a", "b")
+        for key in (*needed, *(("mode",) if claim["source"] == "bench" else ("task",))):
+            if key not in measure:
+                fail(f"{where}: measure lacks {key!r}")
+        for side in ("a", "b"):
+            if side in measure and not (isinstance(measure[side], dict) and "model" in measure[side]):
+                fail(f"{where}: measure.{side} must be an object naming a model")
+        for verdict in ("supported", "contradicted"):
+            rule = claim[verdict]
+            arity = 2 if isinstance(rule, list) and rule and rule[0] in ("within", "outside") else 1
+            if (not isinstance(rule, list) or not rule or rule[0] not in RULES or len(rule) != 1 + arity
+                    or not all(isinstance(v, int | float) for v in rule[1:])):
+                fail(f"{where}: {verdict} must be [RULE, {'LOW, HIGH' if arity == 2 else 'VALUE'}] with RULE one "
+                     f"of {', '.join(RULES)}, got {json.dumps(rule)}")
+        if not isinstance(claim["presets"], dict) or not all(isinstance(b, dict) for b in claim["presets"].values()):
+            fail(f"{where}: presets must map a preset name to an object")
+        if claim["source"] != "bench" and not all("commands" in b for b in claim["presets"].values()) \
+                and not isinstance(claim.get("sweep"), dict):
+            fail(f"{where}: a claim measured on runs needs a sweep object (or commands in every preset)")
 
 
 def rule_text(rule: list) -> str:

@@ -128,6 +128,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
 
     from seqbench.capabilities import kernels_used, layer_probes
     from seqbench.lit import SeqbenchModule, StepsProgressBar, ThroughputMeter
+    from seqbench.options import lightning_devices
     from seqbench.results import Status, write_run
 
     accelerator = pick_accelerator(options.device)
@@ -143,7 +144,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         callbacks.append(StepsProgressBar(refresh_rate=10, leave=False))  # redraws cost ~1 ms a step
     with _quiet_lightning(), _restore_deterministic_mode():
         trainer = L.Trainer(
-            accelerator=accelerator, devices=_devices(options.devices), strategy=options.strategy,
+            accelerator=accelerator, devices=lightning_devices(options.devices), strategy=options.strategy,
             num_nodes=options.num_nodes, precision=config.precision, max_steps=config.train.max_steps,
             val_check_interval=config.train.eval_every, check_val_every_n_epoch=None,
             limit_val_batches=config.train.eval_batches, num_sanity_val_steps=0,
@@ -165,15 +166,6 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     }
     row["path"] = str(write_run(options.results_dir, row, lit.curve))
     return row
-
-
-def _devices(devices: str) -> Any:
-    if devices == "auto":
-        return "auto"
-    try:
-        return int(devices)
-    except ValueError:
-        return [int(d) for d in devices.split(",")]
 
 
 def device_name(accelerator: str) -> str:

@@ -74,7 +74,7 @@ def parse_grid(items: tuple[str, ...]) -> list[list[str]]:
         if not sep or not choices:
             raise UserError(f"bad --grid {item!r}: expected SECTION.KEY=V1,V2,..., e.g. task.num_nodes=20,40,60")
         axis = [f"{key.strip()}={v}" for v in choices]
-        parse_overrides(axis)  # section and syntax errors now, before any work
+        parse_overrides(axis, flag="--grid")  # section and syntax errors now, before any work
         axes.append(axis)
     return axes
 
@@ -128,12 +128,13 @@ def run_cell(registries, cell: Cell, options) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         return run(registries, cell.config, options)
-    except KeyboardInterrupt:
-        raise
-    except PluginError as exc:  # a broken plugin is this cell's failure, said in one line
+    # a broken plugin is this cell's failure, said in one line (caught before UserError, its base class)
+    except PluginError as exc:
         row = failure_row(cell.config, Status.FAILED, str(exc), time.perf_counter() - t0, options.device)
         row["path"] = str(write_run(options.results_dir, row, []))
         return row
+    except (KeyboardInterrupt, UserError):  # a user's mistake stops the sweep: it is no cell's result
+        raise
     except Exception as exc:
         status = Status.OOM if is_oom(exc) else Status.FAILED
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()

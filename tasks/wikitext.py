@@ -79,11 +79,24 @@ def data_files(c: WikiTextConfig) -> dict[str, Path]:
     return {split: folder / name for split, name in FILES.items()}
 
 
+def check_has_words(lines: list[str], where: str) -> None:
+    """A split without a single word would give a vocabulary of <eos> alone and a meaningless perplexity."""
+    if not any(line.strip() for line in lines):
+        state = "empty" if not lines else "blank (whitespace only)"
+        raise UserError(f"{where} is {state}: every WikiText split needs text; use the files of the official "
+                        "archive, unpacked as they are")
+
+
 def read_lines_from_dir(c: WikiTextConfig) -> dict[str, list[str]]:
     out = {}
     for split, path in data_files(c).items():
-        with open(path, encoding="utf-8") as f:  # lines as `for line in f` yields them, like the reference
-            out[split] = list(f)
+        try:
+            with open(path, encoding="utf-8") as f:  # lines as `for line in f` yields them, like the reference
+                out[split] = list(f)
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path} is not UTF-8 text ({exc.reason}): WikiText files are UTF-8; use the files of "
+                            "the official archive, unpacked as they are") from None
+        check_has_words(out[split], str(path))
     return out
 
 
@@ -95,10 +108,13 @@ def read_lines_from_hub(c: WikiTextConfig) -> dict[str, list[str]]:
                                                 "installed")) from None
     try:
         loaded = datasets.load_dataset(HF_DATASET, ARCHIVES[c.name])
-        return {split: [row["text"] for row in loaded[hf]] for split, hf in HF_SPLITS.items()}
+        out = {split: [row["text"] for row in loaded[hf]] for split, hf in HF_SPLITS.items()}
     except Exception as exc:  # offline, hub unreachable, renamed dataset: all end the same way for a user
         raise UserError(missing_data_message(c, f"`datasets` could not load {HF_DATASET}/{ARCHIVES[c.name]}: "
                                                 f"{type(exc).__name__}: {str(exc)[:200]}")) from None
+    for split, lines in out.items():
+        check_has_words(lines, f"the {split} split of {HF_DATASET}/{ARCHIVES[c.name]}")
+    return out
 
 
 def words(lines: list[str]) -> list[str]:

@@ -52,8 +52,10 @@ def test_plot_default_folder_and_empty_results(cli, tmp_path):
     _results(tmp_path)
     assert cli("plot", "--results", tmp_path)[0] == 0
     assert len(list((tmp_path / "plots").glob("*.png"))) == 3
+    (tmp_path / "empty").mkdir()
     code, _, err = cli("plot", "--results", tmp_path / "empty")
     assert code == 2 and "nothing to plot" in err
+    assert not (tmp_path / "empty" / "plots").exists()
 
 
 def test_varying_key_prefers_ring_size():
