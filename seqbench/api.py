@@ -13,7 +13,7 @@ targets ``(B, T)`` with ``ignore_index`` at unscored positions; for ``"sequence"
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 IGNORE_INDEX = -100
 
@@ -46,3 +46,11 @@ class ModelOutput:
     logits: Any
     gates: Any | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class LengthLimited(Protocol):
+    """A model that can run only up to some sequence length (e.g. learned absolute positions)."""
+
+    def max_seq_len(self) -> int | None:
+        """The longest sequence the model can take, or None for any length."""

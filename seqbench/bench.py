@@ -64,6 +64,7 @@ BENCH_SCHEMA = pa.schema([
     ("gate_rate_source", pa.string()),  # forced | learned (the model's own gate) | null (ungated)
     ("gate_rate", pa.float64()),  # learned gates: fraction above threshold in the timed steps (null if forced)
     ("n_params", pa.int64()),
+    ("param_budget", pa.int64()),  # --params N the width was solved for (at the shortest length), else null
     ("kernels", pa.string()),
     ("device", pa.string()),
     ("dtype", pa.string()),
@@ -90,6 +91,7 @@ class BenchOptions:
     device: str = "auto"
     threads: int | None = None  # CPU threads for torch (None: torch's default)
     results_dir: Path = Path("results")
+    params: int | None = None  # --params: each model's width solved for this many parameters
 
 
 # ------------------------------------------------------------------------------ planning
@@ -103,8 +105,12 @@ class BenchModel:
     build: Callable
 
 
-def resolve_models(registries, options: BenchOptions) -> list[BenchModel]:
-    """(model, variant) pairs with their resolved configs; unknown names or variants raise UserError."""
+def resolve_models(registries, options: BenchOptions, seq_len: int | None = None,
+                   note: Callable[[str], None] | None = None) -> list[BenchModel]:
+    """(model, variant) pairs with their resolved configs; unknown names or variants raise UserError.
+
+    With ``options.params`` each width is solved on the synthetic task at ``seq_len`` (the shortest
+    length: learned positions make a model grow with its length); ``note`` hears a missed tolerance."""
     from seqbench.config import parse_overrides
     from seqbench.registry import check_preset, load_target, select_variants
     from seqbench.runner import resolve_model_config
@@ -115,8 +121,21 @@ def resolve_models(registries, options: BenchOptions) -> list[BenchModel]:
         raise UserError("bench takes only model.KEY=VALUE overrides: its data are synthetic and its steps are "
                         "set by --warmup/--repeats")
     pairs = select_variants([registries.models.get(name) for name in options.models], options.variants)
-    return [BenchModel(spec.name, variant, resolve_model_config(spec, options.preset, variant, sets["model"]),
-                       load_target(spec.build)) for spec, variant in pairs]
+    models = []
+    for spec, variant in pairs:
+        config = resolve_model_config(spec, options.preset, variant, sets["model"])
+        if options.params is not None:
+            from seqbench.budget import solve_width
+
+            if spec.width_key in sets["model"]:
+                raise UserError(f"--params solves model.{spec.width_key} for {spec.name!r}; drop "
+                                f"--set model.{spec.width_key} or --params")
+            solved = solve_width(spec, config, bench_info(seq_len or min(CPU_LENGTHS)), options.params)
+            if note is not None and solved.warning(spec.name):
+                note(solved.warning(spec.name))
+            config = solved.config
+        models.append(BenchModel(spec.name, variant, config, load_target(spec.build)))
+    return models
 
 
 def bench_info(seq_len: int):
@@ -381,8 +400,8 @@ def write_bench_row(results_dir: Path, row: dict[str, Any]) -> Path:
     return path
 
 
-def run_bench(registries, options: BenchOptions,
-              on_row: Callable[[dict[str, Any]], None] | None = None) -> Iterable[dict[str, Any]]:
+def run_bench(registries, options: BenchOptions, on_row: Callable[[dict[str, Any]], None] | None = None,
+              note: Callable[[str], None] | None = None) -> Iterable[dict[str, Any]]:
     """Measure every (model, variant, mode, length); write and yield each row as it is done."""
     import torch
 
@@ -395,7 +414,6 @@ def run_bench(registries, options: BenchOptions,
         raise UserError(f"--gate-rate must be a fraction in [0, 1], got {options.gate_rate}")
     if options.warmup < 0 or options.repeats < 1:
         raise UserError("--warmup must be >= 0 and --repeats >= 1")
-    models = resolve_models(registries, options)
     device = torch.device(pick_accelerator(options.device))
     if options.threads is not None:
         if options.threads < 1:
@@ -406,6 +424,7 @@ def run_bench(registries, options: BenchOptions,
     lengths = options.lengths or (GPU_LENGTHS if device.type == "cuda" else CPU_LENGTHS)
     if any(length <= 0 for length in lengths):
         raise UserError(f"--lengths must be positive integers, got {', '.join(map(str, lengths))}")
+    models = resolve_models(registries, options, seq_len=min(lengths), note=note)
     if options.gate_rate is not None:
         lacking = []
         for m in models:
@@ -423,6 +442,7 @@ def run_bench(registries, options: BenchOptions,
                             "--gate-rate (rows from both calls share --results)")
     peak = 0.0
     common = {"preset": options.preset, "device": device_name(device.type), "dtype": "float32",
+              "param_budget": options.params,
               "seqbench_version": __version__, "torch_version": torch.__version__, "git_sha": git_sha()}
     for bench_model in models:
         for mode in options.modes:

@@ -12,7 +12,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,9 +32,14 @@ RUN_SCHEMA = pa.schema([
     ("accuracy", pa.float64()),  # test accuracy over scored positions
     ("loss", pa.float64()),  # test cross-entropy per scored position
     ("perplexity", pa.float64()),  # exp(loss), for language-modelling tasks, else null
+    ("val_accuracy", pa.float64()),  # the final validation pass (whole split, last step's weights)
+    ("val_loss", pa.float64()),
+    ("val_perplexity", pa.float64()),  # exp(val_loss) for language-modelling tasks, else null
     ("gate_rate", pa.float64()),  # fraction of test gates above threshold, null for ungated models
     ("tokens_per_sec", pa.float64()),  # training throughput
     ("n_params", pa.int64()),
+    ("param_budget", pa.int64()),  # --params N the width was solved for, else null
+    ("state_size", pa.int64()),  # elements carried from one token to the next at the task's length, else null
     ("steps", pa.int64()),
     ("wall_time_s", pa.float64()),
     ("device", pa.string()),
@@ -46,6 +51,19 @@ RUN_SCHEMA = pa.schema([
     ("config_json", pa.string()),
     ("data_fingerprint", pa.string()),
     ("started_at", pa.timestamp("us", tz="UTC")),
+])
+
+# <results>/evals/<run_id>.parquet: one row per length a trained model was tested at (--eval-lengths).
+# Gated models add the hard-gated pass's columns (accuracy_hard, ...) as extra float columns.
+EVAL_SCHEMA = pa.schema([
+    ("run_id", pa.string()),
+    ("seq_len", pa.int64()),  # the task's length key (TaskSpec.length_key) at this evaluation
+    ("length_key", pa.string()),  # which task setting that is, e.g. seq_len, num_nodes
+    ("trained_len", pa.int64()),  # its value in training
+    ("status", pa.string()),  # ok | unsupported (the model cannot run at this length) | failed
+    ("error", pa.string()),  # why unsupported or failed, else null
+    ("accuracy", pa.float64()),
+    ("loss", pa.float64()),
 ])
 
 
@@ -61,13 +79,37 @@ def atomic_write_table(table: pa.Table, path: Path) -> None:
         raise
 
 
+def atomic_write_text(text: str, path: Path) -> None:
+    """A text export (e.g. a leaderboard) written like every other result: temp file, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def run_table(row: dict[str, Any]) -> pa.Table:
     """One-row table: the fixed schema first, then any extra numeric columns in sorted order."""
-    fields = list(RUN_SCHEMA)
-    for name in sorted(set(row) - set(RUN_SCHEMA.names)):
+    return _table([row], RUN_SCHEMA)
+
+
+def _table(rows: list[dict[str, Any]], base: pa.Schema) -> pa.Table:
+    fields = list(base)
+    for name in sorted(set().union(*rows) - set(base.names)):
         fields.append(pa.field(name, pa.float64()))
     schema = pa.schema(fields)
-    return pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
+    return pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema} for row in rows], schema=schema)
+
+
+def write_evals(results_dir: Path, run_id: str, rows: list[dict[str, Any]]) -> Path:
+    """All of one run's length evaluations, as one file (written once, atomically)."""
+    path = Path(results_dir) / "evals" / f"{run_id}.parquet"
+    atomic_write_table(_table([{"run_id": run_id, **row} for row in rows], EVAL_SCHEMA), path)
+    return path
 
 
 def write_run(results_dir: Path, row: dict[str, Any], curve: list[dict[str, float]]) -> Path:
@@ -108,12 +150,46 @@ def read_runs(results_dir: Path, on_unreadable: Callable[[Path, Exception], None
     return read_folder(Path(results_dir) / "runs", on_unreadable=on_unreadable, columns=columns)
 
 
+def read_evals(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None) -> pa.Table | None:
+    return read_folder(Path(results_dir) / "evals", on_unreadable=on_unreadable)
+
+
 def read_curves(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None) -> pa.Table | None:
     return read_folder(Path(results_dir) / "curves", on_unreadable=on_unreadable)
 
 
 def iter_rows(table: pa.Table | None) -> Iterable[dict[str, Any]]:
     return [] if table is None else table.to_pylist()
+
+
+class Cells(NamedTuple):
+    rows: list[dict[str, Any]]  # one row per (config_hash, seed)
+    collapsed: int  # rows left out as duplicates of a cell
+
+
+def one_per_cell(rows: Iterable[dict[str, Any]]) -> Cells:
+    """One row per (config_hash, seed): the newest ok row, or the newest row when none is ok.
+
+    Every reader that aggregates runs (leaderboard, report, plots) goes through this rule, so a cell
+    that was run twice (a re-run, concurrent sweeps) is one sample, not two.
+    """
+    rows = list(rows)
+    best: dict[tuple, dict[str, Any]] = {}
+
+    def rank(row: dict[str, Any]) -> tuple:
+        started = row.get("started_at")
+        return (row.get("status") == "ok", started is not None, started or 0, row.get("run_id") or "")
+
+    for row in rows:
+        key = (row.get("config_hash"), row.get("seed"))
+        if key not in best or rank(row) > rank(best[key]):
+            best[key] = row
+    return Cells(list(best.values()), len(rows) - len(best))
+
+
+def read_cells(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None) -> Cells:
+    """The run rows of a results folder, one per (config_hash, seed): see :func:`one_per_cell`."""
+    return one_per_cell(iter_rows(read_runs(results_dir, on_unreadable=on_unreadable)))
 
 
 def config_settings(row: dict[str, Any]) -> dict[str, Any]:
