@@ -181,7 +181,8 @@ def one_per_cell(rows: Iterable[dict[str, Any]]) -> Cells:
         return (row.get("status") == "ok", started is not None, started or 0, row.get("run_id") or "")
 
     for row in rows:
-        key = (row.get("config_hash"), row.get("seed"))
+        # a row without a config hash (written by hand) has no identity to share: it is its own cell
+        key = (row.get("config_hash") or row.get("run_id"), row.get("seed"))
         if key not in best or rank(row) > rank(best[key]):
             best[key] = row
     return Cells(list(best.values()), len(rows) - len(best))

@@ -72,10 +72,12 @@ def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]) -> Tuned
         scores = {value: _mean([r.get(metric) for r, _ in runs if r.get("status") == "ok"])
                   for value, runs in candidates.items()}
         scored = [v for v, s in scores.items() if s is not None]
+        if len(candidates) == 1:  # nothing to choose between: no validation metric needed
+            scored = list(candidates)
         if not scored:  # no run of the group has a validation metric (e.g. rows from before it was recorded)
             skipped.append(json.loads(group_key))
             continue
-        best = max(scored, key=lambda v: (scores[v] if higher else -scores[v], v))
+        best = max(scored, key=lambda v: ((scores[v] or 0.0) if higher else -(scores[v] or 0.0), v))
         kept += [row for row, _ in candidates[best]]
         choices.append(Choice(json.loads(group_key), json.loads(best), metric, scores))
     return Tuned(kept, choices, skipped)
