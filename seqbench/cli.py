@@ -185,6 +185,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         raise UserError(f"no runs{' of task ' + repr(args.task) if args.task else ''}"
                         f"{f' at length {args.length}' if args.length is not None else ''} in {results}/runs")
     text = leaderboard.render(board, args.format)
+    if args.format == "csv" and board.collapsed:  # a csv holds only entries: say it beside them
+        _warn(f"{board.collapsed} duplicate row(s) collapsed: one value per (config, seed), the newest ok row")
     if args.out:
         from rich.markup import escape
 
