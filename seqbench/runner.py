@@ -200,6 +200,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     if options.eval_lengths and not lit.diverged:
         evaluate_lengths(registries, config, module, options.eval_lengths, options.results_dir, identity["run_id"],
                          device=accelerator)  # before the row: a row exists only when its evaluations do
+        row["wall_time_s"] = time.perf_counter() - t0
     row["path"] = str(write_run(options.results_dir, row, lit.curve))
     return row
 
