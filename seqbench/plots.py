@@ -202,11 +202,16 @@ def plot_accuracy_vs_length(plt, runs: list[dict], evals: list[dict], out: Path,
     written, unsupported = [], 0
     for (task, preset), members in sorted(figures.items()):
         settings = [{k: v for k, v in config_settings(r).items() if k != "model.variant"} for r in members]
-        shown = {k for k in varying_keys(settings) if not k.startswith("task.")}
+        # a model's runs that differ in a setting (a learning-rate grid, a position scheme) are separate lines
+        per_model: dict[str, list[dict]] = defaultdict(list)
+        for run, setting in zip(members, settings, strict=True):
+            per_model[run["model"]].append(setting)
+        shown = {model: sorted(k for k in varying_keys(same) if not k.startswith("task."))
+                 for model, same in per_model.items()}
         points: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
         key_name, trained = None, set()
         for run, setting in zip(members, settings, strict=True):
-            label = ", ".join(f"{k}={setting.get(k)}" for k in sorted(shown))
+            label = ", ".join(f"{k}={setting.get(k)}" for k in shown[run["model"]])
             series = points[(run["model"], run["variant"], label)]
             first = by_run[run["run_id"]][0]
             key_name = first["length_key"]
@@ -216,7 +221,7 @@ def plot_accuracy_vs_length(plt, runs: list[dict], evals: list[dict], out: Path,
                 if row["status"] == "ok" and row["seq_len"] != first["trained_len"]:
                     series[row["seq_len"]].append(row["accuracy"])
                 unsupported += row["status"] != "ok"
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        fig, ax = plt.subplots(figsize=(6.4 + (3.6 if len(points) > 6 else 0), 4.4))
         for (model, variant, label), by_len in sorted(points.items()):
             xs = sorted(by_len)
             stats = [mean_interval(by_len[x]) for x in xs]
@@ -230,7 +235,10 @@ def plot_accuracy_vs_length(plt, runs: list[dict], evals: list[dict], out: Path,
         ax.set_ylabel("test accuracy")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if len(points) > 6:  # a grid's many lines: the legend beside the axes, not over the data
+            ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+        else:
+            ax.legend(fontsize=8)
         ax.set_title(f"{task} (preset {preset}): test accuracy against evaluation length\n"
                      "mean ± 95% t-interval over seeds", fontsize=10)
         fig.tight_layout()
