@@ -19,18 +19,21 @@ def seqbench_register_models(registry):
     registry.add(ModelSpec(
         "transformer", build="seqbench_plugins.transformer:build",
         config="seqbench_plugins.transformer:TransformerConfig",
-        description="Pre-LN causal Transformer decoder (SDPA attention)", presets=_SIZES))
+        description="Pre-LN causal Transformer decoder (SDPA attention)", presets=_SIZES,
+        width_multiple="n_heads", state_size="seqbench_plugins.transformer:state_size"))
     registry.add(ModelSpec(
         "gru", build="seqbench_plugins.gru:build", config="seqbench_plugins.gru:GRUConfig",
-        description="Stacked GRU: the pure-RNN baseline", presets=_SIZES))
+        description="Stacked GRU: the pure-RNN baseline", presets=_SIZES,
+        state_size="seqbench_plugins.gru:state_size"))
     registry.add(ModelSpec(
         "mamba", build="seqbench_plugins.mamba:build", config="seqbench_plugins.mamba:MambaConfig",
         description="Mamba-1 selective SSM (mamba-ssm kernels on CUDA, chunked PyTorch scan elsewhere)",
-        presets=_SIZES))
+        presets=_SIZES, state_size="seqbench_plugins.mamba:state_size"))
     registry.add(ModelSpec(
         "tgn", build="seqbench_plugins.tgn:build", config="seqbench_plugins.tgn:TGNConfig",
         description="Thermodynamic Gated Network: GRU/Mamba + causal attention mixed by a sparse learned gate",
-        variants=("parallel", "serial", "chunked"), presets=_TGN_SIZES))
+        variants=("parallel", "serial", "chunked"), presets=_TGN_SIZES,
+        width_multiple="n_heads", state_size="seqbench_plugins.tgn:state_size"))
     # Graph models take the graph view and read any token task as a chain graph over its positions.
     registry.add(ModelSpec(
         "gcn", build="seqbench_plugins.gcn:build", config="seqbench_plugins.gcn:GCNConfig",
@@ -41,4 +44,5 @@ def seqbench_register_models(registry):
         "graphgps", build="seqbench_plugins.graphgps:build", config="seqbench_plugins.graphgps:GraphGPSConfig",
         description="GraphGPS (torch_geometric GPSConv): local GIN + global attention, Laplacian PE",
         inputs=frozenset({"graph", "tokens"}),
-        presets={"smoke": {"d_model": 16, "n_heads": 2}, "default": {}, "paper": {"d_model": 128, "n_layers": 1}}))
+        presets={"smoke": {"d_model": 16, "n_heads": 2}, "default": {}, "paper": {"d_model": 128, "n_layers": 1}},
+        width_multiple="n_heads"))

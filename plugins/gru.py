@@ -39,3 +39,8 @@ class GRU(nn.Module):
 
 def build(config: GRUConfig, info: TaskInfo) -> GRU:
     return GRU(config, info)
+
+
+def state_size(config: GRUConfig, info: TaskInfo) -> int:
+    """One hidden vector of d per layer."""
+    return config.n_layers * config.d_model

@@ -172,3 +172,12 @@ def build(config: MambaConfig, info: TaskInfo) -> Mamba:
     # SEQBENCH_KERNELS=fast without the kernel (or without CUDA) fails here, before any training.
     resolve("mamba", selective_scan_fn is not None, torch.cuda.is_available())
     return Mamba(config, info)
+
+
+def layer_state_size(d_model: int, d_state: int, expand: int, d_conv: int) -> int:
+    """One mixer's recurrent state: the SSM's (expand * d, d_state) plus the causal conv's last d_conv - 1 inputs."""
+    return expand * d_model * d_state + expand * d_model * (d_conv - 1)
+
+
+def state_size(config: MambaConfig, info: TaskInfo) -> int:
+    return config.n_layers * layer_state_size(config.d_model, config.d_state, config.expand, config.d_conv)

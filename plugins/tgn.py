@@ -194,6 +194,10 @@ class TGN(nn.Module):
         self._loss_ema: float | None = None
         self._forced_rate: float | None = None  # force_gate_rate's p
 
+    def max_seq_len(self) -> int | None:
+        """Learned positions (model.positions=true) exist only up to the training length."""
+        return self.embed.positions.num_embeddings if self.embed.positions is not None else None
+
     def set_gate_mode(self, mode: Literal["soft", "hard"]) -> None:
         """"soft": mix attention everywhere by g. "hard": attention only where g > tau (compute skipped)."""
         if mode not in ("soft", "hard"):
@@ -261,3 +265,14 @@ class TGN(nn.Module):
 
 def build(config: TGNConfig, info: TaskInfo) -> TGN:
     return TGN(config, info)
+
+
+def state_size(config: TGNConfig, info: TaskInfo) -> int:
+    """Both channels per layer: the inertial state (GRU: d; Mamba: SSM + conv window) and attention's KV cache."""
+    from seqbench_plugins.mamba import layer_state_size
+
+    if config.variant == "chunked" and config.base == "mamba":
+        inertial = layer_state_size(config.d_model, config.d_state, config.expand, config.d_conv)
+    else:
+        inertial = config.d_model
+    return config.n_layers * (inertial + 2 * info.seq_len * config.d_model)

@@ -164,3 +164,9 @@ class TaskData(Protocol):
     def test_dataloader(self) -> Any: ...
 
     def data_fingerprint(self) -> str: ...
+@runtime_checkable
+class LengthLimited(Protocol):
+    """A model that can run only up to some sequence length (e.g. learned absolute positions)."""
+
+    def max_seq_len(self) -> int | None:
+        """The longest sequence the model can take, or None for any length."""

@@ -57,6 +57,7 @@ class BenchOptions:
     device: str = "auto"
     threads: int | None = None  # CPU threads for torch (None: torch's default)
     results_dir: Path = Path("results")
+    params: int | None = None  # --params: each model's width solved for this many parameters
 
 
 # ------------------------------------------------------------------------------ planning
@@ -70,8 +71,12 @@ class BenchModel:
     build: Callable
 
 
-def resolve_models(registries, options: BenchOptions) -> list[BenchModel]:
-    """(model, variant) pairs with their resolved configs; unknown names or variants raise UserError."""
+def resolve_models(registries, options: BenchOptions, seq_len: int | None = None,
+                   note: Callable[[str], None] | None = None) -> list[BenchModel]:
+    """(model, variant) pairs with their resolved configs; unknown names or variants raise UserError.
+
+    With ``options.params`` each width is solved on the synthetic task at ``seq_len`` (the shortest
+    length: learned positions make a model grow with its length); ``note`` hears a missed tolerance."""
     from seqbench.config import parse_overrides
     from seqbench.registry import check_preset, load_spec_target, select_variants
     from seqbench.runner import resolve_model_config
@@ -82,8 +87,21 @@ def resolve_models(registries, options: BenchOptions) -> list[BenchModel]:
         raise UserError("bench takes only model.KEY=VALUE overrides: its data are synthetic and its steps are "
                         "set by --warmup/--repeats")
     pairs = select_variants([registries.models.get(name) for name in options.models], options.variants)
-    return [BenchModel(spec.name, variant, resolve_model_config(spec, options.preset, variant, sets["model"]),
-                       load_spec_target(spec, "build")) for spec, variant in pairs]
+    models = []
+    for spec, variant in pairs:
+        config = resolve_model_config(spec, options.preset, variant, sets["model"])
+        if options.params is not None:
+            from seqbench.budget import solve_width
+
+            if spec.width_key in sets["model"]:
+                raise UserError(f"--params solves model.{spec.width_key} for {spec.name!r}; drop "
+                                f"--set model.{spec.width_key} or --params")
+            solved = solve_width(spec, config, bench_info(seq_len or min(CPU_LENGTHS)), options.params)
+            if note is not None and solved.warning(spec.name):
+                note(solved.warning(spec.name))
+            config = solved.config
+        models.append(BenchModel(spec.name, variant, config, load_spec_target(spec, "build")))
+    return models
 
 
 def bench_info(seq_len: int):
@@ -332,8 +350,8 @@ def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOpti
 # ------------------------------------------------------------------------------- the loop
 
 
-def run_bench(registries, options: BenchOptions,
-              on_row: Callable[[dict[str, Any]], None] | None = None) -> Iterable[dict[str, Any]]:
+def run_bench(registries, options: BenchOptions, on_row: Callable[[dict[str, Any]], None] | None = None,
+              note: Callable[[str], None] | None = None) -> Iterable[dict[str, Any]]:
     """Measure every (model, variant, mode, length); write and yield each row as it is done."""
     import torch
 
@@ -350,7 +368,6 @@ def run_bench(registries, options: BenchOptions,
         raise UserError(f"--tokens-per-step must be >= 1, got {options.tokens_per_step}")
     if not options.timeout_s >= 0:  # also refuses nan; inf means no time limit
         raise UserError(f"--timeout must be a number of seconds >= 0, got {options.timeout_s}")
-    models = resolve_models(registries, options)
     device = torch.device(pick_accelerator(options.device))
     if options.threads is not None:
         if options.threads < 1:
@@ -361,6 +378,7 @@ def run_bench(registries, options: BenchOptions,
     lengths = options.lengths or (GPU_LENGTHS if device.type == "cuda" else CPU_LENGTHS)
     if any(length <= 0 for length in lengths):
         raise UserError(f"--lengths must be positive integers, got {', '.join(map(str, lengths))}")
+    models = resolve_models(registries, options, seq_len=min(lengths), note=note)
     if options.gate_rate is not None:
         lacking = []
         for m in models:
@@ -378,6 +396,7 @@ def run_bench(registries, options: BenchOptions,
                             "--gate-rate (rows from both calls share --results)")
     peak = 0.0
     common = {"preset": options.preset, "device": device_name(device.type), "dtype": "float32",
+              "param_budget": options.params,
               "seqbench_version": __version__, "torch_version": torch.__version__, "git_sha": git_sha()}
     for bench_model in models:
         for mode in options.modes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from seqbench.api import ForcibleGates, GateModes, GateSchedule, GateThreshold, KernelReport, LayerProbes
+from seqbench.api import ForcibleGates, GateModes, GateSchedule, GateThreshold, KernelReport, LayerProbes, LengthLimited
 
 if TYPE_CHECKING:
     from torch import nn
@@ -36,6 +36,11 @@ def forcible_gates(module: nn.Module) -> list[ForcibleGates]:
 
 def layer_probes(module: nn.Module) -> LayerProbes | None:
     return module if isinstance(module, LayerProbes) else None
+
+
+def max_seq_len(module: nn.Module) -> int | None:
+    """The longest sequence the model can take (``LengthLimited``); None for any length."""
+    return module.max_seq_len() if isinstance(module, LengthLimited) else None
 
 
 def kernels_used(module: nn.Module) -> str:

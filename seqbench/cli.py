@@ -84,17 +84,37 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return [*(args.set or []), *([f"train.max_steps={args.max_steps}"] if args.max_steps is not None else [])]
 
 
+def _params(args: argparse.Namespace) -> int | None:
+    from seqbench.budget import parse_param_count
+
+    return None if args.params is None else parse_param_count(args.params)
+
+
+def _eval_lengths(args: argparse.Namespace) -> tuple[int, ...]:
+    from seqbench.evals import parse_lengths
+
+    return () if args.eval_lengths is None else parse_lengths(args.eval_lengths)
+
+
+def _warn(text: str) -> None:
+    _console(stderr=True).print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from seqbench.evals import length_configs
     from seqbench.options import check_run_options, path_option
     from seqbench.results import Status
     from seqbench.runner import RunOptions, resolve_run_config, run
 
     registries = _registries()
+    params, eval_lengths = _params(args), _eval_lengths(args)
     config = resolve_run_config(registries, args.model, args.task, variant=args.variant, preset=args.preset,
-                                seed=args.seed, overrides=_overrides(args), precision=args.precision)
+                                seed=args.seed, overrides=_overrides(args), precision=args.precision,
+                                params=params, note=_warn)
+    length_configs(registries, config, eval_lengths)  # an impossible length stops here, before training
     options = RunOptions(results_dir=path_option(args.results), device=args.device, devices=args.devices,
                          strategy=args.strategy, num_nodes=args.num_nodes, progress=not args.no_progress,
-                         probes=tuple(args.probe or ()))
+                         probes=tuple(args.probe or ()), param_budget=params, eval_lengths=eval_lengths)
     check_run_options(options, config.precision)
     console = _console()
     console.print(f"[bold]seqbench run[/] {escape(f'{config.model}/{config.variant} on {config.task}')} "
@@ -109,9 +129,10 @@ def _print_row(console, row: dict) -> None:
     from rich.table import Table
 
     table = Table(show_header=False, title=f"result {escape(row['run_id'])}", title_justify="left")
-    for key in ("status", "accuracy", "perplexity", "mae", "loss", "gate_rate", "accuracy_hard", "gate_rate_hard",
+    for key in ("status", "accuracy", "perplexity", "mae", "loss", "val_accuracy", "val_perplexity",
+                "gate_rate", "accuracy_hard", "gate_rate_hard",
                 "attn_flop_fraction_hard", "lambda", "tokens_per_sec",
-                "n_params", "steps", "wall_time_s", "device", "kernels"):
+                "n_params", "param_budget", "state_size", "steps", "wall_time_s", "device", "kernels"):
         value = row.get(key)
         if value is not None:
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else escape(str(value)))
@@ -159,62 +180,41 @@ def _warn_unreadable(path: Path, exc: Exception) -> None:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from seqbench import leaderboard
     from seqbench.options import path_option
-    from seqbench.results import iter_rows, read_runs
+    from seqbench.registry import unknown_name_message
+    from seqbench.results import iter_rows, read_evals, read_runs
 
     results = path_option(args.results)
     if not (results / "runs").is_dir():
         raise UserError(f"no results in {results}/runs: run `seqbench run ...` first or pass --results DIR")
     rows = list(iter_rows(read_runs(results, on_unreadable=_warn_unreadable)))
-    entries = leaderboard.build(rows, task=args.task)
-    if not entries:
-        raise UserError(f"no runs{' of task ' + repr(args.task) if args.task else ''} in {results}/runs")
-    print_leaderboard(entries, args.format)
+    registries = _registries()
+    if args.task is not None and args.task not in {r["task"] for r in rows}:
+        if args.task not in registries.tasks.names():
+            raise UserError(unknown_name_message("task", args.task, registries.tasks.names()))
+        raise UserError(f"no runs of task {args.task!r} in {results}/runs")
+    evals, length_keys = [], {}
+    if args.length is not None:
+        evals = list(iter_rows(read_evals(results, on_unreadable=_warn_unreadable)))
+        length_keys = {s.name: s.length_key for s in registries.tasks if s.length_key}
+    board = leaderboard.build(rows, task=args.task, tune=tuple(args.tune or ()), length=args.length, evals=evals,
+                              length_keys=length_keys)
+    if not board.entries:
+        raise UserError(f"no runs{' of task ' + repr(args.task) if args.task else ''}"
+                        f"{f' at length {args.length}' if args.length is not None else ''} in {results}/runs")
+    text = leaderboard.render(board, args.format)
+    if args.format == "csv" and board.collapsed:  # a csv holds only entries: say it beside them
+        _warn(f"{board.collapsed} duplicate row(s) collapsed: one value per (config, seed), the newest ok row")
+    if args.out:
+        from seqbench.results import atomic_write_text
+
+        try:
+            atomic_write_text(text, Path(args.out))
+        except OSError as exc:
+            raise UserError(f"cannot write --out {args.out}: {exc.strerror or exc}; pick a writable path") from None
+        _console().print(f"wrote {escape(args.out)}")
+    else:
+        sys.stdout.write(text)
     return 0
-
-
-def print_leaderboard(entries, fmt: str) -> None:
-    header = ["rank", "model", "variant", "setting", "score", "seeds", "params", "tokens/s", "gate_rate"]
-
-    def cells(rank, e):
-        return [str(rank), e.model, e.variant, e.setting,
-                e.score.text() + ("" if not e.not_ok else f" ({e.not_ok} not ok)"), str(e.seeds),
-                f"{e.n_params:,}" if e.n_params else "—",
-                f"{e.tokens_per_sec:,.0f}" if e.tokens_per_sec else "—", e.gate_rate.text()]
-
-    tables: dict[tuple, list] = {}
-    for e in entries:
-        tables.setdefault((e.task, e.preset, e.metric), []).append(e)
-    if fmt == "csv":
-        import csv
-
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["task", "preset", "metric", *header, "score_mean", "score_ci95", "gate_rate_mean"])
-        for (task, preset, metric), group in tables.items():
-            for rank, e in enumerate(group, 1):
-                writer.writerow([task, preset, metric, *cells(rank, e), e.score.mean, e.score.half_width,
-                                 e.gate_rate.mean])
-        return
-    console = _console()
-    for (task, preset, metric), group in tables.items():
-        title = f"{task} — preset {preset} — {metric} (mean ± 95% t-interval over seeds)"
-        rows = [cells(rank, e) for rank, e in enumerate(group, 1)]
-        if fmt == "markdown":
-            print(f"### {title}\n")
-            print("| " + " | ".join(header[:4] + [metric] + header[5:]) + " |")
-            print("|" + "---|" * len(header))
-            for row in rows:
-                print("| " + " | ".join(row) + " |")
-            print()
-        else:
-            from rich.table import Table
-
-            table = Table(title=escape(title), title_justify="left")
-            for name in header:
-                table.add_column(metric if name == "score" else name,
-                                 justify="right" if name not in ("model", "variant", "setting") else "left")
-            for row in rows:
-                table.add_row(*map(escape, row))
-            console.print(table)
 
 
 # ---------------------------------------------------------------------------------- bench
@@ -244,7 +244,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         lengths=_csv(args.lengths, int, flag="--lengths"), modes=_csv(args.mode, flag="--mode"), preset=args.preset,
         overrides=tuple(args.set or ()), tokens_per_step=args.tokens_per_step, warmup=args.warmup,
         repeats=args.repeats, timeout_s=args.timeout, gate_rate=args.gate_rate, device=args.device,
-        threads=args.threads, results_dir=path_option(args.results))
+        threads=args.threads, results_dir=path_option(args.results), params=_params(args))
     pick_accelerator(options.device)
     check_writable_dir(options.results_dir, "--results", subdirs=("bench",))
     from rich.table import Table
@@ -258,7 +258,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     statuses = []
     for row in run_bench(_registries(), options,
                          on_row=lambda r: console.print(escape(f"  {r['model']}/{r['variant']} {r['mode']} "
-                                                               f"L={r['seq_len']}: {r['status']}"), style="dim")):
+                                                               f"L={r['seq_len']}: {r['status']}"), style="dim"),
+                         note=_warn):
         statuses.append(row["status"])
         if row.get("forced_gate_rate") is not None:
             gate = f"{row['forced_gate_rate']:.3f} (forced)"
@@ -282,22 +283,33 @@ def _num(value, fmt: str, suffix: str = "") -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from seqbench.evals import length_configs
     from seqbench.options import check_run_options, path_option
     from seqbench.results import Status
     from seqbench.runner import RunOptions
     from seqbench.sweep import SweepSpec, expand, parse_shard, pending, remove_failed_rows, run_sweep, shard
 
     index, count = parse_shard(args.shard)
+    params, eval_lengths = _params(args), _eval_lengths(args)
     spec = SweepSpec(models=_csv(args.models, flag="--models"), tasks=_csv(args.tasks, flag="--tasks"),
                      seeds=_csv(args.seeds, int, flag="--seeds"), variants=_csv(args.variants, flag="--variants"),
                      grid=tuple(args.grid or ()), sets=tuple(_overrides(args)), preset=args.preset,
-                     precision=args.precision)
+                     precision=args.precision, params=params)
     registries = _registries()
-    cells = expand(registries, spec)
+    warnings_seen: set[str] = set()
+
+    def note(text: str) -> None:  # once per model, not once per seed and grid value
+        if text not in warnings_seen:
+            warnings_seen.add(text)
+            _warn(text)
+
+    cells = expand(registries, spec, note=note)
+    for cell in cells:
+        length_configs(registries, cell.config, eval_lengths)
     mine = shard(cells, index, count)
     results = path_option(args.results)
     options = RunOptions(results_dir=results, device=args.device, devices=args.devices, strategy=args.strategy,
-                         num_nodes=args.num_nodes, progress=False)
+                         num_nodes=args.num_nodes, progress=False, param_budget=params, eval_lengths=eval_lengths)
     # every cell runs with these options: one check before the first cell, so no cell fails on them
     check_run_options(options, spec.precision, writable=not args.dry_run)
     todo = pending(mine, results, on_unreadable=_warn_unreadable, retry_failed=args.retry_failed)
@@ -405,6 +417,17 @@ def _add_scale_out(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------------- main
 
 
+def _add_params(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default=None, metavar="N",
+                   help="solve each model's width for N parameters (e.g. 100k, 1.5M; within ±5%%, else the "
+                        "closest with a warning)")
+
+
+def _add_eval_lengths(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eval-lengths", default=None, metavar="L1,L2",
+                   help="after training, test again at these lengths (the task's length key) -> <results>/evals/")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqbench", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"seqbench {__version__}")
@@ -428,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.add_argument("--probe", action="append", choices=["rank"],
                    help="record a probe in the curves at each evaluation (rank: per-layer effective rank)")
+    _add_params(p)
+    _add_eval_lengths(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("describe", help="a task's train split: size, label distribution, majority-class rate")
@@ -441,7 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("leaderboard", help="rank models per task from a results folder")
     p.add_argument("--results", default="results")
     p.add_argument("--task", default=None)
-    p.add_argument("--format", default="table", choices=["table", "markdown", "csv"])
+    p.add_argument("--format", default="table", choices=["table", "markdown", "csv", "json"],
+                   help="csv and json hold raw numbers (mean, low, high, n, seeds, tuned values)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the leaderboard here instead of stdout")
+    p.add_argument("--tune", action="append", metavar="SECTION.KEY",
+                   help="choose this setting per model on validation (e.g. train.lr); repeatable")
+    p.add_argument("--length", type=int, default=None,
+                   help="rank by the test at this length (runs evaluated with --eval-lengths)")
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("bench", help="tokens/s, peak memory and MFU against sequence length")
@@ -462,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--results", default="results")
+    _add_params(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("sweep", help="run the grid models x variants x tasks x seeds x overrides (resumable)")
@@ -480,6 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true",
                    help="run failed/oom cells again (their old rows are replaced)")
     _add_scale_out(p)
+    _add_params(p)
+    _add_eval_lengths(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("plot", help="PNG figures from a results folder (nothing is re-run)")

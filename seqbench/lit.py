@@ -112,8 +112,9 @@ class SeqbenchModule(L.LightningModule):
 
     After a run: ``curve`` holds one dict per evaluation (plus, for gated models, one per training
     step with ``lambda``, ``train_loss``, ``train_gate_rate``, ``train_gate_mean``; evaluation points
-    are the rows with ``accuracy``), ``test_metrics`` the final test metrics, ``diverged`` whether a
-    non-finite loss stopped training.
+    are the rows with ``accuracy``), ``val_final`` the final validation pass's ``val_accuracy``,
+    ``val_loss`` (and ``val_perplexity``), ``test_metrics`` the final test metrics, ``diverged`` whether
+    a non-finite loss stopped training.
     """
 
     def __init__(self, module: nn.Module, info: TaskInfo, train: TrainConfig, probes: tuple[str, ...] = (),
@@ -131,6 +132,8 @@ class SeqbenchModule(L.LightningModule):
         self.test_metrics_hard = EvalMetrics(info)
         self.curve: list[dict[str, float]] = []
         self.test_metrics: dict[str, float] = {}
+        self.final_validation = False  # set for the pass after training: it fills val_final, not the curve
+        self.val_final: dict[str, float] = {}
         self.diverged = False
         self.finite_steps = 0  # optimizer steps taken (a non-finite loss skips its step)
         self.last_lambda = 0.0
@@ -183,6 +186,10 @@ class SeqbenchModule(L.LightningModule):
         metrics = self.val_metrics.compute(self.info.metric)
         self.val_metrics.reset()
         if self.trainer.sanity_checking or not metrics:
+            return
+        if self.final_validation:
+            self.val_final = {f"val_{name}": metrics[name] for name in ("accuracy", "loss", "perplexity")
+                              if name in metrics}
             return
         point = {"step": float(self.global_step), **metrics}
         if gate_schedule(self.module) is not None:

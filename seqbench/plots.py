@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.errors import UserError
-from seqbench.leaderboard import mean_interval
-from seqbench.results import Status, config_settings, iter_rows, read_bench, read_curves, read_runs, varying_keys
+from seqbench.results import (
+    Status,
+    config_settings,
+    iter_rows,
+    read_bench,
+    read_cells,
+    read_curves,
+    read_evals,
+    varying_keys,
+)
+from seqbench.stats import mean_interval
 
 
 def _pyplot():
@@ -52,7 +61,10 @@ def _series_label(model: str, variant: str) -> str:
 def make_plots(results: Path, out: Path, on_unreadable=None, note: Callable[[str], None] = print) -> list[Path]:
     """Write every figure the results support; return their paths."""
     plt = _pyplot()
-    runs = list(iter_rows(read_runs(results, on_unreadable=on_unreadable)))
+    runs, collapsed = read_cells(results, on_unreadable=on_unreadable)
+    if collapsed:
+        note(f"{collapsed} duplicate run row(s) collapsed: one per (config, seed), the newest ok row")
+    evals = list(iter_rows(read_evals(results, on_unreadable=on_unreadable)))
     curves = list(iter_rows(read_curves(results, on_unreadable=on_unreadable)))
     bench = list(iter_rows(read_bench(results, on_unreadable=on_unreadable)))
     if not (runs or curves or bench):
@@ -61,6 +73,7 @@ def make_plots(results: Path, out: Path, on_unreadable=None, note: Callable[[str
     written: list[Path] = []
     written += plot_curves(plt, runs, curves, out, note)
     written += plot_accuracy_vs_setting(plt, runs, out, note)
+    written += plot_accuracy_vs_length(plt, runs, evals, out, note)
     written += plot_throughput(plt, bench, out, note)
     return written
 
@@ -179,6 +192,71 @@ def plot_accuracy_vs_setting(plt, runs: list[dict], out: Path, note) -> list[Pat
     if not written:
         note("no accuracy-against-setting plot: no task has runs that differ in exactly one numeric setting "
              "(sweep one with --grid task.KEY=V1,V2,...)")
+    return written
+
+
+# --------------------------------------------------------- accuracy against evaluation length
+
+
+def plot_accuracy_vs_length(plt, runs: list[dict], evals: list[dict], out: Path, note) -> list[Path]:
+    """Test accuracy against the length tested at (``--eval-lengths``), the training length included:
+    one figure per (task, preset), one line per model and setting, mean ± 95% t-interval over seeds."""
+    by_run: dict[str, list[dict]] = defaultdict(list)
+    for row in evals:
+        by_run[row["run_id"]].append(row)
+    figures: dict[tuple, list[dict]] = defaultdict(list)
+    for run in runs:
+        if run["status"] == "ok" and by_run.get(run["run_id"]):
+            figures[(run["task"], run["preset"])].append(run)
+    written, unsupported = [], 0
+    for (task, preset), members in sorted(figures.items()):
+        settings = [{k: v for k, v in config_settings(r).items() if k != "model.variant"} for r in members]
+        # a model's runs that differ in a setting (a learning-rate grid, a position scheme) are separate lines
+        per_model: dict[str, list[dict]] = defaultdict(list)
+        for run, setting in zip(members, settings, strict=True):
+            per_model[run["model"]].append(setting)
+        shown = {model: sorted(k for k in varying_keys(same) if not k.startswith("task."))
+                 for model, same in per_model.items()}
+        points: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        key_name, trained = None, set()
+        for run, setting in zip(members, settings, strict=True):
+            label = ", ".join(f"{k}={setting.get(k)}" for k in shown[run["model"]])
+            series = points[(run["model"], run["variant"], label)]
+            first = by_run[run["run_id"]][0]
+            key_name = first["length_key"]
+            trained.add(first["trained_len"])
+            series[first["trained_len"]].append(run["accuracy"])
+            for row in by_run[run["run_id"]]:
+                if row["status"] == "ok" and row["seq_len"] != first["trained_len"]:
+                    series[row["seq_len"]].append(row["accuracy"])
+                unsupported += row["status"] != "ok"
+        fig, ax = plt.subplots(figsize=(6.4 + (3.6 if len(points) > 6 else 0), 4.4))
+        for (model, variant, label), by_len in sorted(points.items()):
+            xs = sorted(by_len)
+            stats = [mean_interval(by_len[x]) for x in xs]
+            name = _series_label(model, variant) + (f", {label}" if label else "")
+            ax.errorbar(xs, [s.mean for s in stats], yerr=[s.half_width or 0.0 for s in stats], marker="o",
+                        capsize=3, label=f"{name} ({max(s.n for s in stats)} seeds)")
+        for x in sorted(trained):
+            ax.axvline(x, color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(f"evaluation length (task.{key_name}); dotted: training length")
+        ax.set_ylabel("test accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        if len(points) > 6:  # a grid's many lines: the legend beside the axes, not over the data
+            ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+        else:
+            ax.legend(fontsize=8)
+        ax.set_title(f"{task} (preset {preset}): test accuracy against evaluation length\n"
+                     "mean ± 95% t-interval over seeds", fontsize=10)
+        fig.tight_layout()
+        path = out / f"accuracy_vs_length_{_safe(task)}_{_safe(preset)}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    if unsupported:
+        note(f"{unsupported} evaluation(s) at other lengths were unsupported or failed: no point is drawn for them")
     return written
 
 

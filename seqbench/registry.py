@@ -76,6 +76,13 @@ class ModelSpec:
     variants: tuple[str, ...] = ("default",)  # the first is used when --variant is not given
     inputs: frozenset[str] = frozenset({"tokens"})  # views of a task this model can take
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # preset -> config overrides
+    # --params N solves this config key (the model's width) for N parameters; a multiple is kept, given as
+    # a number or as another config key (e.g. "n_heads": the width must split into whole heads)
+    width_key: str = "d_model"
+    width_multiple: int | str = 1
+    # "module:fn", fn(config, info) -> int: elements carried from one token to the next at info.seq_len
+    # (recurrent state, conv window, KV cache); recorded as the row's state_size. None: not recorded.
+    state_size: str | None = None
 
     kind = "model"
 
@@ -98,6 +105,8 @@ class TaskSpec:
     views: frozenset[str] = frozenset({"tokens", "graph"})
     # preset -> {"task": {config overrides}, "train": {TrainConfig overrides}}
     presets: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    # the config key that sets the sequence length, for --eval-lengths; None: no other lengths
+    length_key: str | None = None
 
     kind = "task"
 

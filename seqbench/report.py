@@ -17,16 +17,13 @@ import datetime as dt
 import importlib.resources
 import json
 import math
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scipy import stats
-
 from seqbench.errors import UserError
-from seqbench.leaderboard import mean_interval
-from seqbench.results import Status, config_settings, iter_rows, read_bench, read_runs
+from seqbench.results import Status, config_settings, iter_rows, read_bench, read_cells
+from seqbench.stats import INTERVAL_NAMES, difference_interval, mean_interval
 
 RULES = {
     "at_least": ("≥ {0:g}", lambda lo, hi, a: lo >= a),
@@ -183,6 +180,10 @@ def measure_runs(claim: dict, runs: list[dict], preset: str, min_seeds: int) -> 
         sides = [{k: v for k, v in measure.items() if k in ("model", "variant")}]
     else:
         sides = [measure["a"], measure["b"]]
+    if claim.get("tune"):  # e.g. ["train.lr"]: each model at its best value on validation
+        from seqbench.tuning import tune
+
+        runs = tune(runs, claim["tune"]).rows
     picked = [select_runs(runs, claim, preset, side) for side in sides]
     for side, rows in zip(sides, picked, strict=True):
         if len({r["variant"] for r in rows}) > 1:
@@ -198,8 +199,10 @@ def measure_runs(claim: dict, runs: list[dict], preset: str, min_seeds: int) -> 
         mean, half = stat.mean, stat.half_width
         interval = "95% t-interval"
     else:
-        mean, half = welch_difference(values[0], values[1])
-        interval = "Welch 95% interval of the difference"
+        gap = difference_interval(*({r["seed"]: r[metric] for r in rows if r.get(metric) is not None}
+                                    for rows in picked))
+        mean, half = gap.mean, gap.half_width
+        interval = INTERVAL_NAMES[gap.kind] + " of the difference"
     if min(len(v) for v in values) < min_seeds or half is None:
         return Measured("inconclusive", f"{mean:+.3f} ± n/a (fewer than {min_seeds} seeds: no interval)"
                         if measure["kind"] != "value" else f"{mean:.3f} ± n/a (fewer than {min_seeds} seeds)",
@@ -207,20 +210,6 @@ def measure_runs(claim: dict, runs: list[dict], preset: str, min_seeds: int) -> 
     sign = "+" if measure["kind"] != "value" else ""
     text = f"{mean:{sign}.3f} ± {half:.3f} ({interval})"
     return _decide(claim, text, seeds, mean, mean - half, mean + half)
-
-
-def welch_difference(a: list[float], b: list[float], confidence: float = 0.95) -> tuple[float, float | None]:
-    """mean(a) - mean(b) and the half-width of its Welch t-interval (None with fewer than 2 values a side)."""
-    na, nb = len(a), len(b)
-    diff = statistics.mean(a) - statistics.mean(b)  # as mean_interval: equal values give exactly zero spread
-    if na < 2 or nb < 2:
-        return diff, None
-    va, vb = statistics.variance(a), statistics.variance(b)
-    se2 = va / na + vb / nb
-    if se2 == 0:
-        return diff, 0.0
-    df = se2**2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
-    return diff, float(stats.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(se2)
 
 
 def measure_bench(claim: dict, bench: list[dict], preset: str) -> Measured:
@@ -287,20 +276,22 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
     from seqbench.registry import PRESETS, check_preset
 
     check_preset(preset)
-    runs = list(iter_rows(read_runs(results, on_unreadable=on_unreadable)))
+    runs, collapsed = read_cells(results, on_unreadable=on_unreadable)
     bench = list(iter_rows(read_bench(results, on_unreadable=on_unreadable)))
     min_seeds = int(claims.get("min_seeds", 2))
     decisive = claims.get("decisive_presets", list(PRESETS))
     lines = [
         f"# Reproduction report: {claims.get('title', 'claims')}",
         "",
-        f"Results: `{results}` ({len(runs)} run rows, {len(bench)} bench rows), preset **{preset}**, "
+        f"Results: `{results}` ({len(runs)} run rows, one per config and seed, {collapsed} duplicates collapsed; "
+        f"{len(bench)} bench rows), preset **{preset}**, "
         f"generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.",
         "",
         claims.get("note", ""),
         "",
         "Intervals: one model's metric is mean ± the 95% Student-t interval over seeds; a difference between "
-        "two models is mean ± the 95% Welch interval; throughput ratios are of median step times (no interval).",
+        "two models is mean ± the paired 95% t-interval over the seeds both share (Welch's where they share "
+        "fewer than two); throughput ratios are of median step times (no interval).",
         "",
         "| claim | paper | measured | seeds | verdict | rule | command |",
         "|---|---|---|---|---|---|---|",

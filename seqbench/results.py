@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,10 +38,12 @@ class Status:
     FAILED = "failed"  # raised; ``error`` says why
     OOM = "oom"  # ran out of memory
     TIMEOUT = "timeout"  # a benchmark length over its time budget
+    UNSUPPORTED = "unsupported"  # an evaluation length the model cannot run at (e.g. learned positions)
 
 
 RUN_STATUSES = (Status.OK, Status.DIVERGED, Status.FAILED, Status.OOM)
 BENCH_STATUSES = (Status.OK, Status.OOM, Status.TIMEOUT, Status.FAILED)
+EVAL_STATUSES = (Status.OK, Status.UNSUPPORTED, Status.FAILED)
 
 # The columns every run row has, in order. Models and tasks may add float columns of their own
 # (e.g. accuracy_hard, gate_mean); readers see them as nulls for runs that lack them.
@@ -58,9 +60,14 @@ RUN_SCHEMA = pa.schema([
     ("accuracy", pa.float64()),  # test accuracy over scored positions
     ("loss", pa.float64()),  # test cross-entropy per scored position
     ("perplexity", pa.float64()),  # exp(loss), for language-modelling tasks, else null
+    ("val_accuracy", pa.float64()),  # the final validation pass (whole split, last step's weights)
+    ("val_loss", pa.float64()),
+    ("val_perplexity", pa.float64()),  # exp(val_loss) for language-modelling tasks, else null
     ("gate_rate", pa.float64()),  # fraction of test gates above threshold, null for ungated models
     ("tokens_per_sec", pa.float64()),  # training throughput
     ("n_params", pa.int64()),
+    ("param_budget", pa.int64()),  # --params N the width was solved for, else null
+    ("state_size", pa.int64()),  # elements carried from one token to the next at the task's length, else null
     ("steps", pa.int64()),
     ("wall_time_s", pa.float64()),
     ("device", pa.string()),
@@ -103,6 +110,7 @@ BENCH_SCHEMA = pa.schema([
     ("gate_rate_source", pa.string()),  # forced | learned (the model's own gate) | null (ungated)
     ("gate_rate", pa.float64()),  # learned gates: fraction above threshold in the timed steps (null if forced)
     ("n_params", pa.int64()),
+    ("param_budget", pa.int64()),  # --params N the width was solved for (at the shortest length), else null
     ("kernels", pa.string()),
     ("device", pa.string()),
     ("dtype", pa.string()),
@@ -110,6 +118,19 @@ BENCH_SCHEMA = pa.schema([
     ("torch_version", pa.string()),
     ("git_sha", pa.string()),
     ("started_at", pa.timestamp("us", tz="UTC")),
+])
+
+# <results>/evals/<run_id>.parquet: one row per length a trained model was tested at (--eval-lengths).
+# Gated models add the hard-gated pass's columns (accuracy_hard, ...) as extra float columns.
+EVAL_SCHEMA = pa.schema([
+    ("run_id", pa.string()),
+    ("seq_len", pa.int64()),  # the task's length key (TaskSpec.length_key) at this evaluation
+    ("length_key", pa.string()),  # which task setting that is, e.g. seq_len, num_nodes
+    ("trained_len", pa.int64()),  # its value in training
+    ("status", pa.string()),  # one of EVAL_STATUSES
+    ("error", pa.string()),  # why unsupported or failed, else null
+    ("accuracy", pa.float64()),
+    ("loss", pa.float64()),
 ])
 
 
@@ -127,7 +148,7 @@ RUNS = FileFormat("runs", RUN_SCHEMA, required=("run_id", "model", "variant", "t
 CURVES = FileFormat("curves", CURVE_SCHEMA, required=("run_id", "step"))
 BENCH = FileFormat("bench", BENCH_SCHEMA, required=("bench_id", "model", "variant", "preset", "mode", "seq_len",
                                                     "status", "device"))
-# The evaluation rows of the comparisons issue (<results>/evals/) get their schema and FileFormat here.
+EVALS = FileFormat("evals", EVAL_SCHEMA, required=("run_id", "seq_len", "status"))
 
 
 # ------------------------------------------------------------------------------- writing
@@ -192,13 +213,14 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     return removed
 
 
-def atomic_write_table(table: pa.Table, path: Path) -> None:
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` into a temp file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{_HOST}-{os.getpid()}-", suffix=path.suffix)
     os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        write(tmp)
         # mkstemp creates 0600; results shared with a group need the mode any other new file gets
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
@@ -207,17 +229,37 @@ def atomic_write_table(table: pa.Table, path: Path) -> None:
         raise
 
 
-def _one_row(schema: pa.Schema, row: dict[str, Any]) -> pa.Table:
-    """One-row table: ``schema``'s columns first, then any extra numeric columns in sorted order."""
+def atomic_write_table(table: pa.Table, path: Path) -> None:
+    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """A text export (e.g. a leaderboard) written like every other result: temp file, then rename."""
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """``rows`` as a table: ``schema``'s columns first, then any extra numeric columns in sorted order."""
     fields = list(schema)
-    for name in sorted(set(row) - set(schema.names)):
+    for name in sorted(set().union(*rows) - set(schema.names)):
         fields.append(pa.field(name, pa.float64()))
     full = pa.schema(fields)
-    return pa.Table.from_pylist([{f.name: row.get(f.name) for f in full}], schema=full)
+    return pa.Table.from_pylist([{f.name: row.get(f.name) for f in full} for row in rows], schema=full)
+
+
+def _one_row(schema: pa.Schema, row: dict[str, Any]) -> pa.Table:
+    return _table([row], schema)
 
 
 def run_table(row: dict[str, Any]) -> pa.Table:
     return _one_row(RUN_SCHEMA, row)
+
+
+def write_evals(results_dir: Path, run_id: str, rows: list[dict[str, Any]]) -> Path:
+    """All of one run's length evaluations, as one file (written once, atomically)."""
+    path = Path(results_dir) / EVALS.folder / f"{run_id}.parquet"
+    atomic_write_table(_table([{"run_id": run_id, **row} for row in rows], EVAL_SCHEMA), path)
+    return path
 
 
 def write_run(results_dir: Path, row: dict[str, Any], curve: list[dict[str, float]]) -> Path:
@@ -307,6 +349,10 @@ def read_runs(results_dir: Path, on_unreadable: Callable[[Path, Exception], None
     return read_folder(Path(results_dir) / RUNS.folder, RUNS, on_unreadable=on_unreadable, columns=columns)
 
 
+def read_evals(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None) -> pa.Table | None:
+    return read_folder(Path(results_dir) / EVALS.folder, EVALS, on_unreadable=on_unreadable)
+
+
 def read_curves(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None) -> pa.Table | None:
     return read_folder(Path(results_dir) / CURVES.folder, CURVES, on_unreadable=on_unreadable)
 
@@ -317,6 +363,37 @@ def read_bench(results_dir: Path, on_unreadable: Callable[[Path, Exception], Non
 
 def iter_rows(table: pa.Table | None) -> Iterable[dict[str, Any]]:
     return [] if table is None else table.to_pylist()
+
+
+class Cells(NamedTuple):
+    rows: list[dict[str, Any]]  # one row per (config_hash, seed)
+    collapsed: int  # rows left out as duplicates of a cell
+
+
+def one_per_cell(rows: Iterable[dict[str, Any]]) -> Cells:
+    """One row per (config_hash, seed): the newest ok row, or the newest row when none is ok.
+
+    Every reader that aggregates runs (leaderboard, report, plots) goes through this rule, so a cell
+    that was run twice (a re-run, concurrent sweeps) is one sample, not two.
+    """
+    rows = list(rows)
+    best: dict[tuple, dict[str, Any]] = {}
+
+    def rank(row: dict[str, Any]) -> tuple:
+        started = row.get("started_at")
+        return (row.get("status") == "ok", started is not None, started or 0, row.get("run_id") or "")
+
+    for row in rows:
+        # a row without a config hash (written by hand) has no identity to share: it is its own cell
+        key = (row.get("config_hash") or row.get("run_id"), row.get("seed"))
+        if key not in best or rank(row) > rank(best[key]):
+            best[key] = row
+    return Cells(list(best.values()), len(rows) - len(best))
+
+
+def read_cells(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None) -> Cells:
+    """The run rows of a results folder, one per (config_hash, seed): see :func:`one_per_cell`."""
+    return one_per_cell(iter_rows(read_runs(results_dir, on_unreadable=on_unreadable)))
 
 
 def config_settings(row: dict[str, Any]) -> dict[str, Any]:

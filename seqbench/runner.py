@@ -9,6 +9,7 @@ import subprocess
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ class RunOptions:
     progress: bool = True
     probes: tuple[str, ...] = ()  # seqbench.probes names, e.g. ("rank",): extra curve columns
     callbacks: tuple[Any, ...] = ()  # extra Lightning callbacks (e.g. a benchmark's step clock)
+    param_budget: int | None = None  # --params N the model's width was solved for (recorded in the row)
+    eval_lengths: tuple[int, ...] = ()  # --eval-lengths: test again at these lengths (<results>/evals/)
 
 
 def resolve_task_config(task_spec, preset: str, task_overrides: dict[str, str]) -> Any:
@@ -46,10 +49,21 @@ def resolve_model_config(model_spec, preset: str, variant: str, model_overrides:
     return apply_overrides(model_cls, "model", model_spec.presets.get(preset, {}), variant_layer, model_overrides)
 
 
+def planned_task_info(task_spec, task_config: Any, seed: int = 0) -> Any:
+    """The task's TaskInfo for ``task_config`` (what a model is built for), without generating its splits."""
+    from seqbench.data import build_task_data, task_info
+
+    return task_info(task_spec, build_task_data(task_spec, task_config, seed=seed, batch_size=1))
+
+
 def resolve_run_config(registries: Registries, model: str, task: str, *, variant: str | None = None,
                        preset: str = "default", seed: int = 0, overrides: list[str] = (),
-                       precision: str = "32-true") -> RunConfig:
-    """Names, preset and ``--set`` overrides -> a validated RunConfig. Raises UserError."""
+                       precision: str = "32-true", params: int | None = None,
+                       note: Callable[[str], None] | None = None) -> RunConfig:
+    """Names, preset and ``--set`` overrides -> a validated RunConfig. Raises UserError.
+
+    ``params``: solve the model's width for this many parameters (seqbench.budget); ``note`` is told
+    when no width comes within the tolerance."""
     model_spec = registries.models.get(model)
     task_spec = registries.tasks.get(task)
     check_preset(preset)
@@ -63,10 +77,21 @@ def resolve_run_config(registries: Registries, model: str, task: str, *, variant
             f"{', '.join(sorted(task_spec.views))}; pick a model and task with an input view in common"
         )
     sets = parse_overrides(list(overrides))
+    model_config = resolve_model_config(model_spec, preset, variant, sets["model"])
+    task_config = resolve_task_config(task_spec, preset, sets["task"])
+    if params is not None:
+        from seqbench.budget import solve_width
+
+        if model_spec.width_key in sets["model"]:
+            raise UserError(f"--params solves model.{model_spec.width_key} for {model!r}; drop "
+                            f"--set model.{model_spec.width_key} or --params")
+        solved = solve_width(model_spec, model_config, planned_task_info(task_spec, task_config, seed), params)
+        if note is not None and solved.warning(model) is not None:
+            note(solved.warning(model))
+        model_config = solved.config
     return RunConfig(
         model=model, variant=variant, task=task, task_version=task_spec.version, preset=preset, seed=seed,
-        model_config=resolve_model_config(model_spec, preset, variant, sets["model"]),
-        task_config=resolve_task_config(task_spec, preset, sets["task"]),
+        model_config=model_config, task_config=task_config,
         train=apply_overrides(TrainConfig, "train", task_spec.presets.get(preset, {}).get("train", {}), sets["train"]),
         precision=precision,
     )
@@ -126,7 +151,9 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     """Train and test one configuration; write and return its result row."""
     import lightning as L
 
+    from seqbench.budget import state_size
     from seqbench.capabilities import kernels_used, layer_probes
+    from seqbench.evals import evaluate_lengths
     from seqbench.lit import SeqbenchModule, StepsProgressBar, ThroughputMeter
     from seqbench.options import lightning_devices
     from seqbench.results import Status, write_run
@@ -154,16 +181,26 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         )
         trainer.fit(lit, datamodule=data)
         if not lit.diverged:
+            # the final validation pass reads the whole split (curve points read eval_batches of it);
+            # it and the test use the last step's weights
+            trainer.limit_val_batches = 1.0
+            lit.final_validation = True
+            trainer.validate(lit, datamodule=data, verbose=False)
             trainer.test(lit, datamodule=data, verbose=False)
     test = lit.test_metrics
     row: dict[str, Any] = {
-        **identity, "status": Status.DIVERGED if lit.diverged else Status.OK, "error": None, **test,
+        **identity, "status": Status.DIVERGED if lit.diverged else Status.OK, "error": None, **lit.val_final, **test,
         "tokens_per_sec": meter.tokens_per_sec,
-        "n_params": sum(p.numel() for p in module.parameters()),
+        "n_params": sum(p.numel() for p in module.parameters()), "param_budget": options.param_budget,
+        "state_size": state_size(registries.models.get(config.model), config.model_config, info),
         "steps": lit.finite_steps, "wall_time_s": time.perf_counter() - t0,
         "device": device_name(accelerator), "kernels": kernels_used(module),
         "data_fingerprint": data.data_fingerprint(),
     }
+    if options.eval_lengths and not lit.diverged:
+        evaluate_lengths(registries, config, module, options.eval_lengths, options.results_dir, identity["run_id"],
+                         device=accelerator)  # before the row: a row exists only when its evaluations do
+        row["wall_time_s"] = time.perf_counter() - t0
     row["path"] = str(write_run(options.results_dir, row, lit.curve))
     return row
 

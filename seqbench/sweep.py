@@ -48,6 +48,7 @@ class SweepSpec:
     sets: tuple[str, ...] = ()  # "section.key=value" applied to every cell
     preset: str = "default"
     precision: str = "32-true"
+    params: int | None = None  # --params: each model's width solved for this many parameters
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -79,8 +80,11 @@ def parse_grid(items: tuple[str, ...]) -> list[list[str]]:
     return axes
 
 
-def expand(registries, spec: SweepSpec) -> list[Cell]:
-    """Every cell of the grid in a fixed order, each resolved and validated (UserError on a bad one)."""
+def expand(registries, spec: SweepSpec, note: Callable[[str], None] | None = None) -> list[Cell]:
+    """Every cell of the grid in a fixed order, each resolved and validated (UserError on a bad one).
+
+    With ``spec.params`` the width is part of each cell's config (so of its hash); ``note`` hears when
+    a model has no width within the tolerance."""
     from seqbench.registry import select_variants
     from seqbench.runner import resolve_run_config
 
@@ -96,7 +100,8 @@ def expand(registries, spec: SweepSpec) -> list[Cell]:
         for task, combo, seed in itertools.product(spec.tasks, itertools.product(*axes), spec.seeds):
             overrides = (*spec.sets, *combo)
             config = resolve_run_config(registries, model_spec.name, task, variant=variant, preset=spec.preset,
-                                        seed=seed, overrides=list(overrides), precision=spec.precision)
+                                        seed=seed, overrides=list(overrides), precision=spec.precision,
+                                        params=spec.params, note=note)
             if config.config_hash() in seen:  # e.g. a grid value equal to the preset's
                 continue
             seen.add(config.config_hash())

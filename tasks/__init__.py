@@ -10,6 +10,7 @@ SMOKE_TRAIN = {"max_steps": 8, "batch_size": 32, "eval_every": 4, "eval_batches"
 def seqbench_register_tasks(registry):
     registry.add(TaskSpec(
         "mqar", build="seqbench_tasks.mqar:MQARData", config="seqbench_tasks.mqar:MQARConfig", version=1, causal=True,
+        length_key="seq_len",
         description="Multi-query associative recall (zoology): recall each queried key's value",
         presets={
             "smoke": {"task": {"seq_len": 32, "num_kv_pairs": 4, "num_train": 256, "num_val": 64, "num_test": 64},
@@ -21,6 +22,7 @@ def seqbench_register_tasks(registry):
     registry.add(TaskSpec(
         "ring_distance", build="seqbench_tasks.ring_distance:RingDistanceData",
         config="seqbench_tasks.ring_distance:RingDistanceConfig", version=1,
+        length_key="num_nodes",
         description="Shortest distance between two marked nodes of a ring (graph or sequence view)",
         views=frozenset({"graph", "tokens"}),
         presets={
@@ -32,7 +34,8 @@ def seqbench_register_tasks(registry):
         }))
     registry.add(TaskSpec(
         "listops", build="seqbench_tasks.listops:ListOpsData", config="seqbench_tasks.listops:ListOpsConfig",
-        version=1, description="ListOps (Long Range Arena rules): value 0-9 of a nested MIN/MAX/MED/SM expression",
+        version=1, length_key="max_len",
+        description="ListOps (Long Range Arena rules): value 0-9 of a nested MIN/MAX/MED/SM expression",
         presets={
             "smoke": {"task": {"min_len": 5, "max_len": 32, "num_train": 256, "num_val": 64, "num_test": 64},
                       "train": SMOKE_TRAIN},
@@ -45,6 +48,7 @@ def seqbench_register_tasks(registry):
     registry.add(TaskSpec(
         "assoc_recall", build="seqbench_tasks.assoc_recall:AssocRecallData",
         config="seqbench_tasks.assoc_recall:AssocRecallConfig", version=1, causal=True,
+        length_key="input_seq_len",
         description="Associative recall (H3/Hyena): k v pairs, then => and a key; predict its value",
         presets={
             "smoke": {"task": {"vocab_size": 10, "input_seq_len": 16, "num_train": 256, "num_val": 64,
@@ -58,7 +62,7 @@ def seqbench_register_tasks(registry):
         }))
     registry.add(TaskSpec(
         "wikitext", build="seqbench_tasks.wikitext:WikiTextData", config="seqbench_tasks.wikitext:WikiTextConfig",
-        version=1, metric="perplexity", causal=True,
+        version=1, metric="perplexity", causal=True, length_key="seq_len",
         description="Word-level language modelling on WikiText-2/103 (needs task.data_dir or `datasets`)",
         presets={
             "smoke": {"task": {"seq_len": 16, "max_train_tokens": 4096, "max_val_tokens": 512},

@@ -144,9 +144,10 @@ def test_leaderboard_aggregates_seeds_with_intervals(cli, tmp_path):
     import io
 
     lines = {r["model"]: r for r in csv.DictReader(io.StringIO(out))}
-    assert lines["gru"]["seeds"] == "3" and lines["transformer"]["seeds"] == "1"
-    assert float(lines["gru"]["score_mean"]) == pytest.approx(sum(gru_acc) / 3)
-    assert "±" in lines["gru"]["score"] and lines["transformer"]["score"].endswith("± n/a")
+    assert lines["gru"]["seeds"] == "0;1;2" and lines["transformer"]["seeds"] == "0"
+    assert float(lines["gru"]["mean"]) == pytest.approx(sum(gru_acc) / 3) and lines["gru"]["n"] == "3"
+    assert float(lines["gru"]["low"]) <= float(lines["gru"]["mean"]) <= float(lines["gru"]["high"])
+    assert lines["transformer"]["low"] == "" and lines["transformer"]["interval"] == "none"
 
     code, out, _ = cli("leaderboard", "--results", tmp_path, "--format", "markdown")
     assert code == 0 and "| gru |" in " ".join(out.split()) and "±" in out

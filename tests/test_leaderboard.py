@@ -1,43 +1,32 @@
-"""Leaderboard statistics: the 95% t-interval against scipy, the ± sign in every format, unreadable files."""
+"""Leaderboards: one value per (config, seed), a table per setting, ties and paired gaps to the leader,
+raw-number exports, --out, --task did-you-mean, accuracy_hard, --length."""
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
-import math
 
 import pytest
 from scipy import stats
 
 from seqbench import leaderboard
-from seqbench.leaderboard import mean_interval
-from seqbench.results import write_run
+from seqbench.results import iter_rows, read_evals, read_runs, write_evals, write_run
 
 
-@pytest.mark.parametrize("values", [[0.5, 0.7, 0.9], [0.1, 0.1, 0.4, 0.35], [1.0, 0.98], [0.2, 0.25, 0.3, 0.1, 0.4]])
-def test_interval_matches_scipy(values):
-    stat = mean_interval(values)
-    low, high = stats.t.interval(0.95, len(values) - 1, loc=sum(values) / len(values), scale=stats.sem(values))
-    assert stat.mean == pytest.approx((low + high) / 2) and stat.half_width == pytest.approx((high - low) / 2)
-    assert stat.n == len(values)
-
-
-def test_interval_known_values():
-    stat = mean_interval([1.0, 2.0, 3.0])  # s = 1, t(0.975, 2) = 4.302653
-    assert stat.mean == 2.0 and stat.half_width == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)
-    assert mean_interval([0.4, 0.4, 0.4]).half_width == 0.0
-    one = mean_interval([0.7])
-    assert one.mean == 0.7 and one.half_width is None and one.text() == "0.700 ± n/a"
-    assert mean_interval([None, float("nan")]).text() == "—"
-
-
-def _row(results, run_id, model, seed, accuracy, *, status="ok", gate_rate=None, task="mqar", setting=None):
+def _row(results, run_id, model, seed, accuracy, *, status="ok", gate_rate=None, task="mqar", setting=None,
+         config_hash=None, minute=0, **extra):
     config = {"task_config": {"seq_len": 64, **(setting or {})}, "model_config": {"d_model": 16}, "train": {}}
     write_run(results, {"run_id": run_id, "model": model, "variant": "default", "task": task, "task_version": 1,
                         "preset": "smoke", "seed": seed, "status": status, "accuracy": accuracy,
                         "gate_rate": gate_rate, "n_params": 1000, "tokens_per_sec": 5000.0,
-                        "config_json": json.dumps(config), "config_hash": run_id}, [])
+                        "config_json": json.dumps(config), "config_hash": config_hash or f"{model}{setting}{seed}",
+                        "started_at": dt.datetime(2026, 1, 1, 12, minute, tzinfo=dt.timezone.utc), **extra}, [])
+
+
+def _rows(results):
+    return list(iter_rows(read_runs(results)))
 
 
 def test_leaderboard_groups_seeds_and_ranks(tmp_path):
@@ -46,27 +35,103 @@ def test_leaderboard_groups_seeds_and_ranks(tmp_path):
     for seed, acc in enumerate([0.2, 0.3]):
         _row(tmp_path, f"b{seed}", "rnn", seed, acc)
     _row(tmp_path, "b9", "rnn", 9, None, status="failed")
-    from seqbench.results import iter_rows, read_runs
-
-    entries = leaderboard.build(list(iter_rows(read_runs(tmp_path))))
+    entries = leaderboard.build(_rows(tmp_path)).entries
     assert [e.model for e in entries] == ["tgnlike", "rnn"]
     top, rnn = entries
-    assert top.seeds == 3 and top.score.mean == pytest.approx(0.9)
+    assert top.seeds == [0, 1, 2] and top.score.mean == pytest.approx(0.9)
     assert top.gate_rate.mean == pytest.approx(0.06) and top.gate_rate.half_width > 0
-    assert rnn.seeds == 2 and rnn.not_ok == 1 and rnn.gate_rate.mean is None
+    assert rnn.seeds == [0, 1] and rnn.not_ok == 1 and rnn.gate_rate.mean is None
 
 
-def test_every_format_shows_plus_minus_and_names_the_interval(cli, tmp_path):
+def test_duplicates_are_one_sample_and_the_output_says_so(cli, tmp_path):
+    for minute in range(3):  # seed 0 run three times: bit-identical rows of one cell
+        _row(tmp_path, f"a0-{minute}", "transformer", 0, 0.0, config_hash="cell0", minute=minute)
+    _row(tmp_path, "a1", "transformer", 1, 0.05, config_hash="cell1")
+    board = leaderboard.build(_rows(tmp_path))
+    (entry,) = board.entries
+    low, high = stats.t.interval(0.95, 1, loc=0.025, scale=stats.sem([0.0, 0.05]))
+    assert board.collapsed == 2 and entry.score.n == 2
+    assert (entry.score.low, entry.score.high) == (pytest.approx(low), pytest.approx(high))
+    code, out, _ = cli("leaderboard", "--results", tmp_path)
+    assert code == 0 and "2 duplicate row(s) collapsed" in out
+
+
+def test_each_setting_is_ranked_on_its_own(tmp_path):
+    for nodes, accs in ((20, {"gcn": 0.9, "tgn": 0.8}), (100, {"gcn": 0.2, "tgn": 0.7})):
+        for model, acc in accs.items():
+            for seed in range(2):
+                _row(tmp_path, f"{model}{nodes}{seed}", model, seed, acc + 0.01 * seed, task="ring_distance",
+                     setting={"num_nodes": nodes})
+    tables = leaderboard.build(_rows(tmp_path)).tables()
+    assert list(tables) == [("ring_distance", "smoke", "task.num_nodes=20", "accuracy"),
+                            ("ring_distance", "smoke", "task.num_nodes=100", "accuracy")]
+    small, large = tables.values()
+    assert [(e.rank, e.model) for e in small] == [(1, "gcn"), (2, "tgn")]
+    assert [(e.rank, e.model) for e in large] == [(1, "tgn"), (2, "gcn")]
+
+
+def test_ties_and_paired_gap_to_the_leader(tmp_path):
+    leader = [0.90, 0.70, 0.80]
+    close = [0.87, 0.68, 0.78]  # the same seed swing, a small steady gap: its interval overlaps the leader's
+    far = [0.10, 0.12, 0.11]
+    for model, values in (("a", leader), ("b", close), ("c", far)):
+        for seed, value in enumerate(values):
+            _row(tmp_path, f"{model}{seed}", model, seed, value)
+    a, b, c = leaderboard.build(_rows(tmp_path)).entries
+    assert (a.tied, a.gap) == (True, None)
+    assert b.tied is True and c.tied is False
+    ci = stats.ttest_rel(close, leader).confidence_interval(0.95)
+    assert b.gap.kind == "paired" and (b.gap.low, b.gap.high) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert b.gap.high < 0  # tied by overlap, yet the paired interval says b is behind
+
+
+def test_formats_export_raw_numbers_and_out_writes_a_file(cli, tmp_path):
     for seed, acc in enumerate([0.8, 0.9, 1.0]):
-        _row(tmp_path, f"a{seed}", "tgnlike", seed, acc)
+        _row(tmp_path, f"a{seed}", "tgnlike", seed, acc, accuracy_hard=acc - 0.5)
+    for seed, acc in enumerate([0.1, 0.2, 0.25]):
+        _row(tmp_path, f"b{seed}", "rnn", seed, acc)
     code, table, _ = cli("leaderboard", "--results", tmp_path)
-    assert code == 0 and "±" in table and "95% t-interval" in table
+    assert code == 0 and "0.900 ± 0.248" in table and "Student-t" in table and "accuracy_hard" in table
+    assert "(paired)" in table
     code, markdown, _ = cli("leaderboard", "--results", tmp_path, "--format", "markdown")
-    assert code == 0 and "0.900 ± 0.248" in markdown and "95% t-interval" in markdown
+    assert code == 0 and "| 1 | tgnlike |" in markdown and "0.400 ± 0.248" in markdown
     code, text, _ = cli("leaderboard", "--results", tmp_path, "--format", "csv")
-    row = next(csv.DictReader(io.StringIO(text)))
-    assert row["score"] == "0.900 ± 0.248" and float(row["score_ci95"]) == pytest.approx(0.2484, abs=1e-4)
-    assert row["seeds"] == "3" and row["params"] == "1,000" and row["tokens/s"] == "5,000"
+    first, second = csv.DictReader(io.StringIO(text))
+    low, high = stats.t.interval(0.95, 2, loc=0.9, scale=stats.sem([0.8, 0.9, 1.0]))
+    assert float(first["mean"]) == pytest.approx(0.9) and float(first["low"]) == pytest.approx(low)
+    assert float(first["high"]) == pytest.approx(high) and first["seeds"] == "0;1;2" and first["n"] == "3"
+    assert first["interval"] == "t" and second["diff_interval"] == "paired" and second["tied"] == "False"
+    out = tmp_path / "board.json"
+    code, stdout, _ = cli("leaderboard", "--results", tmp_path, "--format", "json", "--out", out)
+    data = json.loads(out.read_text())
+    assert code == 0 and "wrote" in stdout and data["collapsed_duplicates"] == 0
+    assert [e["model"] for e in data["entries"]] == ["tgnlike", "rnn"]
+    assert data["entries"][0]["accuracy_hard"] == pytest.approx(0.4)
+
+
+def test_unknown_task_gets_did_you_mean(cli, tmp_path):
+    _row(tmp_path, "a0", "tgnlike", 0, 0.5)
+    code, out, err = cli("leaderboard", "--results", tmp_path, "--task", "mqr")
+    assert code == 2 and "Did you mean 'mqar'" in err and not out
+    code, _, err = cli("leaderboard", "--results", tmp_path, "--task", "listops")
+    assert code == 2 and "no runs of task 'listops'" in err
+
+
+def test_length_ranks_by_the_evaluation_at_that_length(cli, tmp_path):
+    for seed in range(2):
+        _row(tmp_path, f"t{seed}", "transformer", seed, 0.9)
+        _row(tmp_path, f"g{seed}", "gru", seed, 0.5)
+        where = {"length_key": "seq_len", "trained_len": 64}
+        write_evals(tmp_path, f"t{seed}", [{"seq_len": 128, **where, "status": "unsupported", "error": "positions"}])
+        write_evals(tmp_path, f"g{seed}", [{"seq_len": 128, **where, "status": "ok", "accuracy": 0.4 + 0.1 * seed,
+                                            "loss": 1.0}])
+    evals = list(iter_rows(read_evals(tmp_path)))
+    board = leaderboard.build(_rows(tmp_path), length=128, evals=evals, length_keys={"mqar": "seq_len"})
+    gru, transformer = board.entries
+    assert gru.model == "gru" and gru.score.mean == pytest.approx(0.45) and gru.rank == 1
+    assert transformer.score.mean is None and transformer.not_ok == 2
+    code, out, _ = cli("leaderboard", "--results", tmp_path, "--length", "64")  # the training length: run rows
+    assert code == 0 and "at length 64" in out and "0.900" in out
 
 
 def test_unreadable_file_is_a_rich_warning_and_skipped(cli, tmp_path, recwarn):

@@ -1,0 +1,67 @@
+"""Choosing a hyperparameter on validation: the validation-best value is reported, never the test-best."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from seqbench import leaderboard
+from seqbench.errors import UserError
+from seqbench.results import write_run
+from seqbench.tuning import tune
+
+# lr -> (val_accuracy per seed, test accuracy per seed): 1e-2 is best on test, 3e-3 on validation
+GRID = {1e-3: ([0.40, 0.42, 0.41], [0.40, 0.41, 0.42]),
+        3e-3: ([0.80, 0.78, 0.82], [0.70, 0.72, 0.71]),
+        1e-2: ([0.60, 0.61, 0.59], [0.95, 0.96, 0.94])}
+
+
+def _rows(model="mamba", grid=GRID, metric="accuracy"):
+    rows = []
+    for lr, (val, test) in grid.items():
+        for seed in range(3):
+            config = {"task_config": {"seq_len": 64}, "model_config": {"d_model": 16}, "train": {"lr": lr}}
+            rows.append({"run_id": f"{model}-{lr}-{seed}", "model": model, "variant": "default", "task": "mqar",
+                         "preset": "smoke", "seed": seed, "status": "ok", "config_hash": f"{model}{lr}{seed}",
+                         "config_json": json.dumps(config), f"val_{metric}": val[seed], metric: test[seed]})
+    return rows
+
+
+def test_validation_best_is_chosen_not_test_best():
+    tuned = tune(_rows(), ["train.lr"])
+    (choice,) = tuned.choices
+    assert choice.values == {"train.lr": 3e-3} and choice.metric == "val_accuracy"
+    assert {r["run_id"] for r in tuned.rows} == {f"mamba-{3e-3}-{s}" for s in range(3)}
+
+
+def test_perplexity_is_chosen_lowest():
+    grid = {1e-3: ([30.0, 31.0, 29.0], [10.0, 10.0, 10.0]), 1e-2: ([20.0, 21.0, 19.0], [50.0, 50.0, 50.0])}
+    (choice,) = tune(_rows(grid=grid, metric="perplexity"), ["train.lr"]).choices
+    assert choice.values == {"train.lr": 1e-2} and choice.metric == "val_perplexity"
+
+
+def test_each_model_is_tuned_on_its_own():
+    other = {1e-3: ([0.9, 0.9, 0.9], [0.5, 0.5, 0.5]), 1e-2: ([0.1, 0.1, 0.1], [0.9, 0.9, 0.9])}
+    tuned = tune(_rows() + _rows("gru", other), ["train.lr"])
+    assert {c.group["model"]: c.values["train.lr"] for c in tuned.choices} == {"mamba": 3e-3, "gru": 1e-3}
+
+
+def test_unknown_key_is_a_user_error():
+    with pytest.raises(UserError, match="--tune train.learning_rate: no run has that setting"):
+        tune(_rows(), ["train.lr", "train.learning_rate"])
+
+
+def test_leaderboard_reports_the_chosen_rate_and_its_test_score(cli, tmp_path):
+    for row in _rows():
+        write_run(tmp_path, {**row, "task_version": 1}, [])
+    board = leaderboard.build(_rows(), tune=("train.lr",))
+    (entry,) = board.entries
+    assert entry.tuned == {"train.lr": 3e-3} and entry.score.mean == pytest.approx(0.71)
+    untuned = leaderboard.build(_rows())
+    assert len(untuned.entries) == 3  # without --tune every rate is its own entry
+    code, out, _ = cli("leaderboard", "--results", tmp_path, "--tune", "train.lr")
+    assert code == 0 and "train.lr=0.003" in out and "0.710" in out and "0.950" not in out
+    assert "chosen per model on val_accuracy" in out
+    code, _, err = cli("leaderboard", "--results", tmp_path, "--tune", "train.lrr")
+    assert code == 2 and "train.lrr" in err
