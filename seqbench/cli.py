@@ -73,12 +73,13 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from seqbench.runner import RunOptions, resolve_run_config, run
+    from seqbench.runner import RunOptions, launched_as_rank_zero, resolve_run_config, run
 
     registries = _registries()
     config = resolve_run_config(registries, args.model, args.task, variant=args.variant, preset=args.preset,
                                 seed=args.seed, overrides=_overrides(args), precision=args.precision)
     console = _console()
+    console.quiet = not launched_as_rank_zero()  # DDP runs this command once per rank: rank 0 speaks
     console.print(f"[bold]seqbench run[/] {config.model}/{config.variant} on {config.task} "
                   f"(preset {config.preset}, seed {config.seed}, config {config.config_hash()})")
     console.print_json(json.dumps(config.to_dict()))
@@ -86,6 +87,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                          strategy=args.strategy, num_nodes=args.num_nodes, progress=not args.no_progress,
                          probes=tuple(args.probe or ()))
     row = run(registries, config, options)
+    if row["path"] is None:
+        # Another rank's: rank 0 writes and reports the run. Exit 0 whatever the status, since Lightning
+        # kills rank 0 when another rank exits non-zero, maybe before it has written the row.
+        return 0
     _print_row(console, row)
     return 0 if row["status"] == "ok" else 1
 

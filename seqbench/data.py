@@ -108,8 +108,15 @@ class TensorTaskData(L.LightningDataModule):
         data = self.splits[split]
         dataset = TensorDataset(data["tokens"], data["targets"])
         generator = split_generator(self.seed, split) if shuffle else None
+        sampler = None
+        if not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Lightning's default DistributedSampler pads a split with repeated examples so that every
+            # rank gets as many; an evaluation scores each example once (ranks may differ by a batch).
+            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, generator=generator,
-                          drop_last=shuffle and len(dataset) >= self.batch_size)
+                          sampler=sampler, drop_last=shuffle and len(dataset) >= self.batch_size)
 
     def cache_key(self, split: str) -> str:
         blob = json.dumps({"task": self.name, "version": self.version, "seed": self.seed if self.seeded else None,

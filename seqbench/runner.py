@@ -127,7 +127,8 @@ def build_data_and_model(registries: Registries, config: RunConfig):
 
 
 def run(registries: Registries, config: RunConfig, options: RunOptions = RunOptions()) -> dict[str, Any]:
-    """Train and test one configuration; write and return its result row."""
+    """Train and test one configuration; write and return its result row (``path`` None on the other
+    ranks of a distributed run: rank 0 writes it)."""
     import lightning as L
 
     from seqbench.lit import SeqbenchModule, StepsProgressBar, ThroughputMeter
@@ -166,8 +167,17 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         "device": device_name(accelerator), "kernels": kernels_used(module),
         "data_fingerprint": data.data_fingerprint(),
     }
-    row["path"] = str(write_run(options.results_dir, row, lit.curve))
+    # Under DDP every rank gets here with the same (rank-reduced) metrics; one run is one row.
+    row["path"] = str(write_run(options.results_dir, row, lit.curve)) if trainer.is_global_zero else None
     return row
+
+
+def launched_as_rank_zero() -> bool:
+    """Whether this process is rank 0, from the environment a launcher sets (Lightning's DDP re-runs
+    the command line for each other rank, srun and torchrun start every rank): known before any Trainer."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return rank_zero_only.rank == 0
 
 
 def _devices(devices: str) -> Any:
@@ -218,6 +228,8 @@ class _quiet_lightning:
         warnings.filterwarnings("ignore", message=".*Consider setting `persistent_workers`.*")
         warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+        # the logged val_acc is torchmetrics' value, which is already reduced over DDP ranks
+        warnings.filterwarnings("ignore", message=".*`self.log\\('val_acc', ..., sync_dist=True\\)`.*")
         return self
 
     def __exit__(self, *exc):

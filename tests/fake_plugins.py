@@ -1,4 +1,5 @@
-"""Small fake model plugins for the bench, sweep and report tests (registered via extra_plugins)."""
+"""Small fake model plugins for the bench, sweep and report tests (registered via extra_plugins, or
+for a CLI in a subprocess through the entry point ``fake_plugins:fake_models``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class FakeConfig:
     variant: str = "chunked"
     fail_above: int = 0  # seq_len above which forward raises (0: never)
     failure: str = "memory"  # memory (-> oom) | runtime (-> failed)
+    nan_on_rank: int = -1  # the distributed rank whose forward returns NaN logits (-1: none)
 
 
 class GatedFake(nn.Module):
@@ -48,7 +50,10 @@ class GatedFake(nn.Module):
         gates = torch.sigmoid(self.gate(x)).squeeze(-1)  # (B, T)
         if self.forced is not None and self.mode == "hard":  # like the chunked TGN: forcing needs hard mode
             gates = (torch.arange(T) < round(self.forced * T)).float().expand(B, T)
-        return ModelOutput(logits=self.head(x), gates=gates)
+        logits = self.head(x)
+        if torch.distributed.is_initialized() and torch.distributed.get_rank() == self.config.nan_on_rank:
+            logits = logits * float("nan")
+        return ModelOutput(logits=logits, gates=gates)
 
 
 class PlainFake(GatedFake):
@@ -75,3 +80,6 @@ class FakeModels:
                                variants=("chunked", "parallel")))
         registry.add(ModelSpec("fake_plain", build=build_plain, config=FakeConfig, description="test double",
                                variants=("chunked",)))
+
+
+fake_models = FakeModels()  # the instance an entry point names
