@@ -3,7 +3,8 @@
 A task subclasses :class:`TensorTaskData` and implements ``info()`` and ``generate(split,
 generator)``. The base class gives every task the same guarantees: each split has its own seed
 stream (train, val and test never share one), generated splits are cached on disk under a key of
-(task, version, config, seed, split, source), and a data fingerprint hashes the tensors actually used.
+(task, version, config, seed, split, source), each entry with the sha256 of its tensors, checked on load
+(a mismatch warns and regenerates), and a data fingerprint hashes the tensors actually used.
 
 A split may hold extra tensors besides "tokens" and "targets" (e.g. a 0-d "vocab_size" for a task
 whose vocabulary comes from its data); they are cached and fingerprinted but not batched.
@@ -17,6 +18,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +46,18 @@ def cache_dir() -> Path | None:
     return Path(value) if value else Path.home() / ".cache" / "seqbench" / "data"
 
 
-def fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over each tensor's name, shape, dtype and bytes, in name order."""
     digest = hashlib.sha256()
     for key in sorted(tensors):
         tensor = tensors[key].contiguous()
         digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
+
+
+def fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    return tensors_sha256(tensors)[:16]
 
 
 class TensorTaskData(L.LightningDataModule):
@@ -140,11 +147,11 @@ class TensorTaskData(L.LightningDataModule):
         start = time.perf_counter()
         if path is not None and path.exists():
             try:
-                data = torch.load(path, weights_only=True)
-                _check_split(data)
+                data = _read_entry(path)
                 self.load_report[split] = ("cache", time.perf_counter() - start)
                 return data
-            except Exception:  # a corrupt or truncated cache entry is regenerated, never trusted
+            except Exception as exc:  # a corrupt, truncated or altered entry is regenerated, never trusted
+                warnings.warn(f"data cache entry {path} is not usable ({exc}); regenerating it", stacklevel=2)
                 path.unlink(missing_ok=True)
         start = time.perf_counter()
         data = self.generate(split, split_generator(self.seed, split))
@@ -154,9 +161,22 @@ class TensorTaskData(L.LightningDataModule):
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             os.close(fd)
-            torch.save(data, tmp)
+            torch.save({"tensors": data, "sha256": tensors_sha256(data)}, tmp)
             os.replace(tmp, path)
         return data
+
+
+def _read_entry(path: Path) -> dict[str, torch.Tensor]:
+    """A cache entry's split, once its tensors match the sha256 stored beside them when it was written:
+    an entry changed since (a disk error, a hand edit) must not silently become a run's data."""
+    entry = torch.load(path, weights_only=True)
+    if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and "tensors" in entry):
+        raise ValueError("not a seqbench cache entry with a digest")
+    data = entry["tensors"]
+    _check_split(data)
+    if tensors_sha256(data) != entry["sha256"]:
+        raise ValueError("its tensors do not match the sha256 recorded when it was written")
+    return data
 
 
 def _check_split(data: Any) -> None:
