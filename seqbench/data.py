@@ -171,7 +171,7 @@ def _read_entry(path: Path) -> dict[str, torch.Tensor]:
     an entry changed since (a disk error, a hand edit) must not silently become a run's data."""
     entry = torch.load(path, weights_only=True)
     if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and "tensors" in entry):
-        raise ValueError("not a seqbench cache entry with a digest")
+        raise ValueError("it holds no digest of its tensors: damaged, or written by an older seqbench")
     data = entry["tensors"]
     _check_split(data)
     if tensors_sha256(data) != entry["sha256"]:

@@ -93,6 +93,18 @@ def pick_accelerator(device: str) -> str:
     return device
 
 
+def check_strategy(strategy: str) -> None:
+    """Refuse Lightning strategies that train in spawned or forked child processes: seqbench reads a
+    run's metrics and curves from the module of the process it launched, and those never come back
+    from such children (the row would say ``ok`` with no metrics)."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    if strategy in StrategyRegistry and StrategyRegistry[strategy]["init_params"].get("start_method") in ("spawn",
+                                                                                                        "fork"):
+        raise UserError(f"--strategy {strategy} trains in spawned or forked processes whose results seqbench "
+                        "cannot read back; use --strategy ddp (it runs the command once per rank)")
+
+
 def kernels_used(module: Any) -> str:
     """Each submodule may say which implementation it ran (``kernel_path``); default is plain torch."""
     paths = sorted({str(m.kernel_path) for m in module.modules() if getattr(m, "kernel_path", None)})
@@ -135,6 +147,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     from seqbench.results import write_run
 
     accelerator = pick_accelerator(options.device)
+    check_strategy(options.strategy)
     identity = row_identity(config)
     t0 = time.perf_counter()
     data, info, module = build_data_and_model(registries, config)

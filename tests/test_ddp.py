@@ -69,3 +69,12 @@ def test_non_finite_loss_on_one_rank_stops_both_with_one_diverged_row(tmp_path):
     row = pq.read_table(only_file(tmp_path / "results" / "runs")).to_pylist()[0]
     assert row["status"] == "diverged"
     assert row["steps"] == 0  # rank 0's loss was finite, yet it stopped with rank 1 at the first step
+
+
+@pytest.mark.parametrize("strategy", ["ddp_spawn", "ddp_fork", "ddp_notebook"])
+def test_strategies_whose_ranks_cannot_report_back_are_refused(cli, tmp_path, strategy):
+    code, _, err = cli("run", "--model", "gru", "--task", "mqar", "--preset", "smoke", "--device", "cpu",
+                       "--devices", "2", "--strategy", strategy, "--results", tmp_path / "results")
+    assert code == 2
+    assert f"--strategy {strategy}" in err.replace("\n", " ") and "use --strategy ddp" in err
+    assert not (tmp_path / "results").exists()
