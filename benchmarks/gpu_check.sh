@@ -1,32 +1,38 @@
 #!/usr/bin/env bash
-# Every CUDA path of seqbench in one call of at most BUDGET_S seconds (default 480): the GPU tests
-# (`pytest -m gpu`), then the GPU throughput bench (transformer and mamba; the chunked TGN at a forced
-# 15% gate rate; 1K-32K tokens), then a markdown summary with the test counts and the throughput table.
+# Every CUDA path of seqbench in one call of at most 8 minutes (BUDGET_S, default 450, plus each
+# step's 10 s grace to die): the GPU tests (`pytest -m gpu`), then the GPU throughput bench
+# (transformer and mamba; the chunked TGN at a forced 15% gate rate; 1K-32K tokens), then a markdown
+# summary with the test counts and the throughput table.
 #
 #   benchmarks/gpu_check.sh [SUMMARY]    default SUMMARY: $OUT/gpu_summary.md if $OUT is set,
 #                                        else results/gpu-check/gpu_summary.md
 # Environment:
 #   PYTHON    the interpreter whose torch has CUDA (default python3); a venv on top of it
-#             (--system-site-packages, at VENV, default /tmp/seqbench-gpu-venv) gets seqbench itself
+#             (--system-site-packages, at VENV, default /tmp/seqbench-gpu-venv) gets seqbench itself;
+#             an existing VENV that already imports this checkout's seqbench is used as it is
 #   WHEELS    a folder of prebuilt mamba-ssm / causal-conv1d wheels for that torch; without it they are
 #             tried from the package index (binary wheels only: a source build takes far longer than
 #             the budget) and skipped, with the reason logged, when that fails
 #   PRESET    the bench's model sizes (default paper); LENGTHS (default 1024,...,32768)
+#   DEVICE    cuda (default); cpu only to try the script itself on a machine without a GPU
 # Exit: 0 all tests passed and every bench row ok/oom/timeout; 1 otherwise; 3 no CUDA device.
+# On a machine lent for a single command whose files under $OUT come back, that command is just
+# `bash benchmarks/gpu_check.sh` (run from the repository root): the summary and log land in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
-BUDGET_S=${BUDGET_S:-480}
+BUDGET_S=${BUDGET_S:-450}
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-/tmp/seqbench-gpu-venv}
 PRESET=${PRESET:-paper}
 LENGTHS=${LENGTHS:-1024,2048,4096,8192,16384,32768}
+DEVICE=${DEVICE:-cuda}
 if [[ -n "${OUT:-}" ]]; then SUMMARY=${1:-$OUT/gpu_summary.md}; else SUMMARY=${1:-results/gpu-check/gpu_summary.md}; fi
 START=$SECONDS
 
 log() { echo "gpu_check: $*" | tee -a "$LOG" >&2; }
-# seconds left for a step: at most $1, and always 20 s kept back for the summary
-left() { local rest=$((BUDGET_S - (SECONDS - START) - 20)); ((rest < $1)) && echo $((rest > 0 ? rest : 1)) || echo "$1"; }
+# seconds left for a step: at most $1, and always 30 s kept back for the summary
+left() { local rest=$((BUDGET_S - (SECONDS - START) - 30)); ((rest < $1)) && echo $((rest > 0 ? rest : 1)) || echo "$1"; }
 # step NAME CAP COMMAND...: run under `timeout`, output to the log; returns the command's status (124: timed out)
 step() {
     local name=$1 cap; cap=$(left "$2"); shift 2
@@ -37,19 +43,24 @@ step() {
     return $status
 }
 
-if ! timeout 60 "$PYTHON" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+if [[ $DEVICE == cuda ]] &&
+   ! timeout 60 "$PYTHON" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "gpu_check: no CUDA device visible to $PYTHON's torch: run this on a CUDA machine (or set PYTHON" \
          "to the interpreter with the CUDA build of torch); nothing was run" >&2
     exit 3
 fi
 WORK=$(mktemp -d /tmp/seqbench-gpu-check.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT  # what matters is copied beside the summary
 LOG=$WORK/gpu_check.log
 mkdir -p "$(dirname "$SUMMARY")"
 
-step "venv" 90 "$PYTHON" -m venv --system-site-packages "$VENV" &&
-    step "install seqbench" 90 "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . ||
-    { log "installing seqbench failed: see $LOG"; cat "$LOG" >&2; exit 1; }
 PY=$VENV/bin/python
+this_checkout="import pathlib, sys, seqbench; sys.exit(pathlib.Path(seqbench.__file__).resolve().parents[1] != pathlib.Path.cwd().resolve())"
+if ! "$PY" -c "$this_checkout" >>"$LOG" 2>&1; then
+    step "venv" 90 "$PYTHON" -m venv --system-site-packages "$VENV" &&
+        step "install seqbench" 90 "$PY" -m pip install -q --no-deps --no-build-isolation -e . ||
+        { log "installing seqbench failed: see $LOG"; cat "$LOG" >&2; exit 1; }
+fi
 
 # the [cuda] extra's kernels: they compile against this torch, hence --no-build-isolation
 KERNELS="mamba-ssm causal-conv1d"
@@ -72,9 +83,9 @@ TESTS_STATUS=$?
 
 # --gate-rate applies only to models whose gates can be fixed: the chunked TGN alone, then the others
 step "bench tgn chunked, forced 15%" 150 "$PY" -m seqbench.cli bench --models tgn --variant chunked \
-    --gate-rate 0.15 --lengths "$LENGTHS" --device cuda --preset "$PRESET" --timeout 40 --results "$WORK/results"
+    --gate-rate 0.15 --lengths "$LENGTHS" --device "$DEVICE" --preset "$PRESET" --timeout 40 --results "$WORK/results"
 step "bench transformer, mamba" 200 "$PY" -m seqbench.cli bench --models transformer,mamba \
-    --lengths "$LENGTHS" --device cuda --preset "$PRESET" --timeout 40 --results "$WORK/results"
+    --lengths "$LENGTHS" --device "$DEVICE" --preset "$PRESET" --timeout 40 --results "$WORK/results"
 
 timeout 30 "$PY" - "$WORK" "$SUMMARY" "$KERNEL_STATE" "$TESTS_STATUS" "$((SECONDS - START))" <<'PYTHON'
 import sys
@@ -86,7 +97,8 @@ import torch
 from seqbench.bench import read_bench
 
 work, summary, kernel_state, tests_status, elapsed = Path(sys.argv[1]), Path(sys.argv[2]), *sys.argv[3:]
-lines = [f"# seqbench GPU check: {torch.cuda.get_device_name()}", "",
+device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU (DEVICE=cpu)"
+lines = [f"# seqbench GPU check: {device}", "",
          f"torch {torch.__version__}, CUDA {torch.version.cuda}; {kernel_state}; {elapsed} s", ""]
 junit = work / "gpu-tests.xml"
 failed = 1
