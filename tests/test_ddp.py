@@ -78,3 +78,20 @@ def test_strategies_whose_ranks_cannot_report_back_are_refused(cli, tmp_path, st
     assert code == 2
     assert f"--strategy {strategy}" in err.replace("\n", " ") and "use --strategy ddp" in err
     assert not (tmp_path / "results").exists()
+
+
+def test_throughput_is_every_ranks_tokens_over_the_slowest_ranks_time():
+    import torch
+
+    from seqbench.lit import ThroughputMeter
+
+    class OtherRankCounted:  # the reductions of a DDP strategy whose other rank timed 3000 tokens in 4 s
+        def reduce(self, tensor, reduce_op):
+            return {"sum": tensor + 3000, "max": torch.clamp(tensor, min=4.0)}[reduce_op]
+
+    trainer = type("Trainer", (), {"strategy": OtherRankCounted()})()
+    module = type("Module", (), {"device": torch.device("cpu")})()
+    meter = ThroughputMeter()
+    meter.tokens, meter.seconds = 1000, 2.0
+    meter.on_train_end(trainer, module)
+    assert meter.tokens_per_sec == pytest.approx(4000 / 4.0)
