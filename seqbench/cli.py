@@ -257,7 +257,7 @@ def _num(value, fmt: str, suffix: str = "") -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from seqbench.runner import RunOptions
+    from seqbench.runner import RunOptions, launched_as_rank_zero
     from seqbench.sweep import SweepSpec, expand, parse_shard, pending, remove_failed_rows, run_sweep, shard
 
     index, count = parse_shard(args.shard)
@@ -270,6 +270,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     results = Path(args.results)
     todo = pending(mine, results, on_unreadable=_warn_unreadable, retry_failed=args.retry_failed)
     console = _console()
+    console.quiet = not launched_as_rank_zero()  # DDP cells run this command once per rank: rank 0 speaks
     console.print(f"[bold]seqbench sweep[/] {len(cells)} cells in the grid, {len(mine)} in shard {index}/{count}, "
                   f"{len(mine) - len(todo)} already done, {len(todo)} to run -> {results}/runs")
     if args.dry_run:
@@ -311,6 +312,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         run_sweep(registries, todo, options, on_start=start, on_done=done)
     console.print("done: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    if console.quiet:
+        return 0  # another DDP rank's: a non-zero exit would make Lightning kill rank 0 (see cmd_run)
     return 0 if set(counts) <= {"ok", "diverged"} else 1
 
 
