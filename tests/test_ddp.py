@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
+from seqbench.lit import ThroughputMeter
 from seqbench.runner import RunOptions, resolve_run_config, run
 
-pytestmark = pytest.mark.slow
 SEQBENCH = Path(sys.executable).with_name("seqbench")
 TESTS = Path(__file__).resolve().parent
 # An odd test split: rank 0 scores 32 examples, rank 1 31, and none twice (Lightning's default
@@ -35,6 +36,7 @@ def only_file(folder: Path) -> Path:
     return files[0]
 
 
+@pytest.mark.slow
 def test_ddp_writes_one_row_with_metrics_over_the_whole_test_split(tmp_path, registries):
     # lr so small that training leaves the weights as initialised: the test metrics then depend on the
     # data alone, and two ranks must score the whole split exactly as one process does
@@ -55,6 +57,7 @@ def test_ddp_writes_one_row_with_metrics_over_the_whole_test_split(tmp_path, reg
     assert row["loss"] == pytest.approx(single["loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_on_one_rank_stops_both_with_one_diverged_row(tmp_path):
     # the fake models reach the subprocesses the way a third-party plugin would: an entry point
     dist_info = tmp_path / "plugins" / "seqbench_test_fakes-0.dist-info"
@@ -81,10 +84,6 @@ def test_strategies_whose_ranks_cannot_report_back_are_refused(cli, tmp_path, st
 
 
 def test_throughput_is_every_ranks_tokens_over_the_slowest_ranks_time():
-    import torch
-
-    from seqbench.lit import ThroughputMeter
-
     class OtherRankCounted:  # the reductions of a DDP strategy whose other rank timed 3000 tokens in 4 s
         def reduce(self, tensor, reduce_op):
             return {"sum": tensor + 3000, "max": torch.clamp(tensor, min=4.0)}[reduce_op]
