@@ -13,6 +13,9 @@ scan. Without a C compiler, or when the build fails, :func:`available` is False 
 
 Builds are cached under ``~/.cache/seqbench/kernels`` (``SEQBENCH_KERNEL_CACHE`` to move it), keyed by
 the source, compiler, flags and CPU, and written atomically, so concurrent processes can share them.
+Loading a library runs its code, so the cache must be trusted: a folder owned by another user or
+writable by group or others is refused (with a warning; the PyTorch scan runs), and a library is loaded
+only when it matches the sha256 recorded beside it when it was built (else it is rebuilt).
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import logging
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -57,20 +62,65 @@ def _cpu_identity() -> str:
     return platform.machine() + "".join(sorted({line for line in lines if line.startswith(wanted)}))
 
 
+def _untrusted_folder_reason(folder: Path) -> str | None:
+    """Why ``folder`` may not hold libraries this process loads (None if it may): anyone who can write
+    there could put their code in place of ours."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = folder.stat()  # follows a symbolic link: the folder that would really be used
+    except OSError as error:
+        return f"the kernel cache {folder} is not usable: {error}"
+    if info.st_uid != os.getuid():
+        return (f"the kernel cache {folder} is owned by another user (uid {info.st_uid}); "
+                f"set {CACHE_ENV} to a folder of your own")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"the kernel cache {folder} is writable by group or others; "
+                f"run `chmod go-w {folder}` or set {CACHE_ENV} to a private folder")
+    return None
+
+
+def _digest_path(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _matches_its_build(library: Path) -> bool:
+    """Whether ``library`` is what its build recorded (its sha256); warns, naming it, when it is not."""
+    try:
+        recorded = _digest_path(library).read_text().strip()
+    except OSError:
+        recorded = None
+    if recorded == _sha256(library):
+        return True
+    why = "no sha256 was recorded for it" if recorded is None else "it does not match the sha256 recorded at its build"
+    warnings.warn(f"CPU scan kernel {library} is not loaded: {why}; rebuilding it", stacklevel=3)
+    return False
+
+
 def _compile(compiler: str, flags: tuple[str, ...], target: Path) -> None:
-    """Compile and link into ``target`` atomically; CalledProcessError on failure."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Compile and link into ``target`` atomically, its sha256 beside it; CalledProcessError on failure."""
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         obj, lib = Path(scratch) / "cpu_scan.o", Path(scratch) / target.name
         for command in ([compiler, *flags, "-c", str(SOURCE), "-o", str(obj)],
                         [compiler, *LINK_FLAGS, str(obj), "-o", str(lib), "-lm"]):
             subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+        digest = _digest_path(lib)
+        digest.write_text(_sha256(lib) + "\n")
+        # a reader between the two renames sees a mismatch and rebuilds: wasted work, never a wrong load
         os.replace(lib, target)
+        os.replace(digest, _digest_path(target))
 
 
 class _Build:
     library: ctypes.CDLL | None = None
     failure: str | None = None
+
+
+def _build_key(source: str, compiler: str, flags: tuple[str, ...], cpu: str) -> str:
+    return hashlib.sha256("\0".join([source, compiler, *flags, *LINK_FLAGS, cpu]).encode()).hexdigest()[:16]
 
 
 @functools.cache
@@ -80,13 +130,17 @@ def _build() -> _Build:
     if not compiler:
         build.failure = "no C compiler found (install gcc, or set CC)"
         return build
+    folder = _cache_dir()
+    build.failure = _untrusted_folder_reason(folder)
+    if build.failure is not None:
+        warnings.warn(f"CPU scan kernel not loaded, the PyTorch scan runs instead: {build.failure}", stacklevel=2)
+        return build
     errors = []
     source, cpu = SOURCE.read_text(), _cpu_identity()
     for flags in ((*COMPILE_FLAGS, NATIVE_FLAG), COMPILE_FLAGS):
-        key = hashlib.sha256("\0".join([source, compiler, *flags, *LINK_FLAGS, cpu]).encode()).hexdigest()[:16]
-        target = _cache_dir() / f"cpu_scan-{key}.so"
+        target = folder / f"cpu_scan-{_build_key(source, compiler, flags, cpu)}.so"
         try:
-            if not target.exists():
+            if not (target.exists() and _matches_its_build(target)):
                 _compile(compiler, flags, target)
             build.library = ctypes.CDLL(str(target))
             break

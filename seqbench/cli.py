@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from seqbench.evals import length_configs
     from seqbench.options import check_run_options, path_option
     from seqbench.results import Status
-    from seqbench.runner import RunOptions, resolve_run_config, run
+    from seqbench.runner import RunOptions, launched_as_rank_zero, resolve_run_config, run
 
     registries = _registries()
     params, eval_lengths = _params(args), _eval_lengths(args)
@@ -117,10 +117,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                          probes=tuple(args.probe or ()), param_budget=params, eval_lengths=eval_lengths)
     check_run_options(options, config.precision)
     console = _console()
+    console.quiet = not launched_as_rank_zero()  # DDP runs this command once per rank: rank 0 speaks
     console.print(f"[bold]seqbench run[/] {escape(f'{config.model}/{config.variant} on {config.task}')} "
                   f"(preset {escape(config.preset)}, seed {config.seed}, config {config.config_hash()})")
     console.print_json(json.dumps(config.to_dict()))
     row = run(registries, config, options)
+    if row["path"] is None:
+        # Another rank's: rank 0 writes and reports the run. Exit 0 whatever the status, since Lightning
+        # kills rank 0 when another rank exits non-zero, maybe before it has written the row.
+        return 0
     _print_row(console, row)
     return 0 if row["status"] == Status.OK else 1
 
@@ -286,7 +291,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from seqbench.evals import length_configs
     from seqbench.options import check_run_options, path_option
     from seqbench.results import Status
-    from seqbench.runner import RunOptions
+    from seqbench.runner import RunOptions, launched_as_rank_zero
     from seqbench.sweep import SweepSpec, expand, parse_shard, pending, remove_failed_rows, run_sweep, shard
 
     index, count = parse_shard(args.shard)
@@ -314,6 +319,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     check_run_options(options, spec.precision, writable=not args.dry_run)
     todo = pending(mine, results, on_unreadable=_warn_unreadable, retry_failed=args.retry_failed)
     console = _console()
+    console.quiet = not launched_as_rank_zero()  # DDP cells run this command once per rank: rank 0 speaks
     console.print(f"[bold]seqbench sweep[/] {len(cells)} cells in the grid, {len(mine)} in shard {index}/{count}, "
                   f"{len(mine) - len(todo)} already done, {len(todo)} to run -> {escape(str(results))}/runs")
     if args.dry_run:
@@ -353,6 +359,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         run_sweep(registries, todo, options, on_start=start, on_done=done)
     console.print("done: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    if console.quiet:
+        return 0  # another DDP rank's: a non-zero exit would make Lightning kill rank 0 (see cmd_run)
     return 0 if set(counts) <= {Status.OK, Status.DIVERGED} else 1
 
 

@@ -5,7 +5,8 @@ A task's data module is a :class:`seqbench.api.TaskData`; :func:`build_task_data
 :class:`TaskInfo` from the spec. A task subclasses :class:`TensorTaskData` and implements ``info()``
 and ``generate(split, generator)``. The base class gives every task the same guarantees: each split has its own seed
 stream (train, val and test never share one), generated splits are cached on disk under a key of
-(task, version, config, seed, split, source), and a data fingerprint hashes the tensors actually used.
+(task, version, config, seed, split, source), each entry with the sha256 of its tensors, checked on load
+(a mismatch warns and regenerates), and a data fingerprint hashes the tensors actually used.
 
 A split may hold extra tensors besides "tokens" and "targets" (e.g. a 0-d "vocab_size" for a task
 whose vocabulary comes from its data); they are cached and fingerprinted but not batched.
@@ -19,6 +20,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +50,18 @@ def cache_dir() -> Path | None:
     return Path(value) if value else Path.home() / ".cache" / "seqbench" / "data"
 
 
-def fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over each tensor's name, shape, dtype and bytes, in name order."""
     digest = hashlib.sha256()
     for key in sorted(tensors):
         tensor = tensors[key].contiguous()
         digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
+
+
+def fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    return tensors_sha256(tensors)[:16]
 
 
 class TensorTaskData(L.LightningDataModule):
@@ -117,8 +124,15 @@ class TensorTaskData(L.LightningDataModule):
         data = self.splits[split]
         dataset = TensorDataset(data["tokens"], data["targets"])
         generator = split_generator(self.seed, split) if shuffle else None
+        sampler = None
+        if not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Lightning's default DistributedSampler pads a split with repeated examples so that every
+            # rank gets as many; an evaluation scores each example once (ranks may differ by a batch).
+            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, generator=generator,
-                          drop_last=shuffle and len(dataset) >= self.batch_size)
+                          sampler=sampler, drop_last=shuffle and len(dataset) >= self.batch_size)
 
     def cache_key(self, split: str) -> str:
         blob = json.dumps({"task": self.cache_name(), "version": self.version,
@@ -146,11 +160,11 @@ class TensorTaskData(L.LightningDataModule):
         start = time.perf_counter()
         if path is not None and path.exists():
             try:
-                data = torch.load(path, weights_only=True)
-                _check_split(data)
+                data = _read_entry(path)
                 self.load_report[split] = ("cache", time.perf_counter() - start)
                 return data
-            except Exception:  # a corrupt or truncated cache entry is regenerated, never trusted
+            except Exception as exc:  # a corrupt, truncated or altered entry is regenerated, never trusted
+                warnings.warn(f"data cache entry {path} is not usable ({exc}); regenerating it", stacklevel=2)
                 path.unlink(missing_ok=True)
         start = time.perf_counter()
         data = self.generate(split, split_generator(self.seed, split))
@@ -160,7 +174,7 @@ class TensorTaskData(L.LightningDataModule):
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             os.close(fd)
-            torch.save(data, tmp)
+            torch.save({"tensors": data, "sha256": tensors_sha256(data)}, tmp)
             os.replace(tmp, path)
         return data
 
@@ -187,6 +201,19 @@ def task_info(spec: TaskSpec, data: TaskData) -> TaskInfo:
     if not isinstance(info, TaskInfo):
         raise PluginError(f"task {spec.name!r}: info() returned a {type(info).__name__}, not a seqbench.api.TaskInfo")
     return dataclasses.replace(info, name=spec.name, causal=spec.causal, metric=spec.metric)
+
+
+def _read_entry(path: Path) -> dict[str, torch.Tensor]:
+    """A cache entry's split, once its tensors match the sha256 stored beside them when it was written:
+    an entry changed since (a disk error, a hand edit) must not silently become a run's data."""
+    entry = torch.load(path, weights_only=True)
+    if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and "tensors" in entry):
+        raise ValueError("it holds no digest of its tensors: damaged, or written by an older seqbench")
+    data = entry["tensors"]
+    _check_split(data)
+    if tensors_sha256(data) != entry["sha256"]:
+        raise ValueError("its tensors do not match the sha256 recorded when it was written")
+    return data
 
 
 def _check_split(data: Any) -> None:

@@ -167,10 +167,16 @@ class SeqbenchModule(L.LightningModule):
                                "train_loss": float(loss.detach()),
                                "train_gate_rate": float(gate_fraction(gates, gate_threshold(self.module))),
                                "train_gate_mean": float(gates.mean())})
-        if not torch.isfinite(total):
+        # Under DDP every rank must take the same path: a rank that skipped backward would leave the
+        # others waiting in the gradient all-reduce, so a non-finite loss on any rank stops them all.
+        if self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(total)), all=False):
             self.diverged = True
             self.trainer.should_stop = True
-            return None  # skips backward and the optimizer step
+            if self.trainer.world_size == 1:
+                return None  # skips backward and the optimizer step
+            # Lightning refuses a skipped step under DDP (the gradient all-reduce needs every rank): a
+            # zero loss reaching every parameter makes that last step's gradients zero on all ranks.
+            return sum(p.sum() for p in self.module.parameters() if p.requires_grad) * 0.0
         self.finite_steps += 1
         self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
         return total
@@ -252,6 +258,14 @@ class ThroughputMeter(L.Callback):
         if self._batches > 1:
             self.seconds += time.perf_counter() - self._start
             self.tokens += batch[0].numel()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # Under DDP each rank timed its own batches: the run's throughput is the tokens of every rank
+        # over the slowest rank's time (a no-op on one process).
+        tokens = torch.tensor(float(self.tokens), dtype=torch.float64, device=pl_module.device)
+        seconds = torch.tensor(self.seconds, dtype=torch.float64, device=pl_module.device)
+        self.tokens = int(trainer.strategy.reduce(tokens, reduce_op="sum"))
+        self.seconds = float(trainer.strategy.reduce(seconds, reduce_op="max"))
 
     @property
     def tokens_per_sec(self) -> float | None:

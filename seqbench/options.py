@@ -109,6 +109,12 @@ def check_strategy(strategy: str) -> None:
         hint = f"did you mean {close[0]!r}? " if close else ""
         main = [name for name in known if "find_unused" not in name]  # the variants of ddp* would fill the line
         raise UserError(f"unknown --strategy {strategy!r}: {hint}Lightning's strategies include {', '.join(main)}")
+    # seqbench reads a run's metrics and curves from the module of the process it launched, and those
+    # never come back from spawned or forked children (the row would say ``ok`` with no metrics)
+    if strategy in StrategyRegistry and StrategyRegistry[strategy]["init_params"].get("start_method") in ("spawn",
+                                                                                                        "fork"):
+        raise UserError(f"--strategy {strategy} trains in spawned or forked processes whose results seqbench "
+                        "cannot read back; use --strategy ddp (it runs the command once per rank)")
 
 
 def check_trainer_settings(options: RunOptions, precision: str) -> str:

@@ -148,17 +148,19 @@ def build_data_and_model(registries: Registries, config: RunConfig):
 
 
 def run(registries: Registries, config: RunConfig, options: RunOptions = RunOptions()) -> dict[str, Any]:
-    """Train and test one configuration; write and return its result row."""
+    """Train and test one configuration; write and return its result row (``path`` None on the other
+    ranks of a distributed run: rank 0 writes it)."""
     import lightning as L
 
     from seqbench.budget import state_size
     from seqbench.capabilities import kernels_used, layer_probes
     from seqbench.evals import evaluate_lengths
     from seqbench.lit import SeqbenchModule, StepsProgressBar, ThroughputMeter
-    from seqbench.options import lightning_devices
+    from seqbench.options import check_strategy, lightning_devices
     from seqbench.results import Status, write_run
 
     accelerator = pick_accelerator(options.device)
+    check_strategy(options.strategy)  # also here: run() is the Python API, not only the CLI's
     identity = row_identity(config)
     t0 = time.perf_counter()
     data, info, module = build_data_and_model(registries, config)
@@ -197,12 +199,24 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         "device": device_name(accelerator), "kernels": kernels_used(module),
         "data_fingerprint": data.data_fingerprint(),
     }
+    # Under DDP every rank gets here with the same (rank-reduced) metrics; one run is one row, rank 0's.
+    if not trainer.is_global_zero:
+        row["path"] = None
+        return row
     if options.eval_lengths and not lit.diverged:
         evaluate_lengths(registries, config, module, options.eval_lengths, options.results_dir, identity["run_id"],
                          device=accelerator)  # before the row: a row exists only when its evaluations do
         row["wall_time_s"] = time.perf_counter() - t0
     row["path"] = str(write_run(options.results_dir, row, lit.curve))
     return row
+
+
+def launched_as_rank_zero() -> bool:
+    """Whether this process is rank 0, from the environment a launcher sets (Lightning's DDP re-runs
+    the command line for each other rank, srun and torchrun start every rank): known before any Trainer."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return rank_zero_only.rank == 0
 
 
 def device_name(accelerator: str) -> str:
@@ -244,6 +258,8 @@ class _quiet_lightning:
         warnings.filterwarnings("ignore", message=".*Consider setting `persistent_workers`.*")
         warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+        # the logged val_acc is torchmetrics' value, which is already reduced over DDP ranks
+        warnings.filterwarnings("ignore", message=".*`self.log\\('val_acc', ..., sync_dist=True\\)`.*")
         return self
 
     def __exit__(self, *exc):

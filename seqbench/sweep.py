@@ -128,7 +128,7 @@ def run_cell(registries, cell: Cell, options) -> dict[str, Any]:
 
     from seqbench.bench import is_oom
     from seqbench.results import write_run
-    from seqbench.runner import run
+    from seqbench.runner import launched_as_rank_zero, run
 
     t0 = time.perf_counter()
     try:
@@ -146,7 +146,8 @@ def run_cell(registries, cell: Cell, options) -> dict[str, Any]:
         if status == Status.FAILED:
             error += "\n" + "".join(traceback.format_tb(exc.__traceback__)[-3:])
         row = failure_row(cell.config, status, error, time.perf_counter() - t0, options.device)
-        row["path"] = str(write_run(options.results_dir, row, []))
+        # under DDP every rank fails alike: rank 0 alone records it, as it records a finished run
+        row["path"] = str(write_run(options.results_dir, row, [])) if launched_as_rank_zero() else None
         return row
     finally:
         import gc

@@ -1,4 +1,5 @@
-"""Small fake model plugins for the bench, sweep and report tests (registered via extra_plugins)."""
+"""Small fake model plugins for the bench, sweep and report tests (registered via extra_plugins, or
+for a CLI in a subprocess through the entry point ``fake_plugins:fake_models``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class FakeConfig:
     variant: str = "chunked"
     fail_above: int = 0  # seq_len above which forward raises (0: never)
     failure: str = "memory"  # memory (-> oom) | runtime (-> failed)
+    nan_on_rank: int = -1  # the distributed rank whose training forward returns NaN logits after its first (-1: none)
 
 
 class GatedFake(nn.Module):
@@ -48,7 +50,13 @@ class GatedFake(nn.Module):
         gates = torch.sigmoid(self.gate(x)).squeeze(-1)  # (B, T)
         if self.forced is not None and self.mode == "hard":  # like the chunked TGN: forcing needs hard mode
             gates = (torch.arange(T) < round(self.forced * T)).float().expand(B, T)
-        return ModelOutput(logits=self.head(x), gates=gates)
+        logits = self.head(x)
+        # from the second training step on: a NaN first output is refused as a broken model, not a divergence
+        self.training_calls = getattr(self, "training_calls", 0) + int(self.training)
+        if (self.training_calls > 1 and torch.distributed.is_initialized()
+                and torch.distributed.get_rank() == self.config.nan_on_rank):
+            logits = logits * float("nan")
+        return ModelOutput(logits=logits, gates=gates)
 
 
 class PlainFake(GatedFake):
@@ -100,3 +108,4 @@ class ContractBreakers:
         registry.add(ModelSpec("fake_nonfinite", build=NonFiniteFake, config=FakeConfig, description="NaN logits"))
         registry.add(ModelSpec("fake_unimportable", build="seqbench_no_such_module_xyz.models:build",
                                config=FakeConfig, description="its build target does not import"))
+fake_models = FakeModels()  # the instance an entry point names

@@ -128,11 +128,28 @@ def test_damaged_cache_file_is_regenerated(cache, damage):
         path.write_bytes(path.read_bytes()[:40])
     else:
         torch.save({"tokens": torch.zeros(3, 6, dtype=torch.long)}, path)  # loads, but has no targets
-    _assert_same(original, _splits(victim))
+    with pytest.warns(UserWarning, match=f"data cache entry {path} is not usable"):
+        _assert_same(original, _splits(victim))
     assert victim.load_report["val"][0] == "generated"
     assert victim.load_report["train"][0] == "cache"
     reloaded = torch.load(path, weights_only=True)
-    assert torch.equal(reloaded["targets"], original["val"]["targets"])
+    assert torch.equal(reloaded["tensors"]["targets"], original["val"]["targets"])
+
+
+def test_tampered_cache_entry_is_refused_by_its_digest_and_regenerated(cache, monkeypatch):
+    original = _splits(ToyData(ToyConfig(), seed=2, batch_size=4))
+    victim = ToyData(ToyConfig(), seed=2, batch_size=4)
+    path = victim.cache_path("test")
+    entry = torch.load(path, weights_only=True)
+    entry["tensors"]["targets"][0, 0] += 1  # a well-formed entry whose test targets were changed
+    torch.save(entry, path)
+    with pytest.warns(UserWarning, match=f"{path}.*do not match the sha256"):
+        _assert_same(original, _splits(victim))
+    assert victim.load_report["test"][0] == "generated"
+    assert victim.load_report["val"][0] == "cache"
+
+    monkeypatch.setattr(ToyData, "generate", _refuse)  # the regenerated entry is trusted again
+    _assert_same(original, _splits(ToyData(ToyConfig(), seed=2, batch_size=4)))
 
 
 GENERATED_TASKS = ["mqar", "listops", "assoc_recall"]

@@ -334,11 +334,26 @@ def test_block_fast_and_ref_paths_agree_on_cuda(monkeypatch):
     x = torch.randn(2, 100, 32, device="cuda")
     monkeypatch.setenv(kernels.KERNELS_ENV, "fast")
     fast = block(x)
-    assert block.kernel_path.startswith("mamba:cuda")
+    # kernel_path lists every path a block has run: the set is emptied so each pass shows its own
+    assert block.kernel_path in ("mamba:cuda", "mamba:cuda-scan")  # cuda-scan: without causal-conv1d
+    block.paths_run.clear()
     monkeypatch.setenv(kernels.KERNELS_ENV, "ref")
     ref = block(x)
     assert block.kernel_path == "mamba:torch-chunked"
     assert relative_error(fast, ref) < 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or mamba_module.selective_scan_fn is None,
+                    reason="needs CUDA and mamba-ssm")
+def test_cli_run_on_cuda_records_only_the_cuda_kernel(tmp_path, monkeypatch):
+    """On CUDA, auto runs mamba-ssm's kernel for training and evaluation alike (no CPU kernel, no PyTorch scan)."""
+    monkeypatch.delenv(kernels.KERNELS_ENV, raising=False)
+    assert main(["run", "--model", "mamba", "--task", "mqar", "--preset", "smoke", "--results", str(tmp_path),
+                 "--no-progress", "--device", "cuda"]) == 0
+    (row,) = iter_rows(read_runs(tmp_path))
+    assert row["status"] == "ok" and row["steps"] == 8
+    assert row["kernels"] == ("mamba:cuda" if mamba_module.causal_conv1d_fn is not None else "mamba:cuda-scan")
 
 
 def test_a_log_is_excluded_from_weight_decay():
