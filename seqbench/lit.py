@@ -117,7 +117,8 @@ def build_optimizer(module: nn.Module, c: TrainConfig):
 class SeqbenchModule(L.LightningModule):
     """Cross-entropy (+ ``lambda * mean(gate)`` for gated models) with AdamW and warm-up/cosine.
 
-    After a run: ``curve`` holds one dict per evaluation (plus, for gated models, one per training
+    After a run: ``curve`` holds one dict per evaluation (for models with gate modes, with the
+    hard-gated pass's metrics as ``*_hard``; plus, for gated models, one per training
     step with ``lambda``, ``train_loss``, ``train_gate_rate``, ``train_gate_mean``; evaluation points
     are the rows with ``accuracy``), ``test_metrics`` the final test metrics, ``diverged`` whether a
     non-finite loss stopped training.
@@ -131,6 +132,7 @@ class SeqbenchModule(L.LightningModule):
         self.info = info
         self.train_config = train
         self.val_metrics = EvalMetrics(info)
+        self.val_metrics_hard = EvalMetrics(info)  # gated models: each curve point is measured hard-gated too
         self.test_metrics_acc = EvalMetrics(info)
         self.test_metrics_hard = EvalMetrics(info)
         self.curve: list[dict[str, float]] = []
@@ -172,12 +174,27 @@ class SeqbenchModule(L.LightningModule):
         if batch_idx == 0 and self.probe_tokens is None:
             self.probe_tokens = tokens
         self.val_metrics.update(self(tokens), targets, gate_threshold(self.module))
+        if has_gate_modes(self.module):
+            self._update_hard(self.val_metrics_hard, tokens, targets)
+
+    def _update_hard(self, metrics: EvalMetrics, tokens: torch.Tensor, targets: torch.Tensor) -> None:
+        """One hard-gated pass (attention only where g > tau), the module left in soft mode after."""
+        self.module.set_gate_mode("hard")
+        try:
+            metrics.update(self(tokens), targets, gate_threshold(self.module))
+        finally:
+            self.module.set_gate_mode("soft")
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute(self.info.metric)
         self.val_metrics.reset()
+        # the soft gate rate alone can hide a model that needs the attention it barely opens: the
+        # curves record the hard-gated accuracy beside it (columns *_hard)
+        hard = self.val_metrics_hard.compute(self.info.metric)
+        self.val_metrics_hard.reset()
         if self.trainer.sanity_checking or not metrics:
             return
+        metrics.update({f"{name}_hard": value for name, value in hard.items()})
         point = {"step": float(self.global_step), **metrics}
         if hasattr(self.module, "gate_lambda"):
             point["lambda"] = self.last_lambda
@@ -192,11 +209,7 @@ class SeqbenchModule(L.LightningModule):
         tokens, targets = batch
         self.test_metrics_acc.update(self(tokens), targets, gate_threshold(self.module))
         if has_gate_modes(self.module):
-            self.module.set_gate_mode("hard")
-            try:
-                self.test_metrics_hard.update(self(tokens), targets, gate_threshold(self.module))
-            finally:
-                self.module.set_gate_mode("soft")
+            self._update_hard(self.test_metrics_hard, tokens, targets)
 
     def on_test_epoch_end(self) -> None:
         self.test_metrics = self.test_metrics_acc.compute(self.info.metric)

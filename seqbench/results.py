@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 # The columns every run row has, in order. Models and tasks may add float columns of their own
-# (e.g. accuracy_hard, gate_mean); readers see them as nulls for runs that lack them.
+# (e.g. accuracy_hard, gate_mean; chance: the train split's majority-class rate); readers see them as
+# nulls for runs that lack them.
 RUN_SCHEMA = pa.schema([
     ("run_id", pa.string()),
     ("model", pa.string()),

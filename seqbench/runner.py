@@ -130,6 +130,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     """Train and test one configuration; write and return its result row."""
     import lightning as L
 
+    from seqbench.describe import chance_level
     from seqbench.lit import SeqbenchModule, StepsProgressBar, ThroughputMeter
     from seqbench.results import write_run
 
@@ -165,6 +166,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         "steps": lit.finite_steps, "wall_time_s": time.perf_counter() - t0,
         "device": device_name(accelerator), "kernels": kernels_used(module),
         "data_fingerprint": data.data_fingerprint(),
+        "chance": chance_level(data.split_data("train")["targets"], info.ignore_index),
     }
     row["path"] = str(write_run(options.results_dir, row, lit.curve))
     return row
