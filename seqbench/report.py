@@ -397,11 +397,13 @@ def evaluate(claim: dict, runs: list[dict], bench: list[dict], preset: str, min_
 
 
 def claim_commands(claims: dict[str, Any], preset: str, results: Path) -> list[list[str]]:
-    """Every command the claims name at ``preset`` (each once, in claim order) as seqbench argv lists:
+    """Every command the measurable claims name at ``preset`` (each once, in claim order) as seqbench argv lists:
     what ``seqbench report --run`` runs before rendering. Sweeps skip cells that have a row, so running
     them again finishes only what is missing."""
     seen: dict[str, list[str]] = {}
     for claim in claims["claims"]:
+        if claim["measure"]["kind"] == NEEDS:  # its commands need what this machine lacks
+            continue
         for command in commands(claim, preset, results):
             argv = shlex.split(command)
             if argv[0] == "seqbench":

@@ -22,7 +22,8 @@ PAPER_LAMBDA = {"lambda_mode": "adaptive", "lambda_max": 0.02}
 def _run(results, model, seed, *, task="assoc_recall", variant="default", preset="smoke", status="ok", curve=(),
          model_config=None, train=None, **metrics):
     """One row (and its curve); a TGN row gets the paper's lambda schedule unless model_config says otherwise."""
-    run_id = f"{task}-{model}-{variant}-{seed}-{json.dumps([metrics, model_config, train], sort_keys=True).__hash__() & 0xFFFFFF:x}"
+    digest = json.dumps([metrics, model_config, train], sort_keys=True).__hash__() & 0xFFFFFF
+    run_id = f"{task}-{model}-{variant}-{seed}-{digest:x}"
     settings = metrics.pop("task_config", {"seq_len": 64})
     if model_config is None:
         model_config = PAPER_LAMBDA if model == "tgn" else {}

@@ -10,7 +10,7 @@ import json
 import pyarrow.parquet as pq
 from rich.console import Console
 
-from seqbench.bench import write_bench_row
+from seqbench.bench import read_bench, write_bench_row
 from seqbench.cli import _print_row
 from seqbench.describe import describe_task
 from seqbench.headline import hard_gate_collapsed, headline
@@ -51,6 +51,7 @@ def test_report_run_renders_a_self_contained_document(cli, tmp_path, registries)
     assert code == 0
     runs = read_runs(results).to_pylist()
     assert sorted((r["model"], r["variant"]) for r in runs) == [("gcn", "default")] * 2 + [("tgn", "serial")] * 2
+    assert len(read_bench(results)) == 2  # the needs claim's GPU commands were not run
     text = out.read_text()
     assert "Thermodynamic Gated Networks (TGN): Attention as a Geometric Anti-Dissipative Force" in text
     assert "Mingyang Xu" in text and "Peking University" in text and "2026-01-21" in text
