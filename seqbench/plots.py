@@ -1,7 +1,7 @@
 """Figures from a results folder (nothing is re-run), as PNGs:
 
-- ``curves_<task>_<preset>.png``: validation accuracy (solid), hard-gated accuracy (dashed, gated
-  models) and gate rate against training step (the paper's Fig. 19), mean over seeds with a min-max
+- ``curves_<task>_<preset>.png``: validation accuracy and gate rate (solid), their hard-gated
+  twins (dashed, models with gate modes) against training step (the paper's Fig. 19), mean over seeds with a min-max
   band, and the task's chance level (the rows' ``chance``: majority-class rate);
 - ``accuracy_vs_<key>_<task>_<preset>.png``: accuracy against the one task setting that a sweep's
   grid varied (ring size ``num_nodes`` for ring distance: the paper's Fig. 7), mean ± 95% t-interval,
@@ -126,7 +126,7 @@ def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> l
             continue
         setting = label_of_run[run["run_id"]]
         series = data[(run["task"], run["preset"])][(run["model"], run["variant"], setting)]
-        for metric in ("accuracy", "accuracy_hard", "gate_rate"):
+        for metric in ("accuracy", "accuracy_hard", "gate_rate", "gate_rate_hard"):
             if point.get(metric) is not None:
                 series[metric][point["step"]].append(point[metric])
     written = []
@@ -134,7 +134,7 @@ def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> l
         chance = _chance_of(per_task[(task, preset)])
         panels = [("accuracy", ("accuracy", "accuracy_hard"))]
         if any("gate_rate" in s for s in models.values()):
-            panels.append(("gate_rate", ("gate_rate",)))
+            panels.append(("gate_rate", ("gate_rate", "gate_rate_hard")))
         fig, axes = plt.subplots(1, len(panels), figsize=(6.8 * len(panels), 4.8), squeeze=False,
                                  layout="constrained")
         for ax, (panel, metrics) in zip(axes[0], panels, strict=True):
@@ -147,8 +147,8 @@ def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> l
                            label=f"chance (majority class) {chance:.3f}")
             ax.set_xlabel("training step")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel("validation accuracy (solid: soft gates, dashed: hard-gated)" if panel == "accuracy"
-                          else "gate rate (fraction of gates > threshold)")
+            quantity = "validation accuracy" if panel == "accuracy" else "gate rate (fraction of gates > threshold)"
+            ax.set_ylabel(f"{quantity}\nsolid: soft gates, dashed: hard-gated")
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
@@ -168,12 +168,12 @@ def _plot_series(ax, by_step: dict[float, list[float]], model: str, variant: str
     mean = [sum(v) / len(v) for v in values]
     seeds = max(len(v) for v in values)
     name = _series_label(model, variant) + (f", {setting}" if setting else "")
-    if metric == "accuracy_hard":
+    hard = metric.endswith("_hard")
+    if hard:
         name += " hard-gated"
     colour = model_colour(model)
-    ax.plot(steps, mean, marker="o", markersize=3, color=colour,
-            linestyle="--" if metric == "accuracy_hard" else "-",
-            label=f"{name} ({seeds} seed{'s' if seeds > 1 else ''})")
+    ax.plot(steps, mean, marker="x" if hard else "o", markersize=4 if hard else 3, color=colour,
+            linestyle="--" if hard else "-", label=f"{name} ({seeds} seed{'s' if seeds > 1 else ''})")
     if seeds > 1:
         ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], color=colour, alpha=0.12,
                         linewidth=0)

@@ -442,7 +442,7 @@ def _provenance(runs: list[dict], bench: list[dict]) -> tuple[str, str, str]:
     seconds = sum(r.get("wall_time_s") or 0.0 for r in runs) + sum(r.get("wall_time_s") or 0.0 for r in bench)
     machines = sorted({str(r["device"]) for r in [*runs, *bench] if r.get("device")})
     shas = sorted({str(r["git_sha"]) for r in runs if r.get("git_sha")})
-    return (f"{seconds / 3600:.2f} h ({seconds:,.0f} s, summed over rows)", ", ".join(machines) or "—",
+    return (f"{seconds:,.0f} s = {seconds / 3600:.2f} h (summed over the rows)", ", ".join(machines) or "—",
             ", ".join(shas) or "—")
 
 
@@ -476,7 +476,7 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
     lines = [
         f"# Reproduction: {paper['title']}",
         "",
-        f"Paper: *{paper['title']}*, {paper['author']} ({paper['affiliation']}), {paper['date']}. "
+        f"Paper: *{paper['title']}*, {paper['author']}, {paper['affiliation']}, {paper['date']}. "
         f"{paper.get('note', '')}",
         "",
         "## Scale",
