@@ -42,7 +42,8 @@ def describe_task(registries: Registries, task: str, preset: str = "default", se
 
 
 def chance_level(targets, ignore_index: int) -> float | None:
-    """The majority-class rate of the scored labels: the accuracy of always guessing the commonest class.
+    """The majority-class rate of the scored labels: the accuracy of always guessing their commonest class
+    (a run's ``chance`` column, on its test split).
     (torch.bincount, so a language-modelling split of millions of tokens costs milliseconds.)"""
     import torch
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 # The columns every run row has, in order. Models and tasks may add float columns of their own
-# (e.g. accuracy_hard, gate_mean; chance: the train split's majority-class rate); readers see them as
+# (e.g. accuracy_hard, gate_mean; chance: the test split's majority-class rate); readers see them as
 # nulls for runs that lack them.
 RUN_SCHEMA = pa.schema([
     ("run_id", pa.string()),

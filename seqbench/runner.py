@@ -166,7 +166,9 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         "steps": lit.finite_steps, "wall_time_s": time.perf_counter() - t0,
         "device": device_name(accelerator), "kernels": kernels_used(module),
         "data_fingerprint": data.data_fingerprint(),
-        "chance": chance_level(data.split_data("train")["targets"], info.ignore_index),
+        # on the test split's scored labels: a task may score more positions in training (assoc_recall
+        # scores every next token there, only the answer at test), and accuracy is the test's
+        "chance": chance_level(data.split_data("test")["targets"], info.ignore_index),
     }
     row["path"] = str(write_run(options.results_dir, row, lit.curve))
     return row
