@@ -94,7 +94,7 @@ from pathlib import Path
 
 import torch
 
-from seqbench.bench import read_bench
+from seqbench.results import read_bench
 
 work, summary, kernel_state, tests_status, elapsed = Path(sys.argv[1]), Path(sys.argv[2]), *sys.argv[3:]
 device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU (DEVICE=cpu)"

@@ -7,10 +7,13 @@ light: specs point at their modules lazily, so listing models imports no torch.
 from seqbench.hookspecs import hookimpl
 from seqbench.registry import ModelSpec
 
-_SIZES = {"smoke": {"d_model": 16, "n_layers": 1}, "default": {}, "paper": {"d_model": 128, "n_layers": 2}}
+# cpu: the default width and depth (d_model 64, 2 layers), the largest a 2-core CPU trains 3 seeds x 3
+# learning rates of in the reproduction's budget (docs/reproduction-plan.md)
+_SIZES = {"smoke": {"d_model": 16, "n_layers": 1}, "default": {}, "cpu": {},
+          "paper": {"d_model": 128, "n_layers": 2}}
 
 # TGN's default is sized so `seqbench run --model tgn --task mqar` learns MQAR on a 2-core CPU in < 180 s.
-_TGN_SIZES = {"smoke": {"d_model": 16, "n_layers": 1, "n_heads": 2, "chunk_size": 8}, "default": {},
+_TGN_SIZES = {"smoke": {"d_model": 16, "n_layers": 1, "n_heads": 2, "chunk_size": 8}, "default": {}, "cpu": {},
               "paper": {"d_model": 128, "n_layers": 2}}
 
 
@@ -39,10 +42,11 @@ def seqbench_register_models(registry):
         "gcn", build="seqbench_plugins.gcn:build", config="seqbench_plugins.gcn:GCNConfig",
         description="GCN (torch_geometric GCNConv): k layers see exactly k hops, no positions",
         inputs=frozenset({"graph", "tokens"}),
-        presets={"smoke": {"d_model": 16}, "default": {}, "paper": {"d_model": 128, "n_layers": 3}}))
+        presets={"smoke": {"d_model": 16}, "default": {}, "cpu": {}, "paper": {"d_model": 128, "n_layers": 3}}))
     registry.add(ModelSpec(
         "graphgps", build="seqbench_plugins.graphgps:build", config="seqbench_plugins.graphgps:GraphGPSConfig",
         description="GraphGPS (torch_geometric GPSConv): local GIN + global attention, Laplacian PE",
         inputs=frozenset({"graph", "tokens"}),
-        presets={"smoke": {"d_model": 16, "n_heads": 2}, "default": {}, "paper": {"d_model": 128, "n_layers": 1}},
+        presets={"smoke": {"d_model": 16, "n_heads": 2}, "default": {}, "cpu": {},
+                 "paper": {"d_model": 128, "n_layers": 1}},
         width_multiple="n_heads"))

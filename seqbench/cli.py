@@ -133,16 +133,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _print_row(console, row: dict) -> None:
     from rich.table import Table
 
+    from seqbench.headline import hard_gate_collapsed, headline
+
     table = Table(show_header=False, title=f"result {escape(row['run_id'])}", title_justify="left")
-    for key in ("status", "accuracy", "perplexity", "mae", "loss", "val_accuracy", "val_perplexity",
-                "gate_rate", "accuracy_hard", "gate_rate_hard",
-                "attn_flop_fraction_hard", "lambda", "tokens_per_sec",
-                "n_params", "param_budget", "state_size", "steps", "wall_time_s", "device", "kernels"):
+    for key in ("status", "accuracy", "accuracy_hard", "chance", "perplexity", "mae", "loss", "val_accuracy",
+                "val_perplexity", "gate_rate", "gate_rate_hard", "attn_flop_fraction_hard", "lambda",
+                "tokens_per_sec", "n_params", "param_budget", "state_size", "steps", "wall_time_s", "device",
+                "kernels"):
         value = row.get(key)
         if value is not None:
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else escape(str(value)))
     table.add_row("written to", escape(row["path"]))
     console.print(table)
+    lines = headline(row)
+    for line in lines[:1]:
+        console.print(escape(line))
+    if hard_gate_collapsed(row):
+        console.print(f"[bold yellow]warning:[/] {escape(lines[1])}", soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------ describe
@@ -391,27 +398,57 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from seqbench.options import check_readable_results, check_writable_dir, path_option
-    from seqbench.report import build_report, load_claims
+    from seqbench.registry import check_preset
+    from seqbench.report import build_report, claim_commands, load_claims
+    from seqbench.results import atomic_write_text
 
+    check_preset(args.preset)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
     results = path_option(args.results)
-    check_readable_results(results)
+    if not args.run:  # --run creates the folder; a report of nothing is a mistake
+        check_readable_results(results)
     out = path_option(args.out, "--out") if args.out is not None else None
     if out is not None:
         if out.is_dir():
             raise UserError(f"--out {out} is a folder: give a file name, e.g. --out {out / 'report.md'}")
         check_writable_dir(out.parent, "--out")
     claims = load_claims(path_option(args.claims, "--claims") if args.claims is not None else None)
-    text = build_report(claims, results, preset=args.preset, on_unreadable=_warn_unreadable)
+    if args.run:
+        check_writable_dir(results, "--results")
+        _run_claim_commands(claim_commands(claims, args.preset, results), args.jobs)
+    command = " ".join(["seqbench report", f"--results {results}", f"--preset {args.preset}",
+                        *(["--run"] if args.run else []), *([f"--jobs {args.jobs}"] if args.jobs > 1 else []),
+                        *([f"--claims {args.claims}"] if args.claims else []),
+                        *([f"--out {args.out}"] if args.out else [])])
+    text = build_report(claims, results, preset=args.preset, on_unreadable=_warn_unreadable, out=out,
+                        command=command)
     if out is not None:
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text)
+            atomic_write_text(text, out)
         except OSError as exc:
             raise UserError(f"cannot write --out {out}: {exc.strerror or exc}; choose another file") from None
         _console().print(f"wrote {escape(str(out))}")
     else:
         print(text)
     return 0
+
+
+def _run_claim_commands(commands: list[list[str]], jobs: int) -> None:
+    """Each command the claims name, through seqbench's own command line: a sweep in ``jobs`` shards at
+    once (separate processes, one per shard), anything else (benchmarks: they time the machine) alone."""
+    import subprocess
+
+    console = _console()
+    for argv in commands:
+        console.print(f"[bold]seqbench {escape(' '.join(argv))}[/]")
+        if argv[0] == "sweep" and jobs > 1:
+            shards = [subprocess.Popen([sys.executable, "-m", "seqbench.cli", *argv, "--shard", f"{i}/{jobs}"])
+                      for i in range(jobs)]
+            for shard in shards:
+                shard.wait()
+        else:
+            main(argv)  # a sweep's failed cells are in its rows; the report shows what is missing
 
 
 def _add_scale_out(p: argparse.ArgumentParser) -> None:
@@ -449,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--variant", default=None, help="model variant (default: the model's first)")
     p.add_argument("--task", required=True)
-    p.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
+    p.add_argument("--preset", default="default", help="smoke | default | cpu | paper (default: default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="override a model./task./train. setting; repeatable")
@@ -465,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("describe", help="a task's train split: size, label distribution, majority-class rate")
     p.add_argument("--task", required=True)
-    p.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
+    p.add_argument("--preset", default="default", help="smoke | default | cpu | paper (default: default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", metavar="task.KEY=VALUE", help="override a task setting; repeatable")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -489,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lengths", default=None, help="comma-separated sequence lengths "
                    "(default: 512..8192 on CPU, 1024..32768 on GPU)")
     p.add_argument("--mode", default="train", help="train, infer or train,infer")
-    p.add_argument("--preset", default="default", help="model sizes: smoke | default | paper")
+    p.add_argument("--preset", default="default", help="model sizes: smoke | default | cpu | paper")
     p.add_argument("--set", action="append", metavar="model.KEY=VALUE", help="model override; repeatable")
     p.add_argument("--gate-rate", type=float, default=None,
                    help="fix the fraction of gated units (models with force_gate_rate, e.g. the chunked TGN)")
@@ -513,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an axis of the grid, e.g. task.num_nodes=20,40,60; repeatable")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override for every cell")
     p.add_argument("--max-steps", type=int, default=None, help="shortcut for --set train.max_steps=N")
-    p.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
+    p.add_argument("--preset", default="default", help="smoke | default | cpu | paper (default: default)")
     p.add_argument("--results", default="results")
     p.add_argument("--shard", default=None, metavar="I/N", help="run only shard I of N (0 <= I < N)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done")
@@ -533,7 +570,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results")
     p.add_argument("--preset", default="default", help="the scale whose runs and commands are reported")
     p.add_argument("--claims", default=None, help="a claims JSON file (default: the seed paper's)")
-    p.add_argument("--out", default=None, help="write the markdown here instead of stdout")
+    p.add_argument("--out", default=None,
+                   help="write the markdown here (figures beside it, in <name>_figures/) instead of stdout")
+    p.add_argument("--run", action="store_true",
+                   help="first run the sweeps and benchmarks the claims name at --preset (resumable: only what "
+                        "is missing runs), then render")
+    p.add_argument("--jobs", type=int, default=1, help="with --run: sweep shards run at once (default 1)")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -45,6 +45,19 @@ def describe_task(registries: Registries, task: str, preset: str = "default", se
     }
 
 
+def chance_level(targets, ignore_index: int) -> float | None:
+    """The majority-class rate of the scored labels: the accuracy of always guessing their commonest class
+    (a run's ``chance`` column, on its test split).
+    (torch.bincount, so a language-modelling split of millions of tokens costs milliseconds.)"""
+    import torch
+
+    labels = targets.reshape(-1)
+    labels = labels[labels != ignore_index]
+    if labels.numel() == 0:
+        return None
+    return float(torch.bincount(labels).max()) / labels.numel()
+
+
 def label_distribution(targets, ignore_index: int, num_classes: int) -> dict[str, Any]:
     """Scored labels only: a class's share, the majority class and its rate (the majority-guess accuracy)."""
     labels = targets.reshape(-1)

@@ -110,7 +110,8 @@ def build_optimizer(module: nn.Module, c: TrainConfig):
 class SeqbenchModule(L.LightningModule):
     """Cross-entropy (+ ``lambda * mean(gate)`` for gated models) with AdamW and warm-up/cosine.
 
-    After a run: ``curve`` holds one dict per evaluation (plus, for gated models, one per training
+    After a run: ``curve`` holds one dict per evaluation (for models with gate modes, with the
+    hard-gated pass's metrics as ``*_hard``; plus, for gated models, one per training
     step with ``lambda``, ``train_loss``, ``train_gate_rate``, ``train_gate_mean``; evaluation points
     are the rows with ``accuracy``), ``val_final`` the final validation pass's ``val_accuracy``,
     ``val_loss`` (and ``val_perplexity``), ``test_metrics`` the final test metrics, ``diverged`` whether
@@ -128,6 +129,7 @@ class SeqbenchModule(L.LightningModule):
         self.info = info
         self.train_config = train
         self.val_metrics = EvalMetrics(info)
+        self.val_metrics_hard = EvalMetrics(info)  # gated models: each curve point is measured hard-gated too
         self.test_metrics_acc = EvalMetrics(info)
         self.test_metrics_hard = EvalMetrics(info)
         self.curve: list[dict[str, float]] = []
@@ -187,16 +189,34 @@ class SeqbenchModule(L.LightningModule):
             self.probe_tokens = tokens
         self.val_metrics.update(self.checked_forward(tokens, targets, "validation"), targets,
                                 gate_threshold(self.module))
+        if not self.final_validation:  # the final pass fills val_* columns, which are soft metrics only
+            self._update_hard(self.val_metrics_hard, tokens, targets)
+
+    def _update_hard(self, metrics: EvalMetrics, tokens: torch.Tensor, targets: torch.Tensor) -> None:
+        """One hard-gated pass (attention only where g > tau) for a model with gate modes, left soft after."""
+        modes = gate_modes(self.module)
+        if modes is None:
+            return
+        modes.set_gate_mode("hard")
+        try:
+            metrics.update(self(tokens), targets, gate_threshold(self.module))
+        finally:
+            modes.set_gate_mode("soft")
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute(self.info.metric)
         self.val_metrics.reset()
+        # the soft gate rate alone can hide a model that needs the attention it barely opens: the
+        # curves record the hard-gated accuracy beside it (columns *_hard)
+        hard = self.val_metrics_hard.compute(self.info.metric)
+        self.val_metrics_hard.reset()
         if self.trainer.sanity_checking or not metrics:
             return
         if self.final_validation:
             self.val_final = {f"val_{name}": metrics[name] for name in ("accuracy", "loss", "perplexity")
                               if name in metrics}
             return
+        metrics.update({f"{name}_hard": value for name, value in hard.items()})
         point = {"step": float(self.global_step), **metrics}
         if gate_schedule(self.module) is not None:
             point["lambda"] = self.last_lambda
@@ -211,13 +231,7 @@ class SeqbenchModule(L.LightningModule):
         tokens, targets = batch
         self.test_metrics_acc.update(self.checked_forward(tokens, targets, "test"), targets,
                                      gate_threshold(self.module))
-        modes = gate_modes(self.module)
-        if modes is not None:  # tested twice: soft, then hard-gated (the ``*_hard`` columns)
-            modes.set_gate_mode("hard")
-            try:
-                self.test_metrics_hard.update(self(tokens), targets, gate_threshold(self.module))
-            finally:
-                modes.set_gate_mode("soft")
+        self._update_hard(self.test_metrics_hard, tokens, targets)  # tested twice: soft, then hard-gated
 
     def on_test_epoch_end(self) -> None:
         self.test_metrics = self.test_metrics_acc.compute(self.info.metric)

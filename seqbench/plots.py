@@ -1,10 +1,14 @@
 """Figures from a results folder (nothing is re-run), as PNGs:
 
-- ``curves_<task>_<preset>.png``: accuracy and gate rate against training step (the paper's Fig. 19),
-  mean over seeds with a min-max band;
+- ``curves_<task>_<preset>.png``: validation accuracy and gate rate (solid), their hard-gated
+  twins (dashed, models with gate modes) against training step (the paper's Fig. 19), mean over seeds with a min-max
+  band, and the task's chance level (the rows' ``chance``: majority-class rate);
 - ``accuracy_vs_<key>_<task>_<preset>.png``: accuracy against the one task setting that a sweep's
-  grid varied (ring size ``num_nodes`` for ring distance: the paper's Fig. 7), mean ± 95% t-interval;
+  grid varied (ring size ``num_nodes`` for ring distance: the paper's Fig. 7), mean ± 95% t-interval,
+  with the chance level at each value;
 - ``throughput_<mode>_<preset>.png``: tokens/s against sequence length on log-log axes (Fig. 24).
+
+A model keeps its colour in every figure (``model_colour``).
 """
 
 from __future__ import annotations
@@ -58,15 +62,46 @@ def _series_label(model: str, variant: str) -> str:
     return model if variant in (None, "default") else f"{model}/{variant}"
 
 
-def make_plots(results: Path, out: Path, on_unreadable=None, note: Callable[[str], None] = print) -> list[Path]:
-    """Write every figure the results support; return their paths."""
+# The paper's colours where it has them (Fig. 19: RNN red, Transformer blue, TGN green; Fig. 24: Mamba purple).
+_COLOURS = {"gru": "tab:red", "transformer": "tab:blue", "tgn": "tab:green", "mamba": "tab:purple",
+            "gcn": "tab:orange", "graphgps": "tab:olive"}
+_SPARE = ("tab:brown", "tab:pink", "tab:cyan", "tab:gray")
+
+
+def model_colour(model: str) -> str:
+    """One colour per model in every figure (a plugin's model gets a spare colour chosen by its name)."""
+    return _COLOURS.get(model) or _SPARE[sum(map(ord, model)) % len(_SPARE)]
+
+
+def curves_file(task: str, preset: str) -> str:
+    return f"curves_{_safe(task)}_{_safe(preset)}.png"
+
+
+def setting_file(key: str, task: str, preset: str) -> str:
+    return f"accuracy_vs_{_safe(key)}_{_safe(task)}_{_safe(preset)}.png"
+
+
+def throughput_file(mode: str, preset: str) -> str:
+    return f"throughput_{_safe(mode)}_{_safe(preset)}.png"
+
+
+def _chance_of(rows: list[dict]) -> float | None:
+    values = [r["chance"] for r in rows if r.get("chance") is not None]
+    return sum(values) / len(values) if values else None
+
+
+def make_plots(results: Path, out: Path, on_unreadable=None, note: Callable[[str], None] = print,
+               preset: str | None = None) -> list[Path]:
+    """Write every figure the results support (of one preset, if given); return their paths."""
     plt = _pyplot()
     runs, collapsed = read_cells(results, on_unreadable=on_unreadable)
     if collapsed:
         note(f"{collapsed} duplicate run row(s) collapsed: one per (config, seed), the newest ok row")
+    runs = [r for r in runs if preset is None or r["preset"] == preset]
     evals = list(iter_rows(read_evals(results, on_unreadable=on_unreadable)))
     curves = list(iter_rows(read_curves(results, on_unreadable=on_unreadable)))
-    bench = list(iter_rows(read_bench(results, on_unreadable=on_unreadable)))
+    bench = [r for r in iter_rows(read_bench(results, on_unreadable=on_unreadable))
+             if preset is None or r["preset"] == preset]
     if not (runs or curves or bench):
         return []  # nothing to draw: create no folder for it
     out.mkdir(parents=True, exist_ok=True)
@@ -82,6 +117,8 @@ def make_plots(results: Path, out: Path, on_unreadable=None, note: Callable[[str
 
 
 def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> list[Path]:
+    from matplotlib.ticker import MaxNLocator  # steps are whole numbers: no 12.5 ticks
+
     by_run = {r["run_id"]: r for r in runs if r["status"] == Status.OK}
     # A sweep's grid axis (e.g. ring size) splits a model's runs into one series per value.
     per_task: dict[tuple, list[dict]] = defaultdict(list)
@@ -101,42 +138,57 @@ def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> l
             continue
         setting = label_of_run[run["run_id"]]
         series = data[(run["task"], run["preset"])][(run["model"], run["variant"], setting)]
-        for metric in ("accuracy", "gate_rate"):
+        for metric in ("accuracy", "accuracy_hard", "gate_rate", "gate_rate_hard"):
             if point.get(metric) is not None:
                 series[metric][point["step"]].append(point[metric])
     written = []
     for (task, preset), models in sorted(data.items()):
-        metrics = ["accuracy"] + (["gate_rate"] if any("gate_rate" in s for s in models.values()) else [])
-        fig, axes = plt.subplots(1, len(metrics), figsize=(6.4 * len(metrics), 4.4), squeeze=False)
-        for ax, metric in zip(axes[0], metrics, strict=True):
+        chance = _chance_of(per_task[(task, preset)])
+        panels = [("accuracy", ("accuracy", "accuracy_hard"))]
+        if any("gate_rate" in s for s in models.values()):
+            panels.append(("gate_rate", ("gate_rate", "gate_rate_hard")))
+        fig, axes = plt.subplots(1, len(panels), figsize=(6.8 * len(panels), 4.8), squeeze=False,
+                                 layout="constrained")
+        for ax, (panel, metrics) in zip(axes[0], panels, strict=True):
             for (model, variant, setting), series in sorted(models.items(), key=_natural):
-                if metric not in series:
-                    continue
-                steps = sorted(series[metric])
-                values = [series[metric][s] for s in steps]
-                mean = [sum(v) / len(v) for v in values]
-                seeds = max(len(v) for v in values)
-                name = _series_label(model, variant) + (f", {setting}" if setting else "")
-                line, = ax.plot(steps, mean, marker="o", markersize=3,
-                                label=f"{name} ({seeds} seed{'s' if seeds > 1 else ''})")
-                if seeds > 1:
-                    ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values],
-                                    color=line.get_color(), alpha=0.15, linewidth=0)
+                for metric in metrics:
+                    if metric in series:
+                        _plot_series(ax, series[metric], model, variant, setting, metric)
+            if panel == "accuracy" and chance is not None:
+                ax.axhline(chance, color="black", linestyle=":", linewidth=1,
+                           label=f"chance (majority class) {chance:.3f}")
             ax.set_xlabel("training step")
-            ax.set_ylabel("validation accuracy" if metric == "accuracy"
-                          else "gate rate (fraction of gates > threshold)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            quantity = "validation accuracy" if panel == "accuracy" else "gate rate (fraction of gates > threshold)"
+            ax.set_ylabel(f"{quantity}\nsolid: soft gates, dashed: hard-gated")
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-        fig.suptitle(f"{task} (preset {preset}): validation curves, mean over seeds, band = min–max")
-        fig.tight_layout()
-        path = out / f"curves_{_safe(task)}_{_safe(preset)}.png"
-        fig.savefig(path, dpi=120)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"{task} (preset {preset}): validation curves, mean over seeds, band = min–max", fontsize=11)
+        path = out / curves_file(task, preset)
+        fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
     if not data:
         note("no training curves to plot (no ok runs with curves)")
     return written
+
+
+def _plot_series(ax, by_step: dict[float, list[float]], model: str, variant: str, setting: str, metric: str) -> None:
+    steps = sorted(by_step)
+    values = [by_step[s] for s in steps]
+    mean = [sum(v) / len(v) for v in values]
+    seeds = max(len(v) for v in values)
+    name = _series_label(model, variant) + (f", {setting}" if setting else "")
+    hard = metric.endswith("_hard")
+    if hard:
+        name += " hard-gated"
+    colour = model_colour(model)
+    ax.plot(steps, mean, marker="x" if hard else "o", markersize=4 if hard else 3, color=colour,
+            linestyle="--" if hard else "-", label=f"{name} ({seeds} seed{'s' if seeds > 1 else ''})")
+    if seeds > 1:
+        ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], color=colour, alpha=0.12,
+                        linewidth=0)
 
 
 # ------------------------------------------------------------- accuracy against a setting
@@ -168,14 +220,22 @@ def plot_accuracy_vs_setting(plt, runs: list[dict], out: Path, note) -> list[Pat
         points: dict[tuple, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
         for row in rows:
             points[(row["model"], row["variant"])][_task_settings(row)[key]].append(row["accuracy"])
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        fig, ax = plt.subplots(figsize=(6.8, 4.8), layout="constrained")
         for (model, variant), by_x in sorted(points.items()):
             xs = sorted(by_x)
             stats = [mean_interval(by_x[x]) for x in xs]
             low, high = min(s.n for s in stats), max(s.n for s in stats)
             seeds = f"{low}" if low == high else f"{low}–{high}"
             ax.errorbar(xs, [s.mean for s in stats], yerr=[s.half_width or 0.0 for s in stats], marker="o",
-                        capsize=3, label=f"{_series_label(model, variant)} ({seeds} seed{'s' if high > 1 else ''})")
+                        capsize=3, color=model_colour(model),
+                        label=f"{_series_label(model, variant)} ({seeds} seed{'s' if high > 1 else ''})")
+        chance: dict[float, list[dict]] = defaultdict(list)
+        for row in rows:
+            chance[_task_settings(row)[key]].append(row)
+        xs = sorted(x for x in chance if _chance_of(chance[x]) is not None)
+        if xs:
+            ax.plot(xs, [_chance_of(chance[x]) for x in xs], color="black", linestyle=":", marker="_",
+                    label="chance (majority class) per value")
         ax.set_xticks(sorted({x for by_x in points.values() for x in by_x}))
         ax.set_xlabel("ring size (nodes)" if key == "num_nodes" else f"task.{key}")
         ax.set_ylabel("test accuracy")
@@ -184,9 +244,8 @@ def plot_accuracy_vs_setting(plt, runs: list[dict], out: Path, note) -> list[Pat
         ax.legend(fontsize=8)
         ax.set_title(f"{task} (preset {preset}): test accuracy against task.{key}\n"
                      "mean ± 95% t-interval over seeds", fontsize=10)
-        fig.tight_layout()
-        path = out / f"accuracy_vs_{_safe(key)}_{_safe(task)}_{_safe(preset)}.png"
-        fig.savefig(path, dpi=120)
+        path = out / setting_file(key, task, preset)
+        fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
     if not written:
@@ -286,7 +345,7 @@ def plot_throughput(plt, rows: list[dict], out: Path, note) -> list[Path]:
         for row in members:
             series[(row["model"], row["variant"], row.get("forced_gate_rate"), row["device"])].append(row)
         devices = sorted({row["device"] for row in members})
-        fig, ax = plt.subplots(figsize=(6.8, 4.6))
+        fig, ax = plt.subplots(figsize=(7.2, 4.8), layout="constrained")
         for (model, variant, forced, device), points in sorted(series.items(), key=lambda kv: str(kv[0])):
             points.sort(key=lambda r: r["seq_len"])
             ok = [r for r in points if r["status"] == Status.OK]
@@ -299,7 +358,8 @@ def plot_throughput(plt, rows: list[dict], out: Path, note) -> list[Path]:
             if failed:
                 label += f" — {', '.join(failed)}"
             if ok:
-                ax.plot([r["seq_len"] for r in ok], [r["tokens_per_sec"] for r in ok], marker="o", label=label)
+                ax.plot([r["seq_len"] for r in ok], [r["tokens_per_sec"] for r in ok], marker="o", label=label,
+                        color=model_colour(model), linestyle="-" if forced is None else "--")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         lengths = sorted({r["seq_len"] for r in members})
@@ -311,9 +371,8 @@ def plot_throughput(plt, rows: list[dict], out: Path, note) -> list[Path]:
         ax.legend(fontsize=8)
         ax.set_title(f"{mode} throughput (preset {preset}) on {', '.join(devices)}\n"
                      "median step, constant tokens per step", fontsize=10)
-        fig.tight_layout()
-        path = out / f"throughput_{_safe(mode)}_{_safe(preset)}.png"
-        fig.savefig(path, dpi=120)
+        path = out / throughput_file(mode, preset)
+        fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
     if not groups:

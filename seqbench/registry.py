@@ -18,7 +18,7 @@ import pluggy
 from seqbench import hookspecs
 from seqbench.errors import PluginError, UserError
 
-PRESETS = ("smoke", "default", "paper")
+PRESETS = ("smoke", "default", "cpu", "paper")
 # Input views a task can offer and a model can accept.
 VIEWS = frozenset({"tokens", "graph"})
 DISABLE_AUTOLOAD_ENV = "SEQBENCH_DISABLE_PLUGIN_AUTOLOAD"

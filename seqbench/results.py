@@ -46,7 +46,8 @@ BENCH_STATUSES = (Status.OK, Status.OOM, Status.TIMEOUT, Status.FAILED)
 EVAL_STATUSES = (Status.OK, Status.UNSUPPORTED, Status.FAILED)
 
 # The columns every run row has, in order. Models and tasks may add float columns of their own
-# (e.g. accuracy_hard, gate_mean); readers see them as nulls for runs that lack them.
+# (e.g. accuracy_hard, gate_mean; chance: the test split's majority-class rate); readers see them as
+# nulls for runs that lack them.
 RUN_SCHEMA = pa.schema([
     ("run_id", pa.string()),
     ("model", pa.string()),

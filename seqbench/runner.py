@@ -154,6 +154,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
 
     from seqbench.budget import state_size
     from seqbench.capabilities import kernels_used, layer_probes
+    from seqbench.describe import chance_level
     from seqbench.evals import evaluate_lengths
     from seqbench.lit import SeqbenchModule, StepsProgressBar, ThroughputMeter
     from seqbench.options import check_strategy, lightning_devices
@@ -198,6 +199,9 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         "steps": lit.finite_steps, "wall_time_s": time.perf_counter() - t0,
         "device": device_name(accelerator), "kernels": kernels_used(module),
         "data_fingerprint": data.data_fingerprint(),
+        # on the test split's scored labels: a task may score more positions in training (assoc_recall
+        # scores every next token there, only the answer at test), and accuracy is the test's
+        "chance": chance_level(data.split_data("test")["targets"], info.ignore_index),
     }
     # Under DDP every rank gets here with the same (rank-reduced) metrics; one run is one row, rank 0's.
     if not trainer.is_global_zero:

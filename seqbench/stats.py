@@ -59,7 +59,7 @@ def mean_interval(values: Sequence[float | None], confidence: float = CONFIDENCE
     n = len(values)
     if n == 0:
         return Interval(None, None, None, 0, "none")
-    mean = statistics.fmean(values)
+    mean = statistics.mean(values)  # exact rational arithmetic: equal values give exactly their value
     if n < 2:
         return Interval(mean, None, None, n, "none")
     if len(set(values)) == 1:  # scipy needs a positive scale; equal values have a zero-width interval
@@ -77,7 +77,7 @@ def difference_interval(a: Mapping[int, float | None], b: Mapping[int, float | N
     if len(shared) >= 2:
         x, y = [a[s] for s in shared], [b[s] for s in shared]
         diffs = [p - q for p, q in zip(x, y, strict=True)]
-        mean = statistics.fmean(diffs)
+        mean = statistics.mean(diffs)
         if len(set(diffs)) == 1:
             return Interval(mean, mean, mean, len(diffs), "paired")
         ci = stats.ttest_rel(x, y).confidence_interval(confidence)
@@ -85,7 +85,7 @@ def difference_interval(a: Mapping[int, float | None], b: Mapping[int, float | N
     x, y = list(a.values()), list(b.values())
     if not x or not y:
         return Interval(None, None, None, 0, "none")
-    mean = statistics.fmean(x) - statistics.fmean(y)
+    mean = statistics.mean(x) - statistics.mean(y)
     if len(x) < 2 or len(y) < 2:
         return Interval(mean, None, None, len(x) + len(y), "none")
     if len(set(x)) == 1 and len(set(y)) == 1:
