@@ -72,12 +72,37 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return [*(args.set or []), *([f"train.max_steps={args.max_steps}"] if args.max_steps is not None else [])]
 
 
+def _recorded_config(args: argparse.Namespace, registries):
+    """``--from RUN_ID`` / ``--from-config``: the recorded config, exactly; what-to-run flags are refused."""
+    from seqbench.replay import config_from_argument, config_from_json, recorded_row
+
+    if args.from_run and args.from_config:
+        raise UserError("give --from RUN_ID or --from-config, not both")
+    clashing = [flag for flag, given in (("--model", args.model), ("--task", args.task), ("--variant", args.variant),
+                                         ("--set", args.set), ("--max-steps", args.max_steps is not None),
+                                         ("--seed", args.seed != 0), ("--preset", args.preset != "default"),
+                                         ("--precision", args.precision != "32-true")) if given]
+    if clashing:
+        raise UserError(f"--from re-runs the recorded config exactly; drop {', '.join(clashing)} (to change a "
+                        "setting, start from the row's config with --model/--task/--set instead)")
+    if args.from_config:
+        return config_from_argument(registries, args.from_config)
+    row = recorded_row(Path(args.results), args.from_run)
+    return config_from_json(registries, row["config_json"], expected_hash=row["config_hash"],
+                            where=f"run {row['run_id']}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from seqbench.runner import RunOptions, resolve_run_config, run
 
     registries = _registries()
-    config = resolve_run_config(registries, args.model, args.task, variant=args.variant, preset=args.preset,
-                                seed=args.seed, overrides=_overrides(args), precision=args.precision)
+    if args.from_run or args.from_config:
+        config = _recorded_config(args, registries)
+    elif not (args.model and args.task):
+        raise UserError("run needs --model and --task (or --from RUN_ID to re-run a recorded run)")
+    else:
+        config = resolve_run_config(registries, args.model, args.task, variant=args.variant, preset=args.preset,
+                                    seed=args.seed, overrides=_overrides(args), precision=args.precision)
     console = _console()
     console.print(f"[bold]seqbench run[/] {config.model}/{config.variant} on {config.task} "
                   f"(preset {config.preset}, seed {config.seed}, config {config.config_hash()})")
@@ -110,6 +135,10 @@ def _print_row(console, row: dict) -> None:
 def cmd_describe(args: argparse.Namespace) -> int:
     from seqbench.describe import describe_task
 
+    if args.model:
+        return _describe_model(args)
+    if not args.task:
+        raise UserError("describe needs --task T (its data) or --model M (its config keys)")
     report = describe_task(_registries(), args.task, preset=args.preset, seed=args.seed, overrides=args.set or [])
     if args.json:
         print(json.dumps(report, indent=2))
@@ -125,6 +154,34 @@ def cmd_describe(args: argparse.Namespace) -> int:
         elif isinstance(value, float):
             value = f"{value:.4g}"
         table.add_row(key, str(value))
+    _console().print(table)
+    return 0
+
+
+def _describe_model(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from seqbench.describe import describe_model
+
+    if args.task:
+        raise UserError("describe takes --model or --task, not both")
+    report = describe_model(_registries(), args.model, variant=args.variant)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    from rich.table import Table
+
+    presets = list(report["keys"][0]["presets"]) if report["keys"] else []
+    table = Table(title=f"model {report['model']} (variant {report['variant']}; variants: "
+                        f"{', '.join(report['variants'])}) — {report['config']}, set with --set model.KEY=VALUE",
+                  title_justify="left")
+    for name in ("key", "type", "default", *(f"preset {p}" for p in presets), "comment"):
+        table.add_column(name, overflow="fold")
+    for key in report["keys"]:
+        values = [escape(json.dumps(key["presets"][p])) if key["presets"][p] == key["default"]
+                  else f"[bold]{escape(json.dumps(key['presets'][p]))}[/]" for p in presets]
+        table.add_row(key["key"], escape(key["type"]), escape(json.dumps(key["default"])), *values,
+                      escape(key["comment"]))
     _console().print(table)
     return 0
 
@@ -251,22 +308,55 @@ def _num(value, fmt: str, suffix: str = "") -> str:
 # ---------------------------------------------------------------------------------- sweep
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from seqbench.runner import RunOptions
-    from seqbench.sweep import SweepSpec, expand, parse_shard, pending, remove_failed_rows, run_sweep, shard
+_SWEEP_LISTS = ("models", "tasks", "variants", "seeds")
 
-    index, count = parse_shard(args.shard)
-    spec = SweepSpec(models=_csv(args.models), tasks=_csv(args.tasks), seeds=_csv(args.seeds, int),
-                     variants=_csv(args.variants), grid=tuple(args.grid or ()), sets=tuple(_overrides(args)),
-                     preset=args.preset, precision=args.precision)
+
+def _sweep_args(args: argparse.Namespace):
+    """The experiment file's settings (if one is given), overridden by the flags given on the command line."""
+    from seqbench.experiments import convert, load_experiment, merge
+
+    settings = load_experiment(Path(args.experiment)) if args.experiment else {}
+    flags = {}
+    for key, value in vars(args).items():
+        if value is None or key in ("command", "func", "experiment", "dry_run"):
+            continue
+        if key in _SWEEP_LISTS:
+            value = convert(key, value)
+        elif key in ("grid", "sets"):
+            value = tuple(value)
+        flags[key] = value
+    merged = merge(settings, flags)
+    if not merged.models or not merged.tasks:
+        raise UserError("sweep needs --models and --tasks, or an experiment file that lists models and tasks")
+    return merged
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from seqbench.experiments import comparison_settings
+    from seqbench.launchers import check_settings, get_launcher, threads_per_cell
+    from seqbench.runner import RunOptions
+    from seqbench.sweep import SweepSpec, expand, make_jobs, parse_shard, pending, shard
+    from seqbench.sweep_progress import SweepProgress
+
+    settings = _sweep_args(args)
+    comparison_settings(settings)
+    check_settings(settings.launch)
+    if settings.claim_timeout <= 0:
+        raise UserError(f"--claim-timeout must be > 0 seconds, got {settings.claim_timeout}")
+    index, count = parse_shard(settings.shard)
+    spec = SweepSpec(models=settings.models, tasks=settings.tasks, seeds=settings.seeds, variants=settings.variants,
+                     grid=settings.grid, sets=settings.overrides(), preset=settings.preset,
+                     precision=settings.precision)
     registries = _registries()
     cells = expand(registries, spec)
     mine = shard(cells, index, count)
-    results = Path(args.results)
-    todo = pending(mine, results, on_unreadable=_warn_unreadable, retry_failed=args.retry_failed)
+    results = Path(settings.results)
+    todo = pending(mine, results, on_unreadable=_warn_unreadable, retry_failed=settings.retry_failed)
     console = _console()
     console.print(f"[bold]seqbench sweep[/] {len(cells)} cells in the grid, {len(mine)} in shard {index}/{count}, "
-                  f"{len(mine) - len(todo)} already done, {len(todo)} to run -> {results}/runs")
+                  f"{len(mine) - len(todo)} already done, {len(todo)} to run -> {escape(str(results))}/runs")
     if args.dry_run:
         from rich.table import Table
 
@@ -275,38 +365,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             table.add_column(name)
         waiting = {c.key for c in todo}
         for cell in mine:
-            table.add_row(str(cell.index), cell.label(), cell.key, "to run" if cell.key in waiting else "done")
+            table.add_row(str(cell.index), escape(cell.label()), cell.key,
+                          "to run" if cell.key in waiting else "done")
         console.print(table)
         return 0
     if not todo:
         return 0
-    if args.retry_failed:
-        remove_failed_rows(todo, results)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    options = RunOptions(results_dir=results, device=args.device, devices=args.devices, strategy=args.strategy,
-                         num_nodes=args.num_nodes, progress=False)
+    launcher = get_launcher(settings.launch, registries, results)
+    # absolute: Ray tasks and SLURM jobs may start in another working directory
+    options = RunOptions(results_dir=results.resolve(), device=settings.device, devices=settings.devices,
+                         strategy=settings.strategy, num_nodes=settings.num_nodes, progress=False)
+    jobs = make_jobs(todo, options, threads_per_cell(settings.launch), settings.claim_timeout,
+                     settings.retry_failed)
     counts: dict[str, int] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
-        bar = progress.add_task("sweep", total=len(todo))
 
-        def start(cell):
-            progress.update(bar, description=f"[bold]{cell.label()}")
+    def count_outcome(job, outcome) -> None:
+        state = outcome.row["status"] if outcome.state == "ran" and outcome.row else outcome.state
+        counts[state] = counts.get(state, 0) + 1
 
-        def done(cell, row):
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
-            score = row.get("accuracy")
-            detail = f" accuracy={score:.3f}" if isinstance(score, float) else ""
-            if row["status"] not in ("ok", "diverged"):
-                detail = f" {str(row.get('error') or '').splitlines()[0]}"
-            colour = "green" if row["status"] == "ok" else "red"
-            progress.console.print(f"  [{colour}]{row['status']}[/] {cell.label()}{detail}", soft_wrap=True)
-            progress.advance(bar)
-
-        run_sweep(registries, todo, options, on_start=start, on_done=done)
-    console.print("done: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
-    return 0 if set(counts) <= {"ok", "diverged"} else 1
+    with SweepProgress(console, len(jobs)) as progress:
+        launcher.run(jobs, lambda job, outcome: (count_outcome(job, outcome), progress.done(job, outcome)))
+    console.print("done: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    return 0 if set(counts) <= {"ok", "diverged", "done", "claimed"} else 1
 
 
 # ----------------------------------------------------------------------------------- plot
@@ -364,9 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("run", help="train and test one model on one task; writes one Parquet row")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", default=None, help="required unless --from or --from-config")
     p.add_argument("--variant", default=None, help="model variant (default: the model's first)")
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", default=None, help="required unless --from or --from-config")
+    p.add_argument("--from", dest="from_run", default=None, metavar="RUN_ID",
+                   help="re-run a recorded run's config exactly (a run id in --results, or a run file)")
+    p.add_argument("--from-config", default=None, metavar="FILE_OR_JSON",
+                   help="re-run a row's config_json exactly (the JSON, or a file holding it)")
     p.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
@@ -379,8 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record a probe in the curves at each evaluation (rank: per-layer effective rank)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("describe", help="a task's train split: size, label distribution, majority-class rate")
-    p.add_argument("--task", required=True)
+    p = sub.add_parser("describe", help="a task's train split (--task), or a model's config keys (--model)")
+    p.add_argument("--task", default=None, help="the task's train split: size, labels, majority-class rate")
+    p.add_argument("--model", default=None,
+                   help="every model.* key: type, default, each preset's value and its comment")
+    p.add_argument("--variant", default=None, help="with --model: the variant (default: the model's first)")
     p.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", metavar="task.KEY=VALUE", help="override a task setting; repeatable")
@@ -413,22 +500,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results")
     p.set_defaults(func=cmd_bench)
 
+    # Sweep flags default to None (not given): given ones override an experiment file, which overrides
+    # seqbench.experiments.SweepArgs's defaults (shown here in the help).
     p = sub.add_parser("sweep", help="run the grid models x variants x tasks x seeds x overrides (resumable)")
-    p.add_argument("--models", required=True, help="comma-separated model names")
-    p.add_argument("--tasks", required=True, help="comma-separated task names")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    p.add_argument("--variants", default=None, help="comma-separated; each model takes those it has")
+    p.add_argument("experiment", nargs="?", default=None,
+                   help="an experiment file (TOML, e.g. experiments/smoke.toml); flags override it")
+    p.add_argument("--models", help="comma-separated model names")
+    p.add_argument("--tasks", help="comma-separated task names")
+    p.add_argument("--seeds", help="comma-separated seeds (default 0)")
+    p.add_argument("--variants", help="comma-separated; each model takes those it has")
     p.add_argument("--grid", action="append", metavar="SECTION.KEY=V1,V2",
                    help="an axis of the grid, e.g. task.num_nodes=20,40,60; repeatable")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override for every cell")
-    p.add_argument("--max-steps", type=int, default=None, help="shortcut for --set train.max_steps=N")
-    p.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
-    p.add_argument("--results", default="results")
-    p.add_argument("--shard", default=None, metavar="I/N", help="run only shard I of N (0 <= I < N)")
+    p.add_argument("--set", dest="sets", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override for every cell; repeatable")
+    p.add_argument("--max-steps", type=int, help="shortcut for --set train.max_steps=N")
+    p.add_argument("--preset", help="smoke | default | paper (default: default)")
+    p.add_argument("--results", help="results folder (default: results/)")
+    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (0 <= I < N)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done")
-    p.add_argument("--retry-failed", action="store_true",
+    p.add_argument("--retry-failed", action="store_true", default=None,
                    help="run failed/oom cells again (their old rows are replaced)")
-    _add_scale_out(p)
+    p.add_argument("--claim-timeout", type=float, metavar="SECONDS",
+                   help="take over a cell's claim after this long without its owner's heartbeat (default 6 h)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
+    p.add_argument("--precision", choices=["32-true", "bf16-mixed", "16-mixed", "bf16-true"], help="default: 32-true")
+    p.add_argument("--devices", help="Lightning devices per cell: a count, a list like 0,1, or auto (default 1)")
+    p.add_argument("--strategy", help="Lightning strategy, e.g. ddp (default: auto)")
+    p.add_argument("--num-nodes", type=int, help="default 1")
+    g = p.add_argument_group("launchers (where cells run; see README)")
+    g.add_argument("--launcher", choices=["local", "ray", "slurm"], help="default: local")
+    g.add_argument("--jobs", type=int, help="local: cells at once, each its own process, sharing the cores (default 1)")
+    g.add_argument("--address", help="ray: an existing cluster's address (default: start a local instance)")
+    g.add_argument("--cpus-per-cell", type=int, help="ray, slurm: CPUs (and torch threads) per cell (default 1)")
+    g.add_argument("--gpus-per-cell", type=float, help="ray, slurm: GPUs per cell (default 0)")
+    g.add_argument("--slurm-partition", help="slurm: the partition")
+    g.add_argument("--slurm-time", help="slurm: each job's time limit, minutes or [D-]H:MM:SS (default 60)")
+    g.add_argument("--slurm-array-parallelism", type=int, help="slurm: array tasks running at once (default 256)")
+    g.add_argument("--slurm-folder", help="slurm: submitit's logs and job files (default <results>/slurm)")
+    g.add_argument("--slurm-cluster", choices=["slurm", "local", "debug"],
+                   help="slurm: submitit's cluster (default: detected); local runs the jobs on this machine")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("plot", help="PNG figures from a results folder (nothing is re-run)")
