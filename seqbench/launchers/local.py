@@ -1,9 +1,11 @@
 """The local launcher: cells on this machine, ``jobs`` at once.
 
 With one job, cells run one after another in this process (with the caller's registries, so plugins
-registered in-process work too). With more, each cell runs in a fresh spawned process, so a cell's
-memory, torch's global state and a crash stay with it; a worker that dies (killed, out of memory)
-leaves no row and its claim goes stale, so the next launch runs the cell again.
+registered in-process work too). With more, a pool of ``jobs`` spawned worker processes runs them,
+each worker importing torch once and taking cell after cell; the cores are divided between the
+workers (:func:`seqbench.threads.threads_per_job`). A worker that dies (killed, out of memory) leaves
+no row for its cell and its claim goes stale, so the next launch runs that cell again; the pool is
+rebuilt and the sweep goes on with the other cells.
 """
 
 from __future__ import annotations
@@ -11,21 +13,22 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections.abc import Sequence
-from multiprocessing.connection import Connection, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 from seqbench.launchers import OnDone
 from seqbench.sweep import CellJob, CellOutcome, execute
 
 
-def _child(job: CellJob, conn: Connection) -> None:
+def _start_worker(threads: int) -> None:
     # before torch is first imported in this fresh process, so OpenMP's pool gets the same size
-    os.environ["OMP_NUM_THREADS"] = str(job.threads)
-    try:
-        outcome = execute(job)
-    except Exception as exc:  # e.g. the recorded config no longer fits: nothing ran
-        outcome = CellOutcome(job.key, "lost", detail=f"{type(exc).__name__}: {exc}")
-    conn.send(outcome)
-    conn.close()
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def _pool(jobs: int, threads: int) -> ProcessPoolExecutor:
+    # spawn: a clean interpreter, never a fork of a process that holds torch's threads
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_start_worker,
+                               initargs=(threads,))
 
 
 class LocalLauncher:
@@ -39,33 +42,32 @@ class LocalLauncher:
         if self.jobs == 1:
             for job in jobs:
                 on_done(job, execute(job, self._registries))
-            return
-        self._run_processes(list(jobs), on_done)
+        elif jobs:
+            self._run_pool(list(jobs), on_done)
 
-    def _run_processes(self, waiting: list[CellJob], on_done: OnDone) -> None:
-        ctx = mp.get_context("spawn")  # a clean interpreter: no fork of a process holding torch threads
-        running: dict[Connection, tuple[mp.process.BaseProcess, CellJob]] = {}
+    def _run_pool(self, waiting: list[CellJob], on_done: OnDone) -> None:
+        pool = _pool(self.jobs, waiting[0].threads)
+        running: dict[Future, CellJob] = {}
         try:
             while waiting or running:
-                while waiting and len(running) < self.jobs:
-                    job = waiting.pop(0)
-                    receive, send = ctx.Pipe(duplex=False)
-                    process = ctx.Process(target=_child, args=(job, send), name=f"seqbench-cell-{job.key}")
-                    process.start()
-                    send.close()  # the child holds the only write end: its exit reads as EOF here
-                    running[receive] = (process, job)
-                for receive in wait(list(running)):
-                    process, job = running.pop(receive)
+                while waiting and len(running) < self.jobs:  # at most one queued cell per worker: a broken
+                    job = waiting.pop(0)                      # pool loses only the cells it was running
+                    running[pool.submit(execute, job)] = job
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                broken = False
+                for future in finished:
+                    job = running.pop(future)
                     try:
-                        outcome = receive.recv()
-                    except EOFError:
-                        process.join()
-                        outcome = CellOutcome(job.key, "lost", detail=f"worker exited with code {process.exitcode}")
-                    process.join()
-                    receive.close()
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        outcome = CellOutcome(job.key, "lost", detail="its worker process died (killed or out of "
+                                                                      "memory); no row was written")
+                    except Exception as exc:  # e.g. the recorded config no longer fits: nothing ran
+                        outcome = CellOutcome(job.key, "lost", detail=f"{type(exc).__name__}: {exc}")
                     on_done(job, outcome)
-        finally:  # Ctrl-C or an error here: stop the cells still running (their claims are released or go stale)
-            for process, _ in running.values():
-                process.terminate()
-            for process, _ in running.values():
-                process.join()
+                if broken:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = _pool(self.jobs, waiting[0].threads if waiting else 1)
+        finally:  # Ctrl-C or an error here: cells still queued are dropped (their claims were never taken)
+            pool.shutdown(wait=True, cancel_futures=True)
