@@ -136,7 +136,8 @@ def _scalar(key: str, value: Any, default: Any) -> Any:
     if kind is str and isinstance(value, int) and not isinstance(value, bool) and key in ("devices", "slurm_time"):
         return str(value)  # devices = 2, slurm_time = 90 read naturally as numbers
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise UserError(f"{key} must be a {kind.__name__}, got {value!r}")
+        wanted = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[kind]
+        raise UserError(f"{key} must be {wanted}, got {value!r}")
     return value
 
 
