@@ -1,8 +1,8 @@
 """The local launcher: cells on this machine, ``jobs`` at once.
 
 With one job, cells run one after another in this process (with the caller's registries, so plugins
-registered in-process work too). With more, a pool of ``jobs`` spawned worker processes runs them,
-each worker importing torch once and taking cell after cell; the cores are divided between the
+registered in-process work too). With more, a pool of ``jobs`` worker processes runs them, each
+taking cell after cell; the cores are divided between the
 workers (:func:`seqbench.threads.threads_per_job`). A worker that dies (killed, out of memory) leaves
 no row for its cell and its claim goes stale, so the next launch runs that cell again; the pool is
 rebuilt and the sweep goes on with the other cells.
@@ -21,13 +21,26 @@ from seqbench.sweep import CellJob, CellOutcome, execute
 
 
 def _start_worker(threads: int) -> None:
-    # before torch is first imported in this fresh process, so OpenMP's pool gets the same size
+    # before OpenMP starts its threads (at the first parallel op, after the fork), so its pool has this size
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
+# Imported once by the fork server; each worker forks from it instead of importing them again (seconds each).
+_PRELOAD = ["torch", "lightning", "seqbench.runner", "seqbench.lit"]
+
+
+def _context():
+    """Workers never fork this process (it may hold torch's threads): they fork a clean fork server that
+    has imported torch but run nothing, or are spawned where there is no fork server."""
+    if "forkserver" in mp.get_all_start_methods():
+        context = mp.get_context("forkserver")
+        context.set_forkserver_preload(_PRELOAD)
+        return context
+    return mp.get_context("spawn")
+
+
 def _pool(jobs: int, threads: int) -> ProcessPoolExecutor:
-    # spawn: a clean interpreter, never a fork of a process that holds torch's threads
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_start_worker,
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=_context(), initializer=_start_worker,
                                initargs=(threads,))
 
 
