@@ -89,7 +89,8 @@ def test_a_missing_extra_names_it(cli, tmp_path, monkeypatch, launcher, module, 
 
 @pytest.mark.parametrize(("flags", "message"), [
     (("--jobs", "0"), "--jobs must be >= 1"),
-    (("--launcher", "ray", "--jobs", "2"), "--jobs is the local launcher's"),
+    (("--launcher", "slurm", "--slurm-array-parallelism", "0"), "--slurm-array-parallelism must be >= 1"),
+    (("--launcher", "slurm", "--gpus-per-cell", "0.5"), "whole number under slurm"),
     (("--launcher", "slurm", "--slurm-time", "soon"), "bad --slurm-time"),
     (("--claim-timeout", "0"), "--claim-timeout must be > 0"),
 ])

@@ -30,7 +30,8 @@ class Launcher(Protocol):
 
 @dataclass(frozen=True)
 class LaunchSettings:
-    """Every launcher's settings, as given on the command line or in an experiment file."""
+    """Every launcher's settings, as given on the command line or in an experiment file. Each launcher
+    reads its own and ignores the others', so one experiment file can hold settings for several."""
 
     launcher: str = "local"
     jobs: int = 1  # local: cells at once, each its own process when > 1
@@ -59,10 +60,6 @@ def check_settings(settings: LaunchSettings) -> None:
         raise UserError(f"--cpus-per-cell must be >= 1, got {settings.cpus_per_cell}")
     if settings.gpus_per_cell < 0:
         raise UserError(f"--gpus-per-cell must be >= 0, got {settings.gpus_per_cell}")
-    if settings.jobs > 1 and settings.launcher != "local":
-        raise UserError(f"--jobs is the local launcher's; {settings.launcher} runs as many cells at once as its "
-                        "resources allow (--cpus-per-cell, --gpus-per-cell" +
-                        (", --slurm-array-parallelism)" if settings.launcher == "slurm" else ")"))
     if settings.launcher == "ray":
         _need("ray", "ray", "ray")
     if settings.launcher == "slurm":
