@@ -118,3 +118,19 @@ def test_config_comments_reads_trailing_and_preceding_comments():
         x: int = 1  # the x
 
     assert config_comments(NoSource) == {"x": "the x"}
+
+
+def test_sweep_eta_comes_from_the_cells_that_ran(monkeypatch):
+    from seqbench import sweep_progress
+
+    now = [100.0]
+    monkeypatch.setattr(sweep_progress.time, "monotonic", lambda: now[0])
+    clock = sweep_progress.SweepClock(total=5)
+    assert clock.eta_s() is None and sweep_progress.format_seconds(None) == "?"
+    now[0] = 130.0
+    clock.add(ran=False)  # claimed elsewhere: counts as finished, not in the rate
+    assert clock.eta_s() is None
+    clock.add(ran=True)
+    clock.add(ran=True)
+    assert clock.eta_s() == pytest.approx(30.0 / 2 * 2)  # 15 s a cell, 2 cells left
+    assert sweep_progress.format_seconds(3725) == "1:02:05"
