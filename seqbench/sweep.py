@@ -206,7 +206,7 @@ def execute(job: CellJob, registries=None) -> CellOutcome:
     with claim:
         if job.retry_failed:
             _remove_failed(results, {job.key})
-        if not _missing(results, {job.key}, job.retry_failed):  # finished while this job waited
+        if _has_row(results, job.key, job.retry_failed):  # finished by another worker while this job waited
             return CellOutcome(job.key, "done")
         config = config_from_json(registries, job.config_json, expected_hash=job.key, where=job.label)
         apply_threads(job.threads)
@@ -232,6 +232,29 @@ def _missing(results_dir: Path, keys: set[str], retry_failed: bool = False, on_u
 
     rows = iter_rows(read_runs(results_dir, on_unreadable=on_unreadable, columns=["config_hash", "status"]))
     return keys - {r["config_hash"] for r in rows if not (retry_failed and r["status"] in RETRYABLE)}
+
+
+# (runs folder, file name) -> (config_hash, status): run files never change once written (one file per
+# run, renamed into place), so a worker reads each one once, however many cells it checks.
+_row_cache: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def _has_row(results_dir: Path, key: str, retry_failed: bool = False) -> bool:
+    import pyarrow.parquet as pq
+
+    folder = Path(results_dir) / "runs"
+    statuses = []
+    for path in folder.glob("[!.]*.parquet"):  # hidden: writes in flight
+        entry = _row_cache.get((str(folder), path.name))
+        if entry is None:
+            try:
+                row = pq.read_table(path, columns=["config_hash", "status"]).to_pylist()[0]
+            except Exception:  # unreadable: reported when the sweep listed its cells
+                continue
+            entry = _row_cache[(str(folder), path.name)] = (row["config_hash"], row["status"])
+        if entry[0] == key:
+            statuses.append(entry[1])
+    return any(not (retry_failed and status in RETRYABLE) for status in statuses)
 
 
 def pending(cells: list[Cell], results_dir: Path, on_unreadable=None, retry_failed: bool = False) -> list[Cell]:
