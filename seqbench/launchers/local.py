@@ -31,7 +31,8 @@ _PRELOAD = ["torch", "lightning", "seqbench.runner", "seqbench.lit"]
 
 def _context():
     """Workers never fork this process (it may hold torch's threads): they fork a clean fork server that
-    has imported torch but run nothing, or are spawned where there is no fork server."""
+    has imported torch but run nothing, or are spawned where there is no fork server. The fork server
+    starts with the first pool and keeps the environment of that moment for every later worker."""
     if "forkserver" in mp.get_all_start_methods():
         context = mp.get_context("forkserver")
         context.set_forkserver_preload(_PRELOAD)
