@@ -100,6 +100,27 @@ def _warn(text: str) -> None:
     _console(stderr=True).print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)
 
 
+def _recorded_config(args: argparse.Namespace, registries):
+    """``--from RUN_ID`` / ``--from-config``: the recorded config, exactly; what-to-run flags are refused."""
+    from seqbench.replay import config_from_argument, config_from_json, recorded_row
+
+    if args.from_run and args.from_config:
+        raise UserError("give --from RUN_ID or --from-config, not both")
+    clashing = [flag for flag, given in (("--model", args.model), ("--task", args.task), ("--variant", args.variant),
+                                         ("--set", args.set), ("--max-steps", args.max_steps is not None),
+                                         ("--seed", args.seed != 0), ("--preset", args.preset != "default"),
+                                         ("--precision", args.precision != "32-true"),
+                                         ("--params", args.params is not None)) if given]
+    if clashing:
+        raise UserError(f"--from re-runs the recorded config exactly; drop {', '.join(clashing)} (to change a "
+                        "setting, start from the row's config with --model/--task/--set instead)")
+    if args.from_config:
+        return config_from_argument(registries, args.from_config)
+    row = recorded_row(Path(args.results), args.from_run)
+    return config_from_json(registries, row["config_json"], expected_hash=row["config_hash"],
+                            where=f"run {row['run_id']}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from seqbench.evals import length_configs
     from seqbench.options import check_run_options, path_option
@@ -108,9 +129,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     registries = _registries()
     params, eval_lengths = _params(args), _eval_lengths(args)
-    config = resolve_run_config(registries, args.model, args.task, variant=args.variant, preset=args.preset,
-                                seed=args.seed, overrides=_overrides(args), precision=args.precision,
-                                params=params, note=_warn)
+    if args.from_run or args.from_config:
+        config = _recorded_config(args, registries)
+    elif not (args.model and args.task):
+        raise UserError("run needs --model and --task (or --from RUN_ID to re-run a recorded run)")
+    else:
+        config = resolve_run_config(registries, args.model, args.task, variant=args.variant, preset=args.preset,
+                                    seed=args.seed, overrides=_overrides(args), precision=args.precision,
+                                    params=params, note=_warn)
     length_configs(registries, config, eval_lengths)  # an impossible length stops here, before training
     options = RunOptions(results_dir=path_option(args.results), device=args.device, devices=args.devices,
                          strategy=args.strategy, num_nodes=args.num_nodes, progress=not args.no_progress,
@@ -160,6 +186,10 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from seqbench.options import check_seed
 
     check_seed(args.seed)
+    if args.model:
+        return _describe_model(args)
+    if not args.task:
+        raise UserError("describe needs --task T (its data) or --model M (its config keys)")
     report = describe_task(_registries(), args.task, preset=args.preset, seed=args.seed, overrides=args.set or [])
     if args.json:
         print(json.dumps(report, indent=2))
@@ -176,6 +206,34 @@ def cmd_describe(args: argparse.Namespace) -> int:
         elif isinstance(value, float):
             value = f"{value:.4g}"
         table.add_row(key, escape(str(value)))
+    _console().print(table)
+    return 0
+
+
+def _describe_model(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from seqbench.describe import describe_model
+
+    if args.task:
+        raise UserError("describe takes --model or --task, not both")
+    report = describe_model(_registries(), args.model, variant=args.variant)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    from rich.table import Table
+
+    presets = list(report["keys"][0]["presets"]) if report["keys"] else []
+    table = Table(title=f"model {report['model']} (variant {report['variant']}; variants: "
+                        f"{', '.join(report['variants'])}) — {report['config']}, set with --set model.KEY=VALUE",
+                  title_justify="left")
+    for name in ("key", "type", "default", *(f"preset {p}" for p in presets), "comment"):
+        table.add_column(name, overflow="fold")
+    for key in report["keys"]:
+        values = [escape(json.dumps(key["presets"][p])) if key["presets"][p] == key["default"]
+                  else f"[bold]{escape(json.dumps(key['presets'][p]))}[/]" for p in presets]
+        table.add_row(key["key"], escape(key["type"]), escape(json.dumps(key["default"])), *values,
+                      escape(key["comment"]))
     _console().print(table)
     return 0
 
@@ -294,19 +352,51 @@ def _num(value, fmt: str, suffix: str = "") -> str:
 # ---------------------------------------------------------------------------------- sweep
 
 
+_SWEEP_LISTS = ("models", "tasks", "variants", "seeds", "tune", "eval_lengths")
+
+
+def _sweep_args(args: argparse.Namespace):
+    """The experiment file's settings (if one is given), overridden by the flags given on the command line."""
+    from seqbench.experiments import convert, load_experiment, merge
+
+    settings = load_experiment(Path(args.experiment)) if args.experiment else {}
+    flags = {}
+    for key, value in vars(args).items():
+        if value is None or key in ("command", "func", "experiment", "dry_run"):
+            continue
+        if key in _SWEEP_LISTS:
+            try:
+                value = convert(key, value)
+            except UserError as exc:  # name the flag the user typed
+                raise UserError(f"bad --{key.replace('_', '-')}: {exc}") from None
+        elif key in ("grid", "sets"):
+            value = tuple(value)
+        flags[key] = value
+    merged = merge(settings, flags)
+    if not merged.models or not merged.tasks:
+        raise UserError("sweep needs --models and --tasks, or an experiment file that lists models and tasks")
+    return merged
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from seqbench.evals import length_configs
+    from seqbench.experiments import comparison_settings
+    from seqbench.launchers import check_settings, get_launcher, threads_per_cell
     from seqbench.options import check_run_options, path_option
     from seqbench.results import Status
     from seqbench.runner import RunOptions, launched_as_rank_zero
-    from seqbench.sweep import SweepSpec, expand, parse_shard, pending, remove_failed_rows, run_sweep, shard
+    from seqbench.sweep import SweepSpec, expand, make_jobs, parse_shard, pending, shard
+    from seqbench.sweep_progress import SweepProgress
 
-    index, count = parse_shard(args.shard)
-    params, eval_lengths = _params(args), _eval_lengths(args)
-    spec = SweepSpec(models=_csv(args.models, flag="--models"), tasks=_csv(args.tasks, flag="--tasks"),
-                     seeds=_csv(args.seeds, int, flag="--seeds"), variants=_csv(args.variants, flag="--variants"),
-                     grid=tuple(args.grid or ()), sets=tuple(_overrides(args)), preset=args.preset,
-                     precision=args.precision, params=params)
+    settings = _sweep_args(args)
+    params, eval_lengths = comparison_settings(settings)
+    check_settings(settings.launch)
+    if not settings.claim_timeout > 0:
+        raise UserError(f"--claim-timeout must be > 0 seconds, got {settings.claim_timeout}")
+    index, count = parse_shard(settings.shard)
+    spec = SweepSpec(models=settings.models, tasks=settings.tasks, seeds=settings.seeds, variants=settings.variants,
+                     grid=settings.grid, sets=settings.overrides(), preset=settings.preset,
+                     precision=settings.precision, params=params)
     registries = _registries()
     warnings_seen: set[str] = set()
 
@@ -319,12 +409,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for cell in cells:
         length_configs(registries, cell.config, eval_lengths)
     mine = shard(cells, index, count)
-    results = path_option(args.results)
-    options = RunOptions(results_dir=results, device=args.device, devices=args.devices, strategy=args.strategy,
-                         num_nodes=args.num_nodes, progress=False, param_budget=params, eval_lengths=eval_lengths)
+    results = path_option(settings.results)
+    # absolute: Ray tasks and SLURM jobs may start in another working directory
+    options = RunOptions(results_dir=results.resolve(), device=settings.device, devices=settings.devices,
+                         strategy=settings.strategy, num_nodes=settings.num_nodes, progress=False,
+                         param_budget=params, eval_lengths=eval_lengths)
     # every cell runs with these options: one check before the first cell, so no cell fails on them
     check_run_options(options, spec.precision, writable=not args.dry_run)
-    todo = pending(mine, results, on_unreadable=_warn_unreadable, retry_failed=args.retry_failed)
+    todo = pending(mine, results, on_unreadable=_warn_unreadable, retry_failed=settings.retry_failed)
     console = _console()
     console.quiet = not launched_as_rank_zero()  # DDP cells run this command once per rank: rank 0 speaks
     console.print(f"[bold]seqbench sweep[/] {len(cells)} cells in the grid, {len(mine)} in shard {index}/{count}, "
@@ -337,38 +429,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             table.add_column(name)
         waiting = {c.key for c in todo}
         for cell in mine:
-            table.add_row(str(cell.index), escape(cell.label()), cell.key, "to run" if cell.key in waiting else "done")
+            table.add_row(str(cell.index), escape(cell.label()), cell.key,
+                          "to run" if cell.key in waiting else "done")
         console.print(table)
         return 0
     if not todo:
         return 0
-    if args.retry_failed:
-        remove_failed_rows(todo, results)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    launcher = get_launcher(settings.launch, registries, results)
+    jobs = make_jobs(todo, options, threads_per_cell(settings.launch), settings.claim_timeout,
+                     settings.retry_failed)
     counts: dict[str, int] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
-        bar = progress.add_task("sweep", total=len(todo))
 
-        def start(cell):
-            progress.update(bar, description=f"[bold]{escape(cell.label())}")
+    def count_outcome(job, outcome) -> None:
+        state = outcome.row["status"] if outcome.state == "ran" and outcome.row else outcome.state
+        counts[state] = counts.get(state, 0) + 1
 
-        def done(cell, row):
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
-            score = row.get("accuracy")
-            detail = f" accuracy={score:.3f}" if isinstance(score, float) else ""
-            if row["status"] not in (Status.OK, Status.DIVERGED):
-                detail = f" {str(row.get('error') or '').splitlines()[0]}"
-            colour = "green" if row["status"] == Status.OK else "red"
-            progress.console.print(f"  [{colour}]{row['status']}[/] {escape(cell.label() + detail)}", soft_wrap=True)
-            progress.advance(bar)
-
-        run_sweep(registries, todo, options, on_start=start, on_done=done)
-    console.print("done: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    with SweepProgress(console, len(jobs)) as progress:
+        launcher.run(jobs, lambda job, outcome: (count_outcome(job, outcome), progress.done(job, outcome)))
+    console.print("done: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    if settings.tune:
+        console.print(f"tuned leaderboard: seqbench leaderboard --results {escape(str(results))} "
+                      + " ".join(f"--tune {escape(key)}" for key in settings.tune))
     if console.quiet:
         return 0  # another DDP rank's: a non-zero exit would make Lightning kill rank 0 (see cmd_run)
-    return 0 if set(counts) <= {Status.OK, Status.DIVERGED} else 1
+    return 0 if set(counts) <= {Status.OK, Status.DIVERGED, "done", "claimed"} else 1
 
 
 # ----------------------------------------------------------------------------------- plot
@@ -435,20 +519,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _run_claim_commands(commands: list[list[str]], jobs: int) -> None:
-    """Each command the claims name, through seqbench's own command line: a sweep in ``jobs`` shards at
-    once (separate processes, one per shard), anything else (benchmarks: they time the machine) alone."""
-    import subprocess
-
+    """Each command the claims name, through seqbench's own command line: a sweep with ``--jobs`` cells at
+    once (the local launcher divides the cores among them), anything else (benchmarks: they time the
+    machine) alone."""
     console = _console()
     for argv in commands:
-        console.print(f"[bold]seqbench {escape(' '.join(argv))}[/]")
         if argv[0] == "sweep" and jobs > 1:
-            shards = [subprocess.Popen([sys.executable, "-m", "seqbench.cli", *argv, "--shard", f"{i}/{jobs}"])
-                      for i in range(jobs)]
-            for shard in shards:
-                shard.wait()
-        else:
-            main(argv)  # a sweep's failed cells are in its rows; the report shows what is missing
+            argv = [*argv, "--jobs", str(jobs)]
+        console.print(f"[bold]seqbench {escape(' '.join(argv))}[/]")
+        main(argv)  # a sweep's failed cells are in its rows; the report shows what is missing
 
 
 def _add_scale_out(p: argparse.ArgumentParser) -> None:
@@ -483,9 +562,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("run", help="train and test one model on one task; writes one Parquet row")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", default=None, help="required unless --from or --from-config")
     p.add_argument("--variant", default=None, help="model variant (default: the model's first)")
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", default=None, help="required unless --from or --from-config")
+    p.add_argument("--from", dest="from_run", default=None, metavar="RUN_ID",
+                   help="re-run a recorded run's config exactly (a run id in --results, or a run file)")
+    p.add_argument("--from-config", default=None, metavar="FILE_OR_JSON",
+                   help="re-run a row's config_json exactly (the JSON, or a file holding it)")
     p.add_argument("--preset", default="default", help="smoke | default | cpu | paper (default: default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
@@ -500,8 +583,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_lengths(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("describe", help="a task's train split: size, label distribution, majority-class rate")
-    p.add_argument("--task", required=True)
+    p = sub.add_parser("describe", help="a task's train split (--task), or a model's config keys (--model)")
+    p.add_argument("--task", default=None, help="the task's train split: size, labels, majority-class rate")
+    p.add_argument("--model", default=None,
+                   help="every model.* key: type, default, each preset's value and its comment")
+    p.add_argument("--variant", default=None, help="with --model: the variant (default: the model's first)")
     p.add_argument("--preset", default="default", help="smoke | default | cpu | paper (default: default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", metavar="task.KEY=VALUE", help="override a task setting; repeatable")
@@ -541,24 +627,49 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(p)
     p.set_defaults(func=cmd_bench)
 
+    # Sweep flags default to None (not given): given ones override an experiment file, which overrides
+    # seqbench.experiments.SweepArgs's defaults (shown here in the help).
     p = sub.add_parser("sweep", help="run the grid models x variants x tasks x seeds x overrides (resumable)")
-    p.add_argument("--models", required=True, help="comma-separated model names")
-    p.add_argument("--tasks", required=True, help="comma-separated task names")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    p.add_argument("--variants", default=None, help="comma-separated; each model takes those it has")
+    p.add_argument("experiment", nargs="?", default=None,
+                   help="an experiment file (TOML, e.g. experiments/smoke.toml); flags override it")
+    p.add_argument("--models", help="comma-separated model names")
+    p.add_argument("--tasks", help="comma-separated task names")
+    p.add_argument("--seeds", help="comma-separated seeds (default 0)")
+    p.add_argument("--variants", help="comma-separated; each model takes those it has")
     p.add_argument("--grid", action="append", metavar="SECTION.KEY=V1,V2",
                    help="an axis of the grid, e.g. task.num_nodes=20,40,60; repeatable")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override for every cell")
-    p.add_argument("--max-steps", type=int, default=None, help="shortcut for --set train.max_steps=N")
-    p.add_argument("--preset", default="default", help="smoke | default | cpu | paper (default: default)")
-    p.add_argument("--results", default="results")
-    p.add_argument("--shard", default=None, metavar="I/N", help="run only shard I of N (0 <= I < N)")
+    p.add_argument("--set", dest="sets", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override for every cell; repeatable")
+    p.add_argument("--max-steps", type=int, help="shortcut for --set train.max_steps=N")
+    p.add_argument("--preset", help="smoke | default | cpu | paper (default: default)")
+    p.add_argument("--results", help="results folder (default: results/)")
+    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (0 <= I < N)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done")
-    p.add_argument("--retry-failed", action="store_true",
+    p.add_argument("--retry-failed", action="store_true", default=None,
                    help="run failed/oom cells again (their old rows are replaced)")
-    _add_scale_out(p)
+    p.add_argument("--claim-timeout", type=float, metavar="SECONDS",
+                   help="take over a cell's claim after this long without its owner's heartbeat (default 6 h)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
+    p.add_argument("--precision", choices=["32-true", "bf16-mixed", "16-mixed", "bf16-true"], help="default: 32-true")
+    p.add_argument("--devices", help="Lightning devices per cell: a count, a list like 0,1, or auto (default 1)")
+    p.add_argument("--strategy", help="Lightning strategy, e.g. ddp (default: auto)")
+    p.add_argument("--num-nodes", type=int, help="default 1")
+    g = p.add_argument_group("launchers (where cells run; see README)")
+    g.add_argument("--launcher", choices=["local", "ray", "slurm"], help="default: local")
+    g.add_argument("--jobs", type=int, help="local: cells at once, each its own process, sharing the cores (default 1)")
+    g.add_argument("--address", help="ray: an existing cluster's address (default: start a local instance)")
+    g.add_argument("--cpus-per-cell", type=int, help="ray, slurm: CPUs (and torch threads) per cell (default 1)")
+    g.add_argument("--gpus-per-cell", type=float, help="ray, slurm: GPUs per cell (default 0)")
+    g.add_argument("--slurm-partition", help="slurm: the partition")
+    g.add_argument("--slurm-time", help="slurm: each job's time limit, minutes or [D-]H:MM:SS (default 60)")
+    g.add_argument("--slurm-array-parallelism", type=int, help="slurm: array tasks running at once (default 256)")
+    g.add_argument("--slurm-folder", help="slurm: submitit's logs and job files (default <results>/slurm)")
+    g.add_argument("--slurm-cluster", choices=["slurm", "local", "debug"],
+                   help="slurm: submitit's cluster (default: detected); local runs the jobs on this machine")
     _add_params(p)
     _add_eval_lengths(p)
+    p.add_argument("--tune", action="append", metavar="SECTION.KEY",
+                   help="a key the grid tunes (e.g. train.lr): printed as the leaderboard command to read the sweep")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("plot", help="PNG figures from a results folder (nothing is re-run)")
@@ -575,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="store_true",
                    help="first run the sweeps and benchmarks the claims name at --preset (resumable: only what "
                         "is missing runs), then render")
-    p.add_argument("--jobs", type=int, default=1, help="with --run: sweep shards run at once (default 1)")
+    p.add_argument("--jobs", type=int, default=1, help="with --run: sweep cells run at once (default 1)")
     p.set_defaults(func=cmd_report)
     return parser
 

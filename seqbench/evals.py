@@ -37,8 +37,17 @@ def parse_lengths(text: str) -> tuple[int, ...]:
         lengths = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise UserError(f"bad --eval-lengths {text!r}: expected comma-separated lengths, e.g. 128,256") from None
-    if not lengths or any(n <= 0 for n in lengths) or len(set(lengths)) != len(lengths):
+    if not lengths:
         raise UserError(f"bad --eval-lengths {text!r}: expected distinct positive lengths, e.g. 128,256")
+    return check_lengths(lengths)
+
+
+def check_lengths(lengths: Iterable[int]) -> tuple[int, ...]:
+    """Evaluation lengths (from the flag or an experiment file): positive integers, each once."""
+    lengths = tuple(lengths)
+    if any(n <= 0 for n in lengths) or len(set(lengths)) != len(lengths):
+        raise UserError(f"bad --eval-lengths {','.join(map(str, lengths))}: expected distinct positive lengths, "
+                        "e.g. 128,256")
     return lengths
 
 

@@ -37,7 +37,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise UserError("plots need matplotlib: pip install 'seqbench[plot]'") from None
+        raise UserError("plots need matplotlib, a seqbench dependency: pip install matplotlib") from None
     matplotlib.use("Agg")  # files only: no display is needed or wanted
     import matplotlib.pyplot as plt
 

@@ -7,6 +7,11 @@ atomically at the end of a cell, so a killed cell leaves no row and is simply ru
 
 ``--shard i/n`` (0 <= i < n) keeps every n-th cell of the grid's fixed order, so n processes (a SLURM
 array) partition the grid between them and can share one results folder without duplicates.
+
+Workers that share a folder without sharding (several sweeps, a launcher's processes, Ray tasks, SLURM
+jobs) claim a cell before running it (:mod:`seqbench.claims_lock`): whoever holds the claim runs the
+cell, the others skip it, so every cell runs once. :func:`execute` is that rule, and the one function
+every launcher (:mod:`seqbench.launchers`) runs per cell, in this process or another.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqbench.claims_lock import DEFAULT_TIMEOUT_S
 from seqbench.config import RunConfig, parse_overrides
 from seqbench.errors import PluginError, UserError
 from seqbench.results import Status
@@ -122,7 +128,7 @@ def failure_row(config: RunConfig, status: str, error: str, wall_time_s: float, 
             "device": device}
 
 
-def run_cell(registries, cell: Cell, options) -> dict[str, Any]:
+def run_cell(registries, config: RunConfig, options) -> dict[str, Any]:
     """Run one cell in this process; an exception becomes a ``failed`` (or ``oom``) row, never a crash."""
     import time
 
@@ -132,11 +138,11 @@ def run_cell(registries, cell: Cell, options) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     try:
-        return run(registries, cell.config, options)
+        return run(registries, config, options)
     # a broken plugin is this cell's failure, said in one line (caught before UserError, its base class)
     except PluginError as exc:
-        row = failure_row(cell.config, Status.FAILED, str(exc), time.perf_counter() - t0, options.device)
-        row["path"] = str(write_run(options.results_dir, row, []))
+        row = failure_row(config, Status.FAILED, str(exc), time.perf_counter() - t0, options.device)
+        row["path"] = str(write_run(options.results_dir, row, [])) if launched_as_rank_zero() else None
         return row
     except (KeyboardInterrupt, UserError):  # a user's mistake stops the sweep: it is no cell's result
         raise
@@ -145,7 +151,7 @@ def run_cell(registries, cell: Cell, options) -> dict[str, Any]:
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         if status == Status.FAILED:
             error += "\n" + "".join(traceback.format_tb(exc.__traceback__)[-3:])
-        row = failure_row(cell.config, status, error, time.perf_counter() - t0, options.device)
+        row = failure_row(config, status, error, time.perf_counter() - t0, options.device)
         # under DDP every rank fails alike: rank 0 alone records it, as it records a finished run
         row["path"] = str(write_run(options.results_dir, row, [])) if launched_as_rank_zero() else None
         return row
@@ -155,38 +161,124 @@ def run_cell(registries, cell: Cell, options) -> dict[str, Any]:
         gc.collect()
 
 
-def run_sweep(registries, cells: list[Cell], options,
-              on_start: Callable[[Cell], None] | None = None,
-              on_done: Callable[[Cell, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Run the given cells in order; return their rows."""
-    rows = []
-    for cell in cells:
-        if on_start is not None:
-            on_start(cell)
-        row = run_cell(registries, cell, options)
-        rows.append(row)
-        if on_done is not None:
-            on_done(cell, row)
-    return rows
+@dataclass(frozen=True)
+class CellJob:
+    """One cell as a worker anywhere needs it: plain, picklable data (no registries, no classes)."""
+
+    key: str  # the cell's config_hash
+    label: str
+    config_json: str  # rebuilt by the worker (seqbench.replay), checked against ``key``
+    options: Any  # seqbench.runner.RunOptions
+    threads: int  # torch threads for this cell (seqbench.threads)
+    claim_timeout_s: float = DEFAULT_TIMEOUT_S
+    retry_failed: bool = False
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """What became of a job: ``ran`` (``row`` is its row), ``done`` (another worker wrote its row first),
+    ``claimed`` (another worker is running it: ``detail`` names it) or ``lost`` (the worker died or could
+    not start the cell: ``detail`` says why; no row, so a re-launch runs it)."""
+
+    key: str
+    state: str
+    row: dict[str, Any] | None = None
+    detail: str = ""
+
+
+def make_jobs(cells: list[Cell], options, threads: int, claim_timeout_s: float = DEFAULT_TIMEOUT_S,
+              retry_failed: bool = False) -> list[CellJob]:
+    return [CellJob(c.key, c.label(), c.config.to_json(), options, threads, claim_timeout_s, retry_failed)
+            for c in cells]
+
+
+_worker_registries = None
+
+
+def _registries_of_this_process():
+    """Registries for a worker process (built once per process: plugins load in seconds, not per cell)."""
+    global _worker_registries
+    if _worker_registries is None:
+        from seqbench.registry import build_registries
+
+        _worker_registries = build_registries()
+    return _worker_registries
+
+
+def execute(job: CellJob, registries=None) -> CellOutcome:
+    """Run one cell under the claim rules: claim it, run it unless its row exists by now, release it."""
+    from seqbench.claims_lock import Claim, try_claim
+    from seqbench.replay import config_from_json
+    from seqbench.threads import apply_threads
+
+    registries = registries if registries is not None else _registries_of_this_process()
+    results = job.options.results_dir
+    claim = try_claim(results, job.key, job.claim_timeout_s)
+    if not isinstance(claim, Claim):
+        return CellOutcome(job.key, "claimed", detail=claim.describe() if claim else "a claim being written")
+    with claim:
+        if job.retry_failed:
+            _remove_failed(results, {job.key})
+        if _has_row(results, job.key, job.retry_failed):  # finished by another worker while this job waited
+            return CellOutcome(job.key, "done")
+        config = config_from_json(registries, job.config_json, expected_hash=job.key, where=job.label)
+        apply_threads(job.threads)
+        return CellOutcome(job.key, "ran", row=run_cell(registries, config, job.options))
+
+
+def run_sweep(registries, cells: list[Cell], options, threads: int | None = None,
+              claim_timeout_s: float = DEFAULT_TIMEOUT_S, retry_failed: bool = False) -> list[dict[str, Any]]:
+    """Run the given cells one after another in this process, under the claim rules; return the rows
+    of the cells it ran."""
+    from seqbench.threads import available_cores
+
+    jobs = make_jobs(cells, options, threads or available_cores(), claim_timeout_s, retry_failed)
+    return [outcome.row for outcome in (execute(job, registries) for job in jobs) if outcome.row is not None]
 
 
 RETRYABLE = (Status.FAILED, Status.OOM)
 
 
-def pending(cells: list[Cell], results_dir: Path, on_unreadable=None, retry_failed: bool = False) -> list[Cell]:
-    """Cells without a row yet in ``results_dir``; with ``retry_failed`` also those whose rows all failed."""
+def _missing(results_dir: Path, keys: set[str], retry_failed: bool = False, on_unreadable=None) -> set[str]:
+    """The keys without a row in ``results_dir`` (with ``retry_failed``: without a row that did not fail)."""
     from seqbench.results import iter_rows, read_runs
 
     rows = iter_rows(read_runs(results_dir, on_unreadable=on_unreadable, columns=["config_hash", "status"]))
-    done = {r["config_hash"] for r in rows if not (retry_failed and r["status"] in RETRYABLE)}
-    return [c for c in cells if c.key not in done]
+    return keys - {r["config_hash"] for r in rows if not (retry_failed and r["status"] in RETRYABLE)}
 
 
-def remove_failed_rows(cells: list[Cell], results_dir: Path) -> int:
-    """Delete the failed/oom row files of ``cells`` (before retrying them); return how many."""
+# (runs folder, file name) -> (config_hash, status): run files never change once written (one file per
+# run, renamed into place), so a worker reads each one once, however many cells it checks.
+_row_cache: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def _has_row(results_dir: Path, key: str, retry_failed: bool = False) -> bool:
+    import pyarrow.parquet as pq
+
+    folder = Path(results_dir) / "runs"
+    statuses = []
+    for path in folder.glob("[!.]*.parquet"):  # hidden: writes in flight
+        entry = _row_cache.get((str(folder), path.name))
+        if entry is None:
+            try:
+                row = pq.read_table(path, columns=["config_hash", "status"]).to_pylist()[0]
+            except Exception:  # unreadable: reported when the sweep listed its cells
+                continue
+            entry = _row_cache[(str(folder), path.name)] = (row["config_hash"], row["status"])
+        if entry[0] == key:
+            statuses.append(entry[1])
+    return any(not (retry_failed and status in RETRYABLE) for status in statuses)
+
+
+def pending(cells: list[Cell], results_dir: Path, on_unreadable=None, retry_failed: bool = False) -> list[Cell]:
+    """Cells without a row yet in ``results_dir``; with ``retry_failed`` also those whose rows all failed."""
+    missing = _missing(results_dir, {c.key for c in cells}, retry_failed, on_unreadable)
+    return [c for c in cells if c.key in missing]
+
+
+def _remove_failed(results_dir: Path, keys: set[str]) -> int:
     from seqbench.results import iter_rows, read_runs
 
-    keys = {c.key for c in cells}
     # unreadable files were reported when the pending cells were read; they are not touched here
     rows = iter_rows(read_runs(results_dir, on_unreadable=lambda path, exc: None,
                                columns=["run_id", "config_hash", "status"]))
@@ -194,3 +286,8 @@ def remove_failed_rows(cells: list[Cell], results_dir: Path) -> int:
     for run_id in failed:
         (Path(results_dir) / "runs" / f"{run_id}.parquet").unlink(missing_ok=True)  # write_run's file name
     return len(failed)
+
+
+def remove_failed_rows(cells: list[Cell], results_dir: Path) -> int:
+    """Delete the failed/oom row files of ``cells`` (before retrying them); return how many."""
+    return _remove_failed(results_dir, {c.key for c in cells})

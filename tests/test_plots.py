@@ -79,5 +79,5 @@ def test_missing_matplotlib_is_a_user_error(monkeypatch, tmp_path):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    with pytest.raises(UserError, match=r"seqbench\[plot\]"):
+    with pytest.raises(UserError, match="a seqbench dependency: pip install matplotlib"):
         plots.make_plots(tmp_path, tmp_path / "plots")

@@ -117,24 +117,12 @@ def test_run_summary_shows_accuracy_hard_and_chance_side_by_side():
     assert "warning" not in console.export_text()
 
 
-def test_report_run_shards_each_sweep_over_jobs_and_runs_benchmarks_alone(monkeypatch):
-    import subprocess
-
+def test_report_run_gives_each_sweep_the_jobs_and_runs_benchmarks_alone(monkeypatch):
     from seqbench import cli
 
-    launched, in_process = [], []
-
-    class FakeShard:
-        def __init__(self, argv):
-            launched.append(argv)
-
-        def wait(self):
-            return 0
-
-    monkeypatch.setattr(subprocess, "Popen", FakeShard)
+    in_process = []
     monkeypatch.setattr(cli, "main", lambda argv: in_process.append(argv) or 0)
     sweep = ["sweep", "--models", "gru", "--tasks", "mqar", "--preset", "cpu"]
     bench = ["bench", "--models", "transformer", "--preset", "cpu"]
     cli._run_claim_commands([sweep, bench], jobs=2)
-    assert [argv[3:] for argv in launched] == [[*sweep, "--shard", "0/2"], [*sweep, "--shard", "1/2"]]
-    assert launched[0][1:3] == ["-m", "seqbench.cli"] and in_process == [bench]
+    assert in_process == [[*sweep, "--jobs", "2"], bench]

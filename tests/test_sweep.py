@@ -148,3 +148,20 @@ def test_a_run_leaves_torchs_deterministic_flag_as_it_found_it(registries, tmp_p
     assert not torch.are_deterministic_algorithms_enabled()
     rows = run_sweep(registries, cells, RunOptions(results_dir=tmp_path, device="cpu", progress=False))
     assert rows[0]["status"] == "ok" and not torch.are_deterministic_algorithms_enabled()
+
+
+def test_four_concurrent_unsharded_sweeps_run_each_cell_once(tmp_path):
+    """Four sweeps of the same 8 cells on one folder at once: each cell claimed and run by exactly one."""
+    results = tmp_path / "results"
+    argv = ["sweep", "--models", "gru,transformer", "--tasks", "mqar", "--seeds", "0,1,2,3", "--preset", "smoke",
+            "--results", str(results), "--device", "cpu", *[a for s in TINY for a in ("--set", s)],
+            "--set", "model.d_model=8"]
+    procs = [subprocess.Popen([sys.executable, "-m", "seqbench.cli", *argv], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(4)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outputs
+    hashes = [r["config_hash"] for r in _rows(results)]
+    assert len(hashes) == 8 and len(set(hashes)) == 8
+    ran = sum(out.count("] ok ") for out in outputs)
+    assert ran == 8  # the other launches' cells were reported claimed or done, not run
+    assert not list((results / "claims").glob("*.json"))
