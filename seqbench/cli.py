@@ -84,10 +84,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print_json(json.dumps(config.to_dict()))
     options = RunOptions(results_dir=Path(args.results), device=args.device, devices=args.devices,
                          strategy=args.strategy, num_nodes=args.num_nodes, progress=not args.no_progress,
-                         probes=tuple(args.probe or ()))
+                         probes=tuple(args.probe or ()), loggers=tuple(args.logger or ()),
+                         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
+                         resume=args.resume, save_model=args.save_model, threads=args.threads)
     row = run(registries, config, options)
     _print_row(console, row)
     return 0 if row["status"] == "ok" else 1
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from seqbench.evaluate import evaluate_saved_model
+
+    console = _console()
+    rows = evaluate_saved_model(_registries(), Path(args.results), args.run_id, device=args.device,
+                                threads=args.threads)
+    for row in rows:
+        table_row = {k: v for k, v in row.items() if k not in ("run_id", "evaluated_at")}
+        console.print(f"[bold]seqbench eval[/] {escape(args.run_id)} (test split, seq_len {row['seq_len']}): "
+                      + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in table_row.items() if k != "seq_len"), soft_wrap=True)
+    return 0
 
 
 def _print_row(console, row: dict) -> None:
@@ -218,6 +236,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         modes=_csv(args.mode), preset=args.preset, overrides=tuple(args.set or ()),
         tokens_per_step=args.tokens_per_step, warmup=args.warmup, repeats=args.repeats, timeout_s=args.timeout,
         gate_rate=args.gate_rate, device=args.device, threads=args.threads, results_dir=Path(args.results))
+    from seqbench.threads import apply_threads
+
+    apply_threads(args.threads)
     from rich.table import Table
 
     console = _console()
@@ -285,7 +306,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     options = RunOptions(results_dir=results, device=args.device, devices=args.devices, strategy=args.strategy,
-                         num_nodes=args.num_nodes, progress=False)
+                         num_nodes=args.num_nodes, progress=False, loggers=tuple(args.logger or ()),
+                         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints)
     counts: dict[str, int] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
@@ -343,6 +365,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_logger(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--logger", action="append", choices=["csv", "tensorboard", "mlflow", "wandb"],
+                   help="log to Lightning's CSV/TensorBoard/MLflow/W&B logger under <results>/logs/; repeatable")
+
+
+def _add_checkpoints(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="write a checkpoint every N steps under <results>/checkpoints/<config_hash>/")
+    p.add_argument("--keep-checkpoints", type=int, default=2, metavar="K", help="keep the last K (default 2)")
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: the cores this process may use, or OMP_NUM_THREADS)")
+
+
 def _add_scale_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed", "16-mixed", "bf16-true"])
@@ -377,7 +415,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.add_argument("--probe", action="append", choices=["rank"],
                    help="record a probe in the curves at each evaluation (rank: per-layer effective rank)")
+    _add_logger(p)
+    _add_checkpoints(p)
+    p.add_argument("--resume", action="store_true", help="continue this configuration from its last checkpoint")
+    p.add_argument("--save-model", action="store_true",
+                   help="keep the final weights under <results>/models/<run_id>.pt (for `seqbench eval`)")
+    _add_threads(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("eval", help="test a model saved with `run --save-model` again, without retraining")
+    p.add_argument("run_id")
+    p.add_argument("--results", default="results")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_threads(p)
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("describe", help="a task's train split: size, label distribution, majority-class rate")
     p.add_argument("--task", required=True)
@@ -408,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     p.add_argument("--repeats", type=int, default=5, help="timed steps; the median is reported (default 5)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per length before status timeout")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
+    _add_threads(p)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--results", default="results")
     p.set_defaults(func=cmd_bench)
@@ -428,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done")
     p.add_argument("--retry-failed", action="store_true",
                    help="run failed/oom cells again (their old rows are replaced)")
+    _add_logger(p)
+    _add_checkpoints(p)
     _add_scale_out(p)
     p.set_defaults(func=cmd_sweep)
 

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from seqbench.api import TaskInfo
+from seqbench.checkpoints import EpochBatches
 
 SPLITS = ("train", "val", "test")
 CACHE_ENV = "SEQBENCH_CACHE_DIR"  # set to "off" to disable the data cache
@@ -68,6 +69,7 @@ class TensorTaskData(L.LightningDataModule):
         self.splits: dict[str, dict[str, torch.Tensor]] = {}
         # split -> ("generated" | "cache", seconds), so `seqbench describe` can report the cost
         self.load_report: dict[str, tuple[str, float]] = {}
+        self.train_batches: EpochBatches | None = None  # the training order, made by setup()
 
     # -- for subclasses ---------------------------------------------------------------------
     def info(self) -> TaskInfo:
@@ -89,6 +91,11 @@ class TensorTaskData(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         for split in SPLITS:
             self.split_data(split)
+        if self.train_batches is None:
+            # the training order, a checkpoint can resume from mid-epoch (seqbench.checkpoints.ResumeState)
+            size = len(self.splits["train"]["tokens"])
+            seed = int(torch.randint(2**62, (1,), generator=split_generator(self.seed, "train")))
+            self.train_batches = EpochBatches(size, min(self.batch_size, size), seed)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -107,9 +114,9 @@ class TensorTaskData(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         data = self.splits[split]
         dataset = TensorDataset(data["tokens"], data["targets"])
-        generator = split_generator(self.seed, split) if shuffle else None
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, generator=generator,
-                          drop_last=shuffle and len(dataset) >= self.batch_size)
+        if shuffle:
+            return DataLoader(dataset, batch_sampler=self.train_batches)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False)
 
     def cache_key(self, split: str) -> str:
         blob = json.dumps({"task": self.name, "version": self.version, "seed": self.seed if self.seeded else None,

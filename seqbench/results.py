@@ -38,6 +38,7 @@ RUN_SCHEMA = pa.schema([
     ("steps", pa.int64()),
     ("wall_time_s", pa.float64()),
     ("device", pa.string()),
+    ("threads", pa.int64()),  # torch intra-op threads the run used (seqbench.threads)
     ("kernels", pa.string()),
     ("seqbench_version", pa.string()),
     ("torch_version", pa.string()),
@@ -70,13 +71,18 @@ def run_table(row: dict[str, Any]) -> pa.Table:
     return pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
 
 
+def write_curve(results_dir: Path, run_id: str, curve: list[dict[str, float]]) -> None:
+    """(Re)write a run's curve file; also during the run, after each evaluation (seqbench.tracking)."""
+    # points may carry different keys (evaluation vs per-step training points): take the union
+    names = list(dict.fromkeys(key for point in curve for key in point))
+    curve_rows = [{"run_id": run_id, **{name: point.get(name) for name in names}} for point in curve]
+    atomic_write_table(pa.Table.from_pylist(curve_rows), Path(results_dir) / "curves" / f"{run_id}.parquet")
+
+
 def write_run(results_dir: Path, row: dict[str, Any], curve: list[dict[str, float]]) -> Path:
     run_id = row["run_id"]
     if curve:
-        # points may carry different keys (evaluation vs per-step training points): take the union
-        names = list(dict.fromkeys(key for point in curve for key in point))
-        curve_rows = [{"run_id": run_id, **{name: point.get(name) for name in names}} for point in curve]
-        atomic_write_table(pa.Table.from_pylist(curve_rows), results_dir / "curves" / f"{run_id}.parquet")
+        write_curve(results_dir, run_id, curve)
     path = results_dir / "runs" / f"{run_id}.parquet"
     atomic_write_table(run_table(row), path)  # last: a row exists only when its curves do
     return path

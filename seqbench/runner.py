@@ -31,6 +31,12 @@ class RunOptions:
     progress: bool = True
     probes: tuple[str, ...] = ()  # seqbench.probes names, e.g. ("rank",): extra curve columns
     callbacks: tuple[Any, ...] = ()  # extra Lightning callbacks (e.g. a benchmark's step clock)
+    loggers: tuple[str, ...] = ()  # seqbench.tracking.LOGGERS names, written under <results>/logs/
+    checkpoint_every: int | None = None  # optimizer steps between checkpoints; None: no checkpoints
+    keep_checkpoints: int = 2  # the latest k checkpoints are kept
+    resume: bool = False  # continue from the configuration's last checkpoint (UserError if it has none)
+    save_model: bool = False  # keep the final weights under <results>/models/<run_id>.pt
+    threads: int | None = None  # torch threads (None: seqbench.threads.available_cores())
 
 
 def resolve_task_config(task_spec, preset: str, task_overrides: dict[str, str]) -> Any:
@@ -127,34 +133,70 @@ def build_data_and_model(registries: Registries, config: RunConfig):
 
 
 def run(registries: Registries, config: RunConfig, options: RunOptions = RunOptions()) -> dict[str, Any]:
-    """Train and test one configuration; write and return its result row."""
-    import lightning as L
+    """Train and test one configuration; write and return its result row.
 
-    from seqbench.lit import SeqbenchModule, StepsProgressBar, ThroughputMeter
+    With ``options.resume`` training continues from the configuration's last checkpoint (same run id,
+    same curve); a finished run's checkpoints are removed once its row is written, since the row is
+    the result and a stale checkpoint would let ``--resume`` write it twice.
+    """
+    import shutil
+
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from seqbench.checkpoints import (
+        ResumeState,
+        checkpoint_callback,
+        checkpoint_dir,
+        checkpoint_run_id,
+        latest_checkpoint,
+        save_model,
+    )
+    from seqbench.lit import SeqbenchModule, ThroughputMeter
+    from seqbench.progress import RunProgress
     from seqbench.results import write_run
+    from seqbench.threads import apply_threads
+    from seqbench.tracking import LiveCurve, build_loggers, check_loggers
 
     accelerator = pick_accelerator(options.device)
+    check_loggers(options.loggers)
+    folder = checkpoint_dir(options.results_dir, config.config_hash())
+    resume_from = latest_checkpoint(folder) if options.resume else None
+    if options.resume and resume_from is None:
+        raise UserError(f"--resume: no checkpoint of config {config.config_hash()} in {folder}; run it without "
+                        "--resume (with --checkpoint-every N to write checkpoints)")
+    threads = apply_threads(options.threads)
     identity = row_identity(config)
+    if resume_from is not None:
+        identity["run_id"] = checkpoint_run_id(resume_from) or identity["run_id"]
     t0 = time.perf_counter()
     data, info, module = build_data_and_model(registries, config)
     if "rank" in options.probes and not callable(getattr(module, "probe_layers", None)):
         raise UserError(f"--probe rank needs a model with probe_layers(); {config.model!r} has none")
-    lit = SeqbenchModule(module, info, config.train, probes=options.probes)
+    lit = SeqbenchModule(module, info, config.train, probes=options.probes, run_id=identity["run_id"])
     meter = ThroughputMeter()
-    callbacks: list[L.Callback] = [meter, *options.callbacks]
+    callbacks: list[L.Callback] = [ResumeState(), meter, LiveCurve(options.results_dir, identity["run_id"]),
+                                   *options.callbacks]
+    loggers = build_loggers(options.loggers, options.results_dir, identity["run_id"], config.to_dict())
+    if loggers:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    if options.checkpoint_every is not None:
+        callbacks.append(checkpoint_callback(folder, options.checkpoint_every, options.keep_checkpoints))
     if options.progress:
-        callbacks.append(StepsProgressBar(refresh_rate=10, leave=False))  # redraws cost ~1 ms a step
+        callbacks.append(RunProgress(config.train.max_steps, info.metric))
     with _quiet_lightning(), _restore_deterministic_mode():
         trainer = L.Trainer(
             accelerator=accelerator, devices=_devices(options.devices), strategy=options.strategy,
             num_nodes=options.num_nodes, precision=config.precision, max_steps=config.train.max_steps,
             val_check_interval=config.train.eval_every, check_val_every_n_epoch=None,
             limit_val_batches=config.train.eval_batches, num_sanity_val_steps=0,
-            gradient_clip_val=config.train.grad_clip or None, logger=False, enable_checkpointing=False,
-            enable_model_summary=False, enable_progress_bar=options.progress, callbacks=callbacks,
+            gradient_clip_val=config.train.grad_clip or None, logger=loggers or False,
+            log_every_n_steps=min(50, config.train.eval_every),
+            enable_checkpointing=options.checkpoint_every is not None,
+            enable_model_summary=False, enable_progress_bar=False, callbacks=callbacks,
             deterministic=accelerator == "cpu",
         )
-        trainer.fit(lit, datamodule=data)
+        trainer.fit(lit, datamodule=data, ckpt_path=resume_from, weights_only=True)
         if not lit.diverged:
             trainer.test(lit, datamodule=data, verbose=False)
     test = lit.test_metrics
@@ -163,10 +205,13 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         "tokens_per_sec": meter.tokens_per_sec,
         "n_params": sum(p.numel() for p in module.parameters()),
         "steps": lit.finite_steps, "wall_time_s": time.perf_counter() - t0,
-        "device": device_name(accelerator), "kernels": kernels_used(module),
+        "device": device_name(accelerator), "threads": threads, "kernels": kernels_used(module),
         "data_fingerprint": data.data_fingerprint(),
     }
+    if options.save_model:
+        save_model(options.results_dir, identity["run_id"], module, identity["config_json"])
     row["path"] = str(write_run(options.results_dir, row, lit.curve))
+    shutil.rmtree(folder, ignore_errors=True)
     return row
 
 
@@ -218,6 +263,10 @@ class _quiet_lightning:
         warnings.filterwarnings("ignore", message=".*Consider setting `persistent_workers`.*")
         warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+        # a resumed run's checkpoint folder holds its earlier checkpoints, and its training order resumes
+        # mid-epoch through seqbench.checkpoints.ResumeState, not a stateful loader
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+        warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
         return self
 
     def __exit__(self, *exc):
