@@ -156,7 +156,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     from seqbench.progress import RunProgress
     from seqbench.results import write_run
     from seqbench.threads import apply_threads
-    from seqbench.tracking import LiveCurve, build_loggers, check_loggers
+    from seqbench.tracking import LiveCurve, build_loggers, check_loggers, close_loggers
 
     accelerator = pick_accelerator(options.device)
     check_loggers(options.loggers)
@@ -211,6 +211,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     if options.save_model:
         save_model(options.results_dir, identity["run_id"], module, identity["config_json"])
     row["path"] = str(write_run(options.results_dir, row, lit.curve))
+    close_loggers(loggers)
     shutil.rmtree(folder, ignore_errors=True)
     return row
 

@@ -2,7 +2,7 @@
 
 Every logger is Lightning's own (``lightning.pytorch.loggers``), written under ``<results>/logs/``:
 ``csv/<run_id>/metrics.csv``, ``tensorboard/<run_id>/`` (``tensorboard --logdir results/logs/tensorboard``),
-``mlruns/`` (an MLflow file store) and ``wandb/`` (W&B; ``WANDB_MODE=offline`` keeps it local).
+``mlflow.db`` (a local MLflow store: ``mlflow ui --backend-store-uri sqlite:///results/logs/mlflow.db``) and ``wandb/`` (W&B; ``WANDB_MODE=offline`` keeps it local).
 Only CSV needs nothing extra; the others are the extras ``seqbench[tensorboard|mlflow|wandb]``.
 """
 
@@ -50,8 +50,11 @@ def build_loggers(names: tuple[str, ...], results_dir: Path, run_id: str,
             built.append(loggers.TensorBoardLogger(root, name="tensorboard", version=run_id,
                                                    default_hp_metric=False))
         elif name == "mlflow":
+            # a local SQLite store: MLflow 3 refuses its plain-file store unless MLFLOW_ALLOW_FILE_STORE is set
+            root.mkdir(parents=True, exist_ok=True)
             built.append(loggers.MLFlowLogger(experiment_name="seqbench", run_name=run_id,
-                                              tracking_uri=(root / "mlruns").resolve().as_uri()))
+                                              tracking_uri=mlflow_uri(results_dir),
+                                              artifact_location=(root / "mlartifacts").resolve().as_uri()))
         elif name == "wandb":
             (root / "wandb").mkdir(parents=True, exist_ok=True)
             built.append(loggers.WandbLogger(name=run_id, id=run_id, project="seqbench", save_dir=str(root / "wandb"),
@@ -59,6 +62,21 @@ def build_loggers(names: tuple[str, ...], results_dir: Path, run_id: str,
     for logger in built:
         logger.log_hyperparams(hyperparameters)
     return built
+
+
+def close_loggers(built: list[Any]) -> None:
+    """End each logger's run once the run's row is written. Lightning finalizes its loggers after fit and
+    test, but a W&B run stays open until ``finish()`` (else the next run in this process, a sweep's next
+    cell, would log into it)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in built:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()
+
+
+def mlflow_uri(results_dir: Path) -> str:
+    return f"sqlite:///{(Path(results_dir) / 'logs' / 'mlflow.db').resolve()}"
 
 
 class LiveCurve(L.Callback):

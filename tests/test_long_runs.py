@@ -123,16 +123,19 @@ def test_csv_and_tensorboard_logs_read_back(cli, tmp_path):
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"train_loss", "val_accuracy", "lambda", "tokens_per_sec"} <= scalars
-    assert [e.step for e in events.Scalars("val_accuracy")] == [4, 8]
+    # Lightning logs at the index of the batch just trained (0-based); curves count the steps done (4, 8)
+    assert [e.step for e in events.Scalars("val_accuracy")] == [3, 7]
 
 
-def test_mlflow_logs_to_a_local_file_store(cli, tmp_path):
+def test_mlflow_logs_to_a_local_store(cli, tmp_path):
     pytest.importorskip("mlflow")
     import mlflow
 
     code, out, _ = cli("run", *SMOKE, "--logger", "mlflow", "--results", tmp_path)
     assert code == 0, out
-    client = mlflow.tracking.MlflowClient(tracking_uri=(tmp_path / "logs" / "mlruns").resolve().as_uri())
+    from seqbench.tracking import mlflow_uri
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=mlflow_uri(tmp_path))
     (experiment,) = [e for e in client.search_experiments() if e.name == "seqbench"]
     (found,) = client.search_runs([experiment.experiment_id])
     assert found.info.run_name == _only_row(tmp_path)["run_id"]
@@ -147,7 +150,12 @@ def test_wandb_logs_offline(cli, tmp_path, monkeypatch):
     code, out, _ = cli("run", *SMOKE, "--logger", "wandb", "--results", tmp_path)
     assert code == 0, out
     run_id = _only_row(tmp_path)["run_id"]
-    assert list((tmp_path / "logs" / "wandb").rglob(f"run-*-{run_id}/*.wandb"))
+    (folder,) = (tmp_path / "logs" / "wandb" / "wandb").glob(f"offline-run-*-{run_id}")
+    # the offline run's record log (protobuf records; wandb ships no Python reader for it any more):
+    # the metric names and the config's keys are stored as plain strings
+    records = (folder / f"run-{run_id}.wandb").read_bytes()
+    for name in (b"train_loss", b"val_accuracy", b"tokens_per_sec", b"num_kv_pairs"):
+        assert name in records
 
 
 def test_a_logger_without_its_extra_is_a_user_error(cli, tmp_path, monkeypatch):
