@@ -1,9 +1,10 @@
 """Watching a run: Lightning's experiment loggers (``--logger``) and the live curve file.
 
 Every logger is Lightning's own (``lightning.pytorch.loggers``), written under ``<results>/logs/``:
-``csv/<run_id>/metrics.csv``, ``tensorboard/<run_id>/`` (``tensorboard --logdir results/logs/tensorboard``),
-``mlflow.db`` (a local MLflow store: ``mlflow ui --backend-store-uri sqlite:///results/logs/mlflow.db``) and ``wandb/`` (W&B; ``WANDB_MODE=offline`` keeps it local).
-Only CSV needs nothing extra; the others are the extras ``seqbench[tensorboard|mlflow|wandb]``.
+``csv/<run_id>/metrics.csv``; ``tensorboard/<run_id>/`` (``tensorboard --logdir results/logs/tensorboard``);
+``mlflow.db``, a local MLflow store (``mlflow ui --backend-store-uri sqlite:///results/logs/mlflow.db``);
+``wandb/`` (W&B; ``WANDB_MODE=offline`` keeps it local). Only CSV needs nothing extra; the others are
+the extras ``seqbench[tensorboard|mlflow|wandb]``.
 """
 
 from __future__ import annotations
