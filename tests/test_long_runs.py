@@ -201,6 +201,24 @@ def test_progress_prints_a_plain_line_at_most_every_30_s(tmp_path):
     assert lines[2] == "step 90/1000  loss 2.5000  val accuracy 0.5000  1,234 tokens/s  elapsed 1:30  ETA 15:10"
 
 
+def test_progress_in_a_terminal_is_one_bar_over_the_total_steps():
+    import io
+
+    from rich.console import Console
+
+    screen = io.StringIO()
+    progress = RunProgress(200, "accuracy", console=Console(file=screen, force_terminal=True, width=150))
+    trainer, module = _FakeTrainer(), _FakeModule()
+    progress.on_train_start(trainer, module)
+    trainer.global_step, trainer.callback_metrics = 50, {"train_loss": 1.25}
+    module.latest_val = {"accuracy": 0.75}
+    progress.on_train_batch_end(trainer, module, None, None, 49)
+    progress._bar.refresh()
+    progress.on_train_end(trainer, module)
+    shown = screen.getvalue()
+    assert "50/200" in shown and "loss 1.2500" in shown and "val accuracy 0.7500" in shown and "ETA" in shown
+
+
 def test_save_model_then_eval_gives_the_runs_test_metrics(cli, tmp_path):
     code, out, _ = cli("run", *SMOKE, "--save-model", "--threads", "1", "--results", tmp_path)
     assert code == 0, out
