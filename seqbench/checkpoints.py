@@ -37,24 +37,35 @@ class EpochBatches(Sampler[list[int]]):
     dropped, as ``drop_last`` does). Lightning calls ``iter()`` once per epoch; each call yields the
     rest of the epoch that ``start`` falls in, so after :meth:`start_at` the next batch is exactly the
     one an uninterrupted run would have drawn.
+
+    Under DDP each of the ``world`` processes takes every ``world``-th batch of the epoch (from its rank
+    on), so the runner turns off Lightning's distributed-sampler injection for it.
     """
 
     def __init__(self, size: int, batch_size: int, seed: int):
-        self.size, self.batch_size, self.seed = size, batch_size, seed
-        self.per_epoch = max(1, size // batch_size)
-        self.next_batch = 0  # global index of the next batch to hand out
+        self.size, self.batch_size, self.seed = size, batch_size, seed  # batch_size <= size
+        self.next_batch = 0  # this process's count of batches handed out (all epochs)
 
     def start_at(self, batch: int) -> None:
         self.next_batch = batch
 
+    @staticmethod
+    def _rank_world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
     def __len__(self) -> int:
-        return self.per_epoch
+        return max(1, self.size // self.batch_size // self._rank_world()[1])
 
     def __iter__(self) -> Iterator[list[int]]:
-        epoch, offset = divmod(self.next_batch, self.per_epoch)
+        rank, world = self._rank_world()
+        per_epoch = len(self)
+        epoch, offset = divmod(self.next_batch, per_epoch)
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + epoch))
-        for b in range(offset, self.per_epoch):
+        for j in range(offset, per_epoch):
             self.next_batch += 1
+            b = (j * world + rank) % (self.size // self.batch_size)  # wraps only when ranks outnumber batches
             yield order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
 
 

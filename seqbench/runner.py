@@ -195,6 +195,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
             enable_checkpointing=options.checkpoint_every is not None,
             enable_model_summary=False, enable_progress_bar=False, callbacks=callbacks,
             deterministic=accelerator == "cpu",
+            use_distributed_sampler=False,  # the training order shards itself (seqbench.checkpoints.EpochBatches)
         )
         trainer.fit(lit, datamodule=data, ckpt_path=resume_from, weights_only=True)
         if not lit.diverged:

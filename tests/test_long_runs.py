@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import signal
 import subprocess
@@ -87,7 +88,7 @@ def test_a_sweep_cell_resumes_from_its_checkpoint(registries, tmp_path):
     whole = run(registries, config, RunOptions(results_dir=tmp_path / "whole", progress=False))
     options = RunOptions(results_dir=tmp_path / "cut", progress=False, checkpoint_every=4, keep_checkpoints=1)
     with pytest.raises(RuntimeError, match="crash for the test"):
-        run(registries, config, RunOptions(**{**options.__dict__, "callbacks": (_Crash(6),)}))
+        run(registries, config, dataclasses.replace(options, callbacks=(_Crash(6),)))
     folder = checkpoint_dir(tmp_path / "cut", config.config_hash())
     assert [p.name for p in folder.iterdir()] == ["step=4.ckpt"]  # only the latest kept
     run_id = checkpoint_run_id(folder / "step=4.ckpt")
