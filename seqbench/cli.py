@@ -114,7 +114,7 @@ def _print_row(console, row: dict) -> None:
     table = Table(show_header=False, title=f"result {row['run_id']}", title_justify="left")
     for key in ("status", "accuracy", "perplexity", "mae", "loss", "gate_rate", "accuracy_hard", "gate_rate_hard",
                 "attn_flop_fraction_hard", "lambda", "tokens_per_sec",
-                "n_params", "steps", "wall_time_s", "device", "kernels"):
+                "n_params", "steps", "wall_time_s", "device", "threads", "kernels"):
         value = row.get(key)
         if value is not None:
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
