@@ -277,6 +277,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from seqbench.sweep import SweepSpec, expand, parse_shard, pending, remove_failed_rows, run_sweep, shard
 
     index, count = parse_shard(args.shard)
+    if args.logger:
+        from seqbench.tracking import check_loggers
+
+        check_loggers(tuple(args.logger))  # before any cell: a missing extra is one error, not a failed row per cell
     spec = SweepSpec(models=_csv(args.models), tasks=_csv(args.tasks), seeds=_csv(args.seeds, int),
                      variants=_csv(args.variants), grid=tuple(args.grid or ()), sets=tuple(_overrides(args)),
                      preset=args.preset, precision=args.precision)

@@ -237,3 +237,15 @@ def test_save_model_then_eval_gives_the_runs_test_metrics(cli, tmp_path):
 def test_eval_of_a_run_without_a_saved_model_is_a_user_error(cli, tmp_path):
     code, _, err = cli("eval", "no-such-run", "--results", tmp_path)
     assert code == 2 and "--save-model" in err
+
+
+def test_sweep_with_a_logger_whose_extra_is_missing_runs_nothing(cli, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.split(".")[0] == "wandb" else real(name, *a))
+    code, _, err = cli("sweep", "--models", "gru", "--tasks", "mqar", "--preset", "smoke", "--logger", "wandb",
+                       "--results", tmp_path)
+    assert code == 2 and "seqbench[wandb]" in err
+    assert not (tmp_path / "runs").exists()
