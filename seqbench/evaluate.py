@@ -53,7 +53,8 @@ def test_module(registries: Registries, config: RunConfig, state_dict: dict[str,
                             enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
                             deterministic=accelerator == "cpu")
         trainer.test(lit, datamodule=data, verbose=False)
-    return lit.test_metrics
+    # lambda is the penalty weight of the last training step: no property of the weights under test
+    return {name: value for name, value in lit.test_metrics.items() if name != "lambda"}
 
 
 def evaluate_saved_model(registries: Registries, results_dir: Path, run_id: str, device: str = "auto",
