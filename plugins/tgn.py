@@ -250,6 +250,16 @@ class TGN(nn.Module):
         extras = {"attn_flop_fraction": torch.tensor(spent / full)}
         return ModelOutput(self.readout(x), gates=torch.stack(gates), extras=extras)  # gates: (n_layers, B, n)
 
+    def get_extra_state(self) -> dict:
+        """The adaptive lambda schedule's memory, so a checkpoint resumes it exactly (it is not a tensor)."""
+        return {"loss_start": self._loss_start, "loss_ema": self._loss_ema,
+                "hard_mix_training": [block.hard_mix_training for block in self.blocks]}
+
+    def set_extra_state(self, state: dict) -> None:
+        self._loss_start, self._loss_ema = state["loss_start"], state["loss_ema"]
+        for block, hard in zip(self.blocks, state["hard_mix_training"]):
+            block.hard_mix_training = hard
+
     def gate_lambda(self, step: int, task_loss: torch.Tensor) -> float:
         """The penalty weight for this training step (see the module docstring for the schedule)."""
         loss = float(task_loss)

@@ -140,7 +140,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     length_configs(registries, config, eval_lengths)  # an impossible length stops here, before training
     options = RunOptions(results_dir=path_option(args.results), device=args.device, devices=args.devices,
                          strategy=args.strategy, num_nodes=args.num_nodes, progress=not args.no_progress,
-                         probes=tuple(args.probe or ()), param_budget=params, eval_lengths=eval_lengths)
+                         probes=tuple(args.probe or ()), param_budget=params, eval_lengths=eval_lengths,
+                         loggers=tuple(args.logger or ()), checkpoint_every=args.checkpoint_every,
+                         keep_checkpoints=args.keep_checkpoints, resume=args.resume, save_model=args.save_model,
+                         threads=args.threads)
     check_run_options(options, config.precision)
     console = _console()
     console.quiet = not launched_as_rank_zero()  # DDP runs this command once per rank: rank 0 speaks
@@ -156,6 +159,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if row["status"] == Status.OK else 1
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from seqbench.evaluate import evaluate_saved_model
+    from seqbench.options import path_option
+
+    console = _console()
+    rows = evaluate_saved_model(_registries(), path_option(args.results), args.run_id, lengths=_eval_lengths(args),
+                                device=args.device, threads=args.threads)
+    for row in rows:
+        shown = {k: v for k, v in row.items() if k not in ("seq_len", "length_key", "trained_len") and v is not None}
+        console.print(f"[bold]seqbench eval[/] {escape(args.run_id)} (test split, {row['length_key']} "
+                      f"{row['seq_len']}): " + escape("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                               for k, v in shown.items())), soft_wrap=True)
+    return 0 if all(row["status"] == "ok" for row in rows) else 1
+
+
 def _print_row(console, row: dict) -> None:
     from rich.table import Table
 
@@ -165,7 +183,7 @@ def _print_row(console, row: dict) -> None:
     for key in ("status", "accuracy", "accuracy_hard", "chance", "perplexity", "mae", "loss", "val_accuracy",
                 "val_perplexity", "gate_rate", "gate_rate_hard", "attn_flop_fraction_hard", "lambda",
                 "tokens_per_sec", "n_params", "param_budget", "state_size", "steps", "wall_time_s", "device",
-                "kernels"):
+                "threads", "kernels"):
         value = row.get(key)
         if value is not None:
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else escape(str(value)))
@@ -317,6 +335,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         threads=args.threads, results_dir=path_option(args.results), params=_params(args))
     pick_accelerator(options.device)
     check_writable_dir(options.results_dir, "--results", subdirs=("bench",))
+    from seqbench.threads import apply_threads
+
+    apply_threads(args.threads)
     from rich.table import Table
 
     console = _console()
@@ -369,7 +390,7 @@ def _sweep_args(args: argparse.Namespace):
                 value = convert(key, value)
             except UserError as exc:  # name the flag the user typed
                 raise UserError(f"bad --{key.replace('_', '-')}: {exc}") from None
-        elif key in ("grid", "sets"):
+        elif key in ("grid", "sets", "logger"):
             value = tuple(value)
         flags[key] = value
     merged = merge(settings, flags)
@@ -387,10 +408,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from seqbench.runner import RunOptions, launched_as_rank_zero
     from seqbench.sweep import SweepSpec, expand, make_jobs, parse_shard, pending, shard
     from seqbench.sweep_progress import SweepProgress
+    from seqbench.tracking import check_loggers
 
     settings = _sweep_args(args)
     params, eval_lengths = comparison_settings(settings)
     check_settings(settings.launch)
+    check_loggers(settings.logger)  # before any cell: a missing extra is one error, not a failed row per cell
     if not settings.claim_timeout > 0:
         raise UserError(f"--claim-timeout must be > 0 seconds, got {settings.claim_timeout}")
     index, count = parse_shard(settings.shard)
@@ -413,7 +436,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     # absolute: Ray tasks and SLURM jobs may start in another working directory
     options = RunOptions(results_dir=results.resolve(), device=settings.device, devices=settings.devices,
                          strategy=settings.strategy, num_nodes=settings.num_nodes, progress=False,
-                         param_budget=params, eval_lengths=eval_lengths)
+                         param_budget=params, eval_lengths=eval_lengths, loggers=settings.logger,
+                         checkpoint_every=settings.checkpoint_every, keep_checkpoints=settings.keep_checkpoints)
     # every cell runs with these options: one check before the first cell, so no cell fails on them
     check_run_options(options, spec.precision, writable=not args.dry_run)
     todo = pending(mine, results, on_unreadable=_warn_unreadable, retry_failed=settings.retry_failed)
@@ -530,6 +554,23 @@ def _run_claim_commands(commands: list[list[str]], jobs: int) -> None:
         main(argv)  # a sweep's failed cells are in its rows; the report shows what is missing
 
 
+def _add_logger(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--logger", action="append", choices=["csv", "tensorboard", "mlflow", "wandb"],
+                   help="log to Lightning's CSV/TensorBoard/MLflow/W&B logger under <results>/logs/; repeatable")
+
+
+def _add_checkpoints(p: argparse.ArgumentParser, keep_default: int | None = 2) -> None:
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="write a checkpoint every N steps under <results>/checkpoints/<config_hash>/")
+    p.add_argument("--keep-checkpoints", type=int, default=keep_default, metavar="K",
+                   help="keep the last K (default 2)")
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: the cores this process may use, or OMP_NUM_THREADS)")
+
+
 def _add_scale_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed", "16-mixed", "bf16-true"])
@@ -581,7 +622,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record a probe in the curves at each evaluation (rank: per-layer effective rank)")
     _add_params(p)
     _add_eval_lengths(p)
+    _add_logger(p)
+    _add_checkpoints(p)
+    p.add_argument("--resume", action="store_true", help="continue this configuration from its last checkpoint")
+    p.add_argument("--save-model", action="store_true",
+                   help="keep the final weights under <results>/models/<run_id>.pt (for `seqbench eval`)")
+    _add_threads(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("eval", help="test a model saved with `run --save-model` again, without retraining")
+    p.add_argument("run_id")
+    p.add_argument("--results", default="results")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_eval_lengths(p)
+    _add_threads(p)
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("describe", help="a task's train split (--task), or a model's config keys (--model)")
     p.add_argument("--task", default=None, help="the task's train split: size, labels, majority-class rate")
@@ -621,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     p.add_argument("--repeats", type=int, default=5, help="timed steps; the median is reported (default 5)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per length before status timeout")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
+    _add_threads(p)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--results", default="results")
     _add_params(p)
@@ -670,6 +725,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_lengths(p)
     p.add_argument("--tune", action="append", metavar="SECTION.KEY",
                    help="a key the grid tunes (e.g. train.lr): printed as the leaderboard command to read the sweep")
+    _add_logger(p)
+    _add_checkpoints(p, keep_default=None)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("plot", help="PNG figures from a results folder (nothing is re-run)")

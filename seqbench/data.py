@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from seqbench.api import TaskData, TaskInfo
+from seqbench.checkpoints import EpochBatches
 from seqbench.errors import PluginError
 from seqbench.registry import TaskSpec, load_spec_target
 
@@ -82,6 +83,7 @@ class TensorTaskData(L.LightningDataModule):
         self.splits: dict[str, dict[str, torch.Tensor]] = {}
         # split -> ("generated" | "cache", seconds), so `seqbench describe` can report the cost
         self.load_report: dict[str, tuple[str, float]] = {}
+        self.train_batches: EpochBatches | None = None  # the training order, made by setup()
 
     # -- for subclasses ---------------------------------------------------------------------
     def info(self) -> TaskInfo:
@@ -105,6 +107,11 @@ class TensorTaskData(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         for split in SPLITS:
             self.split_data(split)
+        if self.train_batches is None:
+            # the training order, a checkpoint can resume from mid-epoch (seqbench.checkpoints.ResumeState)
+            size = len(self.splits["train"]["tokens"])
+            seed = int(torch.randint(2**62, (1,), generator=split_generator(self.seed, "train")))
+            self.train_batches = EpochBatches(size, min(self.batch_size, size), seed)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -123,16 +130,16 @@ class TensorTaskData(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         data = self.splits[split]
         dataset = TensorDataset(data["tokens"], data["targets"])
-        generator = split_generator(self.seed, split) if shuffle else None
+        if shuffle:
+            return DataLoader(dataset, batch_sampler=self.train_batches)
         sampler = None
-        if not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
             # Lightning's default DistributedSampler pads a split with repeated examples so that every
             # rank gets as many; an evaluation scores each example once (ranks may differ by a batch).
             from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, generator=generator,
-                          sampler=sampler, drop_last=shuffle and len(dataset) >= self.batch_size)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, sampler=sampler)
 
     def cache_key(self, split: str) -> str:
         blob = json.dumps({"task": self.cache_name(), "version": self.version,

@@ -58,6 +58,9 @@ class SweepArgs:
     params: str | None = None
     tune: tuple[str, ...] = ()
     eval_lengths: tuple[int, ...] = ()
+    logger: tuple[str, ...] = ()  # --logger: Lightning loggers every cell writes (seqbench.tracking)
+    checkpoint_every: int | None = None  # --checkpoint-every: a killed cell resumes from its checkpoint
+    keep_checkpoints: int = 2
     results: str = "results"
     device: str = "auto"
     devices: str = "1"
@@ -77,7 +80,7 @@ _LAUNCH_KEYS = {f.name for f in dataclasses.fields(LaunchSettings)}
 _SWEEP_KEYS = {f.name for f in dataclasses.fields(SweepArgs)} - {"launch", "sets"}
 FILE_KEYS = sorted(_SWEEP_KEYS | _LAUNCH_KEYS | {"set", "description"})  # "description": for readers only
 
-_NAME_LISTS = {"models", "tasks", "variants", "tune"}
+_NAME_LISTS = {"models", "tasks", "variants", "tune", "logger"}
 _INT_LISTS = {"seeds", "eval_lengths"}
 
 

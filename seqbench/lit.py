@@ -9,7 +9,6 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import RichProgressBar
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -115,14 +114,18 @@ class SeqbenchModule(L.LightningModule):
     step with ``lambda``, ``train_loss``, ``train_gate_rate``, ``train_gate_mean``; evaluation points
     are the rows with ``accuracy``), ``val_final`` the final validation pass's ``val_accuracy``,
     ``val_loss`` (and ``val_perplexity``), ``test_metrics`` the final test metrics, ``diverged`` whether
-    a non-finite loss stopped training.
+    a non-finite loss stopped training, ``latest_val`` the last evaluation's metrics.
+
+    Logged to the trainer's loggers: ``train_loss``, and for gated models ``train_gate_rate`` and
+    ``lambda``, every step; ``val_<metric>`` at each evaluation.
     """
 
     def __init__(self, module: nn.Module, info: TaskInfo, train: TrainConfig, probes: tuple[str, ...] = (),
-                 model_name: str | None = None):
+                 model_name: str | None = None, run_id: str | None = None):
         super().__init__()
         self.model_name = model_name or type(module).__name__  # who to name when its output is wrong
         self.checked_stages: set[str] = set()  # stages whose first output was checked against the task
+        self.run_id = run_id  # kept in checkpoints: a resumed run continues the same run (and live curve)
         self.probes = probes
         self.probe_tokens: torch.Tensor | None = None  # the fixed batch probes read (first validation batch)
         self.module = module
@@ -139,6 +142,7 @@ class SeqbenchModule(L.LightningModule):
         self.diverged = False
         self.finite_steps = 0  # optimizer steps taken (a non-finite loss skips its step)
         self.last_lambda = 0.0
+        self.latest_val: dict[str, float] = {}
 
     def forward(self, tokens: torch.Tensor) -> ModelOutput:
         return as_output(self.module(tokens))
@@ -165,10 +169,13 @@ class SeqbenchModule(L.LightningModule):
             self.last_lambda = float(schedule.gate_lambda(self.global_step, loss.detach()))
             total = loss + self.last_lambda * out.gates.mean()
             gates = out.gates.detach().float()
-            self.curve.append({"step": float(self.global_step), "lambda": self.last_lambda,
-                               "train_loss": float(loss.detach()),
-                               "train_gate_rate": float(gate_fraction(gates, gate_threshold(self.module))),
-                               "train_gate_mean": float(gates.mean())})
+            point = {"step": float(self.global_step), "lambda": self.last_lambda,
+                     "train_loss": float(loss.detach()),
+                     "train_gate_rate": float(gate_fraction(gates, gate_threshold(self.module))),
+                     "train_gate_mean": float(gates.mean())}
+            self.curve.append(point)
+            self.log_dict({"lambda": point["lambda"], "train_gate_rate": point["train_gate_rate"]},
+                          on_step=True, on_epoch=False)
         # Under DDP every rank must take the same path: a rank that skipped backward would leave the
         # others waiting in the gradient all-reduce, so a non-finite loss on any rank stops them all.
         if self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(total)), all=False):
@@ -180,7 +187,7 @@ class SeqbenchModule(L.LightningModule):
             # zero loss reaching every parameter makes that last step's gradients zero on all ranks.
             return sum(p.sum() for p in self.module.parameters() if p.requires_grad) * 0.0
         self.finite_steps += 1
-        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train_loss", loss.detach(), on_step=True, on_epoch=False)
         return total
 
     def validation_step(self, batch, batch_idx):
@@ -225,7 +232,8 @@ class SeqbenchModule(L.LightningModule):
 
             point.update(layer_ranks(self.module, self.probe_tokens))
         self.curve.append(point)
-        self.log("val_acc", metrics["accuracy"], prog_bar=True)
+        self.latest_val = metrics
+        self.log_dict({f"val_{name}": value for name, value in metrics.items()})
 
     def test_step(self, batch, batch_idx):
         tokens, targets = batch
@@ -242,6 +250,17 @@ class SeqbenchModule(L.LightningModule):
             self.test_metrics.update({f"{name}_hard": value for name, value in hard.items()})
         if gate_schedule(self.module) is not None:
             self.test_metrics["lambda"] = self.last_lambda
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["seqbench"] = {"run_id": self.run_id, "curve": self.curve, "finite_steps": self.finite_steps,
+                                  "last_lambda": self.last_lambda, "diverged": self.diverged,
+                                  "latest_val": self.latest_val}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["seqbench"]
+        self.curve = [dict(point) for point in state["curve"]]
+        self.finite_steps, self.last_lambda = state["finite_steps"], state["last_lambda"]
+        self.diverged, self.latest_val = state["diverged"], dict(state["latest_val"])
 
     def configure_optimizers(self):
         optimizer, scheduler = build_optimizer(self.module, self.train_config)
@@ -272,6 +291,7 @@ class ThroughputMeter(L.Callback):
         if self._batches > 1:
             self.seconds += time.perf_counter() - self._start
             self.tokens += batch[0].numel()
+            pl_module.log("tokens_per_sec", self.tokens / self.seconds, on_step=True, on_epoch=False)
 
     def on_train_end(self, trainer, pl_module) -> None:
         # Under DDP each rank timed its own batches: the run's throughput is the tokens of every rank
@@ -284,11 +304,3 @@ class ThroughputMeter(L.Callback):
     @property
     def tokens_per_sec(self) -> float | None:
         return self.tokens / self.seconds if self.seconds > 0 else None
-
-
-class StepsProgressBar(RichProgressBar):
-    """Lightning's rich progress bar for runs bounded by steps (``max_epochs=-1``): it shows "Epoch 4",
-    where Lightning 2.6 shows "Epoch 4/-2" (Lightning-AI/pytorch-lightning#21925, fixed after 2.6.6)."""
-
-    def _get_train_description(self, current_epoch: int) -> str:
-        return f"{f'Epoch {current_epoch}':{len(self.validation_description)}}"  # padded as Lightning pads it

@@ -72,6 +72,7 @@ RUN_SCHEMA = pa.schema([
     ("steps", pa.int64()),
     ("wall_time_s", pa.float64()),
     ("device", pa.string()),
+    ("threads", pa.int64()),  # torch intra-op threads the run used (seqbench.threads)
     ("kernels", pa.string()),
     ("seqbench_version", pa.string()),
     ("torch_version", pa.string()),
@@ -257,22 +258,31 @@ def run_table(row: dict[str, Any]) -> pa.Table:
 
 
 def write_evals(results_dir: Path, run_id: str, rows: list[dict[str, Any]]) -> Path:
-    """All of one run's length evaluations, as one file (written once, atomically)."""
+    """One run's length evaluations, as one file, written atomically: the new rows replace earlier rows
+    at the same lengths (``seqbench eval`` run again), the others stay."""
     path = Path(results_dir) / EVALS.folder / f"{run_id}.parquet"
-    atomic_write_table(_table([{"run_id": run_id, **row} for row in rows], EVAL_SCHEMA), path)
+    new = {row["seq_len"] for row in rows}
+    earlier = pq.read_table(path).to_pylist() if path.exists() else []
+    kept = [row for row in earlier if row.get("seq_len") not in new]
+    atomic_write_table(_table([*kept, *({"run_id": run_id, **row} for row in rows)], EVAL_SCHEMA), path)
     return path
+
+
+def write_curve(results_dir: Path, run_id: str, curve: list[dict[str, float]]) -> None:
+    """(Re)write a run's curve file; also during the run, after each evaluation (seqbench.tracking)."""
+    # points may carry different keys (evaluation vs per-step training points): take the union
+    names = [n for n in dict.fromkeys(key for point in curve for key in point) if n not in CURVE_SCHEMA.names]
+    fields = [*CURVE_SCHEMA, *(pa.field(name, pa.float64()) for name in names)]
+    curve_rows = [{"run_id": run_id, **point} for point in curve]
+    table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in fields} for r in curve_rows],
+                                 schema=pa.schema(fields))
+    atomic_write_table(table, Path(results_dir) / CURVES.folder / f"{run_id}.parquet")
 
 
 def write_run(results_dir: Path, row: dict[str, Any], curve: list[dict[str, float]]) -> Path:
     run_id = row["run_id"]
     if curve:
-        # points may carry different keys (evaluation vs per-step training points): take the union
-        names = [n for n in dict.fromkeys(key for point in curve for key in point) if n not in CURVE_SCHEMA.names]
-        fields = [*CURVE_SCHEMA, *(pa.field(name, pa.float64()) for name in names)]
-        curve_rows = [{"run_id": run_id, **point} for point in curve]
-        table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in fields} for r in curve_rows],
-                                     schema=pa.schema(fields))
-        atomic_write_table(table, Path(results_dir) / CURVES.folder / f"{run_id}.parquet")
+        write_curve(results_dir, run_id, curve)
     path = Path(results_dir) / RUNS.folder / f"{run_id}.parquet"
     atomic_write_table(run_table(row), path)  # last: a row exists only when its curves do
     return path

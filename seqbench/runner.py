@@ -34,6 +34,12 @@ class RunOptions:
     callbacks: tuple[Any, ...] = ()  # extra Lightning callbacks (e.g. a benchmark's step clock)
     param_budget: int | None = None  # --params N the model's width was solved for (recorded in the row)
     eval_lengths: tuple[int, ...] = ()  # --eval-lengths: test again at these lengths (<results>/evals/)
+    loggers: tuple[str, ...] = ()  # seqbench.tracking.LOGGERS names, written under <results>/logs/
+    checkpoint_every: int | None = None  # optimizer steps between checkpoints; None: no checkpoints
+    keep_checkpoints: int = 2  # the latest k checkpoints are kept
+    resume: bool = False  # continue from the configuration's last checkpoint (UserError if it has none)
+    save_model: bool = False  # keep the final weights under <results>/models/<run_id>.pt
+    threads: int | None = None  # torch threads (None: seqbench.threads.available_cores())
 
 
 def resolve_task_config(task_spec, preset: str, task_overrides: dict[str, str]) -> Any:
@@ -149,40 +155,78 @@ def build_data_and_model(registries: Registries, config: RunConfig):
 
 def run(registries: Registries, config: RunConfig, options: RunOptions = RunOptions()) -> dict[str, Any]:
     """Train and test one configuration; write and return its result row (``path`` None on the other
-    ranks of a distributed run: rank 0 writes it)."""
+    ranks of a distributed run: rank 0 writes it).
+
+    With ``options.resume`` training continues from the configuration's last checkpoint (same run id,
+    same curve); a finished run's checkpoints are removed once its row is written, since the row is
+    the result and a stale checkpoint would let ``--resume`` write it twice.
+    """
+    import shutil
+
     import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor
 
     from seqbench.budget import state_size
     from seqbench.capabilities import kernels_used, layer_probes
+    from seqbench.checkpoints import (
+        ResumeState,
+        checkpoint_callback,
+        checkpoint_dir,
+        checkpoint_run_id,
+        latest_checkpoint,
+        save_model,
+    )
     from seqbench.describe import chance_level
     from seqbench.evals import evaluate_lengths
-    from seqbench.lit import SeqbenchModule, StepsProgressBar, ThroughputMeter
+    from seqbench.lit import SeqbenchModule, ThroughputMeter
     from seqbench.options import check_strategy, lightning_devices
+    from seqbench.progress import RunProgress
     from seqbench.results import Status, write_run
+    from seqbench.threads import apply_threads
+    from seqbench.tracking import LiveCurve, build_loggers, check_loggers, close_loggers
 
     accelerator = pick_accelerator(options.device)
     check_strategy(options.strategy)  # also here: run() is the Python API, not only the CLI's
+    check_loggers(options.loggers)
+    folder = checkpoint_dir(options.results_dir, config.config_hash())
+    resume_from = latest_checkpoint(folder) if options.resume else None
+    if options.resume and resume_from is None:
+        raise UserError(f"--resume: no checkpoint of config {config.config_hash()} in {folder}; run it without "
+                        "--resume (with --checkpoint-every N to write checkpoints)")
+    threads = apply_threads(options.threads)
     identity = row_identity(config)
+    if resume_from is not None:
+        identity["run_id"] = checkpoint_run_id(resume_from) or identity["run_id"]
     t0 = time.perf_counter()
     data, info, module = build_data_and_model(registries, config)
     if "rank" in options.probes and layer_probes(module) is None:
         raise UserError(f"--probe rank needs a model with probe_layers(); {config.model!r} has none")
-    lit = SeqbenchModule(module, info, config.train, probes=options.probes, model_name=config.model)
+    lit = SeqbenchModule(module, info, config.train, probes=options.probes, model_name=config.model,
+                         run_id=identity["run_id"])
     meter = ThroughputMeter()
-    callbacks: list[L.Callback] = [meter, *options.callbacks]
+    callbacks: list[L.Callback] = [ResumeState(), meter, LiveCurve(options.results_dir, identity["run_id"]),
+                                   *options.callbacks]
+    loggers = build_loggers(options.loggers, options.results_dir, identity["run_id"], config.to_dict())
+    if loggers:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    if options.checkpoint_every is not None:
+        callbacks.append(checkpoint_callback(folder, options.checkpoint_every, options.keep_checkpoints))
     if options.progress:
-        callbacks.append(StepsProgressBar(refresh_rate=10, leave=False))  # redraws cost ~1 ms a step
+        callbacks.append(RunProgress(config.train.max_steps, info.metric))
     with _quiet_lightning(), _restore_deterministic_mode():
         trainer = L.Trainer(
             accelerator=accelerator, devices=lightning_devices(options.devices), strategy=options.strategy,
             num_nodes=options.num_nodes, precision=config.precision, max_steps=config.train.max_steps,
             val_check_interval=config.train.eval_every, check_val_every_n_epoch=None,
             limit_val_batches=config.train.eval_batches, num_sanity_val_steps=0,
-            gradient_clip_val=config.train.grad_clip or None, logger=False, enable_checkpointing=False,
-            enable_model_summary=False, enable_progress_bar=options.progress, callbacks=callbacks,
+            gradient_clip_val=config.train.grad_clip or None, logger=loggers or False,
+            log_every_n_steps=min(50, config.train.eval_every),
+            enable_checkpointing=options.checkpoint_every is not None,
+            enable_model_summary=False, enable_progress_bar=False, callbacks=callbacks,
             deterministic=accelerator == "cpu",
+            use_distributed_sampler=False,  # the training order shards itself (seqbench.checkpoints.EpochBatches)
         )
-        trainer.fit(lit, datamodule=data)
+        trainer.fit(lit, datamodule=data, ckpt_path=resume_from, weights_only=True)
         if not lit.diverged:
             # the final validation pass reads the whole split (curve points read eval_batches of it);
             # it and the test use the last step's weights
@@ -197,7 +241,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         "n_params": sum(p.numel() for p in module.parameters()), "param_budget": options.param_budget,
         "state_size": state_size(registries.models.get(config.model), config.model_config, info),
         "steps": lit.finite_steps, "wall_time_s": time.perf_counter() - t0,
-        "device": device_name(accelerator), "kernels": kernels_used(module),
+        "device": device_name(accelerator), "threads": threads, "kernels": kernels_used(module),
         "data_fingerprint": data.data_fingerprint(),
         # on the test split's scored labels: a task may score more positions in training (assoc_recall
         # scores every next token there, only the answer at test), and accuracy is the test's
@@ -205,13 +249,18 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     }
     # Under DDP every rank gets here with the same (rank-reduced) metrics; one run is one row, rank 0's.
     if not trainer.is_global_zero:
+        close_loggers(loggers)
         row["path"] = None
         return row
     if options.eval_lengths and not lit.diverged:
         evaluate_lengths(registries, config, module, options.eval_lengths, options.results_dir, identity["run_id"],
                          device=accelerator)  # before the row: a row exists only when its evaluations do
         row["wall_time_s"] = time.perf_counter() - t0
+    if options.save_model:
+        save_model(options.results_dir, identity["run_id"], module, identity["config_json"])
     row["path"] = str(write_run(options.results_dir, row, lit.curve))
+    close_loggers(loggers)
+    shutil.rmtree(folder, ignore_errors=True)
     return row
 
 
@@ -262,8 +311,12 @@ class _quiet_lightning:
         warnings.filterwarnings("ignore", message=".*Consider setting `persistent_workers`.*")
         warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
-        # the logged val_acc is torchmetrics' value, which is already reduced over DDP ranks
-        warnings.filterwarnings("ignore", message=".*`self.log\\('val_acc', ..., sync_dist=True\\)`.*")
+        # the logged validation metrics are torchmetrics' values, which are already reduced over DDP ranks
+        warnings.filterwarnings("ignore", message=".*`self.log\\('val_.*', ..., sync_dist=True\\)`.*")
+        # a resumed run's checkpoint folder holds its earlier checkpoints, and its training order resumes
+        # mid-epoch through seqbench.checkpoints.ResumeState, not a stateful loader
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+        warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
         return self
 
     def __exit__(self, *exc):

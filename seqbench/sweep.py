@@ -129,14 +129,20 @@ def failure_row(config: RunConfig, status: str, error: str, wall_time_s: float, 
 
 
 def run_cell(registries, config: RunConfig, options) -> dict[str, Any]:
-    """Run one cell in this process; an exception becomes a ``failed`` (or ``oom``) row, never a crash."""
+    """Run one cell in this process; an exception becomes a ``failed`` (or ``oom``) row, never a crash.
+
+    A cell interrupted after writing a checkpoint (``--checkpoint-every``) resumes from it."""
+    import dataclasses
     import time
 
     from seqbench.bench import is_oom
+    from seqbench.checkpoints import checkpoint_dir, latest_checkpoint
     from seqbench.results import write_run
     from seqbench.runner import launched_as_rank_zero, run
 
     t0 = time.perf_counter()
+    if latest_checkpoint(checkpoint_dir(options.results_dir, config.config_hash())) is not None:
+        options = dataclasses.replace(options, resume=True)
     try:
         return run(registries, config, options)
     # a broken plugin is this cell's failure, said in one line (caught before UserError, its base class)

@@ -153,10 +153,3 @@ def test_leaderboard_aggregates_seeds_with_intervals(cli, tmp_path):
     assert code == 0 and "| gru |" in " ".join(out.split()) and "±" in out
     code, out, _ = cli("leaderboard", "--results", tmp_path)
     assert code == 0 and "mqar" in out
-
-
-def test_progress_bar_names_the_epoch_without_a_negative_total():
-    """Runs are bounded by steps (max_epochs=-1); Lightning 2.6's own bar would print "Epoch 4/-2"."""
-    from seqbench.lit import StepsProgressBar
-
-    assert StepsProgressBar()._get_train_description(4).rstrip() == "Epoch 4"
