@@ -304,3 +304,21 @@ class ThroughputMeter(L.Callback):
     @property
     def tokens_per_sec(self) -> float | None:
         return self.tokens / self.seconds if self.seconds > 0 else None
+
+
+class ShareCores(L.Callback):
+    """Every ``every`` training batches, set torch's threads to this process's fair share of the cores
+    (seqbench.threads.CoreShare): a second seqbench run starting on the machine halves both, and its end
+    gives the cores back. ``threads`` is the count in use when training ended."""
+
+    def __init__(self, share, every: int = 20) -> None:
+        self.share = share
+        self.every = every
+        self.threads = torch.get_num_threads()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx % self.every == 0:
+            fair = self.share.fair_threads()
+            if fair != torch.get_num_threads():
+                torch.set_num_threads(fair)
+            self.threads = fair

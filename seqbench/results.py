@@ -72,7 +72,7 @@ RUN_SCHEMA = pa.schema([
     ("steps", pa.int64()),
     ("wall_time_s", pa.float64()),
     ("device", pa.string()),
-    ("threads", pa.int64()),  # torch intra-op threads the run used (seqbench.threads)
+    ("threads", pa.int64()),  # torch intra-op threads in use when training ended (seqbench.threads)
     ("kernels", pa.string()),
     ("seqbench_version", pa.string()),
     ("torch_version", pa.string()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -178,11 +179,11 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     )
     from seqbench.describe import chance_level
     from seqbench.evals import evaluate_lengths
-    from seqbench.lit import SeqbenchModule, ThroughputMeter
+    from seqbench.lit import SeqbenchModule, ShareCores, ThroughputMeter
     from seqbench.options import check_strategy, lightning_devices
     from seqbench.progress import RunProgress
     from seqbench.results import Status, write_run
-    from seqbench.threads import apply_threads
+    from seqbench.threads import CoreShare, apply_threads, policy_decides
     from seqbench.tracking import LiveCurve, build_loggers, check_loggers, close_loggers
 
     accelerator = pick_accelerator(options.device)
@@ -213,7 +214,12 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         callbacks.append(checkpoint_callback(folder, options.checkpoint_every, options.keep_checkpoints))
     if options.progress:
         callbacks.append(RunProgress(config.train.max_steps, info.metric))
-    with _quiet_lightning(), _restore_deterministic_mode():
+    # under the policy, concurrent seqbench runs on this machine divide its cores (seqbench.threads)
+    share = CoreShare(threads) if accelerator == "cpu" and policy_decides(options.threads) else None
+    if share is not None:
+        sharing = ShareCores(share)
+        callbacks.append(sharing)
+    with _quiet_lightning(), _restore_deterministic_mode(), share or contextlib.nullcontext():
         trainer = L.Trainer(
             accelerator=accelerator, devices=lightning_devices(options.devices), strategy=options.strategy,
             num_nodes=options.num_nodes, precision=config.precision, max_steps=config.train.max_steps,
@@ -241,7 +247,8 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         "n_params": sum(p.numel() for p in module.parameters()), "param_budget": options.param_budget,
         "state_size": state_size(registries.models.get(config.model), config.model_config, info),
         "steps": lit.finite_steps, "wall_time_s": time.perf_counter() - t0,
-        "device": device_name(accelerator), "threads": threads, "kernels": kernels_used(module),
+        "device": device_name(accelerator), "threads": sharing.threads if share is not None else threads,
+        "kernels": kernels_used(module),
         "data_fingerprint": data.data_fingerprint(),
         # on the test split's scored labels: a task may score more positions in training (assoc_recall
         # scores every next token there, only the answer at test), and accuracy is the test's

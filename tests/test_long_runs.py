@@ -250,3 +250,33 @@ def test_sweep_with_a_logger_whose_extra_is_missing_runs_nothing(cli, tmp_path, 
                        "--results", tmp_path)
     assert code == 2 and "seqbench[wandb]" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_concurrent_runs_divide_the_cores_and_forget_dead_holders(tmp_path):
+    from seqbench.threads import CoreShare
+
+    folder = tmp_path / "shares"
+    with CoreShare(4, folder) as first:
+        assert first.fair_threads() == 4
+        with CoreShare(4, folder):
+            assert first.fair_threads() == 2  # a second run started: both take half
+            (folder / "999999999-deadbeef").touch()  # a holder killed without cleaning up
+            assert first.fair_threads() == 2 and not (folder / "999999999-deadbeef").exists()
+        assert first.fair_threads() == 4  # the other ended: the cores come back
+    assert not list(folder.iterdir())
+
+
+def test_a_run_under_the_policy_takes_its_share_of_the_cores(registries, tmp_path, monkeypatch):
+    from seqbench import threads as thread_policy
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(thread_policy, "available_cores", lambda: 2)
+    monkeypatch.setattr(thread_policy, "_shares_dir", lambda: tmp_path / "shares")
+    config = resolve_run_config(registries, "gru", "mqar", preset="smoke")
+    with thread_policy.CoreShare(2, tmp_path / "shares"):  # another seqbench run is training meanwhile
+        row = run(registries, config, RunOptions(results_dir=tmp_path / "r", progress=False))
+    assert row["threads"] == 1
+    alone = run(registries, config, RunOptions(results_dir=tmp_path / "r", progress=False))
+    assert alone["threads"] == 2
+    pinned = run(registries, config, RunOptions(results_dir=tmp_path / "r", progress=False, threads=2))
+    assert pinned["threads"] == 2  # an explicit --threads shares nothing
