@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqbench.process import pid_alive
+
 CLAIMS_DIR = "claims"
 DEFAULT_TIMEOUT_S = 6 * 3600.0  # six hours without a heartbeat: the owner is taken to be gone
 HEARTBEAT_S = 60.0
@@ -70,14 +72,6 @@ def read_owner(path: Path) -> Owner | None:
         return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 def _age_s(path: Path) -> float | None:
@@ -94,7 +88,7 @@ def is_stale(path: Path, owner: Owner | None, timeout_s: float) -> bool:
         return False  # gone already: the caller simply tries to create it again
     if owner is None:  # being written right now, or left empty by a writer killed between open and write
         return age > BREAK_GRACE_S
-    if owner.host == socket.gethostname() and not _pid_alive(owner.pid):
+    if owner.host == socket.gethostname() and not pid_alive(owner.pid):
         return True
     return age > timeout_s
 

@@ -29,6 +29,8 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from seqbench.process import pid_alive
+
 
 class Status:
     """The status names a row may hold (column ``status``)."""
@@ -179,21 +181,13 @@ def current_umask() -> int:
     return mask
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. another user's process: alive
-        return True
-    return True
 
 
 def is_stale_temp(path: Path, now: float | None = None) -> bool:
     """A temp file whose writer is gone: a dead process of this host, or untouched for STALE_TEMP_SECONDS
     (a writer on another host, or a temp file named by an older seqbench)."""
     match = _TEMP_NAME.fullmatch(path.name)
-    if match and match["host"] == _HOST and not _pid_alive(int(match["pid"])):
+    if match and match["host"] == _HOST and not pid_alive(int(match["pid"])):
         return True
     try:
         age = (time.time() if now is None else now) - path.stat().st_mtime

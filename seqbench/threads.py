@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from seqbench.errors import UserError
+from seqbench.process import pid_alive
 
 
 def available_cores() -> int:
@@ -70,14 +71,6 @@ def _shares_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"seqbench-{uid}" / "core-shares"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process: alive
-        return True
-    return True
 
 
 class CoreShare:
@@ -101,7 +94,7 @@ class CoreShare:
         live = 0
         for path in self.folder.glob("*-*"):
             pid = path.name.partition("-")[0]
-            if pid.isdigit() and _alive(int(pid)):
+            if pid.isdigit() and pid_alive(int(pid)):
                 live += 1
             else:
                 path.unlink(missing_ok=True)
