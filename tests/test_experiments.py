@@ -30,7 +30,7 @@ def test_smoke_experiment_file_runs_its_grid_with_flags_overriding(cli, tmp_path
 
 
 def test_every_experiment_file_shipped_loads():
-    for path in SMOKE_FILE.parent.glob("*.toml"):
+    for path in SMOKE_FILE.parent.rglob("*.toml"):
         settings = merge(load_experiment(path))
         assert settings.models and settings.tasks, path
 
@@ -136,3 +136,29 @@ def test_sweep_eta_comes_from_the_cells_that_ran(monkeypatch):
     clock.add(ran=True)
     assert clock.eta_s() == pytest.approx(30.0 / 2 * 2)  # 15 s a cell, 2 cells left
     assert sweep_progress.format_seconds(3725) == "1:02:05"
+
+
+def test_the_reproductions_experiment_files_name_the_claims_cells(registries):
+    """experiments/reproduction-cpu/*.toml and the claims file's cpu sweeps are the same cells."""
+    from seqbench.cli import build_parser
+    from seqbench.report import claim_commands, load_claims
+    from seqbench.sweep import SweepSpec, expand
+
+    def cells(settings) -> set[str]:
+        spec = SweepSpec(models=settings.models, tasks=settings.tasks, seeds=settings.seeds,
+                         variants=settings.variants, grid=settings.grid, sets=settings.overrides(),
+                         preset=settings.preset, precision=settings.precision)
+        return {cell.key for cell in expand(registries, spec)}
+
+    from seqbench.cli import _sweep_args
+
+    from_claims = set()
+    for argv in claim_commands(load_claims(), "cpu", Path("evidence/cpu")):
+        if argv[0] == "sweep":
+            from_claims |= cells(_sweep_args(build_parser().parse_args(argv)))
+    files = sorted((SMOKE_FILE.parent / "reproduction-cpu").glob("*.toml"))
+    assert files
+    from_files = set()
+    for path in files:
+        from_files |= cells(merge(load_experiment(path)))
+    assert from_files == from_claims
