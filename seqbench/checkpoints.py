@@ -164,20 +164,11 @@ def model_path(results_dir: Path, run_id: str) -> Path:
 def save_model(results_dir: Path, run_id: str, module: torch.nn.Module, config_json: str) -> Path:
     """The final weights (tensors and plain values only, so they load with weights_only=True) and the
     resolved config they were trained with, written atomically."""
-    import os
-    import tempfile
+    from seqbench.results import atomic_write
 
     path = model_path(results_dir, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in module.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save({"run_id": run_id, "config_json": config_json, "state_dict": state}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save({"run_id": run_id, "config_json": config_json, "state_dict": state}, tmp))
     return path
 
 

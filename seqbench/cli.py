@@ -162,16 +162,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from seqbench.evaluate import evaluate_saved_model
     from seqbench.options import path_option
+    from seqbench.results import Status
 
     console = _console()
     rows = evaluate_saved_model(_registries(), path_option(args.results), args.run_id, lengths=_eval_lengths(args),
                                 device=args.device, threads=args.threads)
     for row in rows:
         shown = {k: v for k, v in row.items() if k not in ("seq_len", "length_key", "trained_len") and v is not None}
-        console.print(f"[bold]seqbench eval[/] {escape(args.run_id)} (test split, {row['length_key']} "
+        console.print(f"[bold]seqbench eval[/] {escape(args.run_id)} (test split, {escape(str(row['length_key']))} "
                       f"{row['seq_len']}): " + escape("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                                for k, v in shown.items())), soft_wrap=True)
-    return 0 if all(row["status"] == "ok" for row in rows) else 1
+    return 0 if all(row["status"] == Status.OK for row in rows) else 1
 
 
 def _print_row(console, row: dict) -> None:
@@ -229,8 +230,6 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _describe_model(args: argparse.Namespace) -> int:
-    from rich.markup import escape
-
     from seqbench.describe import describe_model
 
     if args.task:
@@ -242,8 +241,9 @@ def _describe_model(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     presets = list(report["keys"][0]["presets"]) if report["keys"] else []
-    table = Table(title=f"model {report['model']} (variant {report['variant']}; variants: "
-                        f"{', '.join(report['variants'])}) — {report['config']}, set with --set model.KEY=VALUE",
+    title = (f"model {report['model']} (variant {report['variant']}; variants: {', '.join(report['variants'])}) "
+             f"— {report['config']}, set with --set model.KEY=VALUE")
+    table = Table(title=escape(title),
                   title_justify="left")
     for name in ("key", "type", "default", *(f"preset {p}" for p in presets), "comment"):
         table.add_column(name, overflow="fold")

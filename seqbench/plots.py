@@ -265,7 +265,7 @@ def plot_accuracy_vs_length(plt, runs: list[dict], evals: list[dict], out: Path,
         by_run[row["run_id"]].append(row)
     figures: dict[tuple, list[dict]] = defaultdict(list)
     for run in runs:
-        if run["status"] == "ok" and by_run.get(run["run_id"]):
+        if run["status"] == Status.OK and by_run.get(run["run_id"]):
             figures[(run["task"], run["preset"])].append(run)
     written, unsupported = [], 0
     for (task, preset), members in sorted(figures.items()):
@@ -286,9 +286,9 @@ def plot_accuracy_vs_length(plt, runs: list[dict], evals: list[dict], out: Path,
             trained.add(first["trained_len"])
             series[first["trained_len"]].append(run["accuracy"])
             for row in by_run[run["run_id"]]:
-                if row["status"] == "ok" and row["seq_len"] != first["trained_len"]:
+                if row["status"] == Status.OK and row["seq_len"] != first["trained_len"]:
                     series[row["seq_len"]].append(row["accuracy"])
-                unsupported += row["status"] != "ok"
+                unsupported += row["status"] != Status.OK
         fig, ax = plt.subplots(figsize=(6.4 + (3.6 if len(points) > 6 else 0), 4.4))
         for (model, variant, label), by_len in sorted(points.items()):
             xs = sorted(by_len)

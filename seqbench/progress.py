@@ -12,11 +12,7 @@ from collections.abc import Callable
 
 import lightning as L
 
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+from seqbench.sweep_progress import format_seconds
 
 
 class RunProgress(L.Callback):
@@ -58,8 +54,8 @@ class RunProgress(L.Callback):
         if rate is not None:
             parts.append(f"{float(rate):,.0f} tokens/s")
         eta = elapsed / done * (self.total - step) if done > 0 else None
-        parts.append(f"elapsed {_duration(elapsed)}")
-        parts.append(f"ETA {_duration(eta)}" if eta is not None else "ETA ?")
+        parts.append(f"elapsed {format_seconds(elapsed)}")
+        parts.append(f"ETA {format_seconds(eta)}" if eta is not None else "ETA ?")
         return "  ".join(p for p in parts if p)
 
     # ------------------------------------------------------------------------ Lightning

@@ -14,7 +14,7 @@ from typing import Any
 
 from seqbench.config import RunConfig, TrainConfig, apply_overrides
 from seqbench.errors import UserError
-from seqbench.registry import Registries, load_target
+from seqbench.registry import Registries, load_spec_target
 
 _REQUIRED = ("model", "variant", "task", "task_version", "preset", "seed", "precision", "model_config",
              "task_config", "train")
@@ -34,8 +34,8 @@ def config_from_dict(registries: Registries, data: dict[str, Any], where: str = 
         return RunConfig(
             model=data["model"], variant=data["variant"], task=data["task"], task_version=data["task_version"],
             preset=data["preset"], seed=data["seed"], precision=data["precision"],
-            model_config=apply_overrides(load_target(model_spec.config), "model", data["model_config"]),
-            task_config=apply_overrides(load_target(task_spec.config), "task", data["task_config"]),
+            model_config=apply_overrides(load_spec_target(model_spec, "config"), "model", data["model_config"]),
+            task_config=apply_overrides(load_spec_target(task_spec, "config"), "task", data["task_config"]),
             train=apply_overrides(TrainConfig, "train", data["train"]),
         )
     except UserError as exc:

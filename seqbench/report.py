@@ -127,7 +127,7 @@ def commands(claim: dict[str, Any], preset: str, results: Path) -> list[str]:
     if block is None:
         return []
     if "commands" in block:
-        return [f"{c} --results {results}" for c in block["commands"]]
+        return [f"{c} --results {shlex.quote(str(results))}" for c in block["commands"]]
     sweep = claim["sweep"]
     parts = ["seqbench sweep", f"--models {sweep['models']}", f"--tasks {sweep['tasks']}",
              f"--seeds {block.get('seeds', '0')}"]
@@ -135,7 +135,7 @@ def commands(claim: dict[str, Any], preset: str, results: Path) -> list[str]:
         parts.append(f"--variants {sweep['variants']}")
     parts += [f"--set {item}" for item in block.get("set", [])]
     parts += [f"--grid {item}" for item in block.get("grid", [])]
-    parts += [f"--preset {preset}", f"--results {results}"]
+    parts += [f"--preset {preset}", f"--results {shlex.quote(str(results))}"]
     return [" ".join(parts)]
 
 

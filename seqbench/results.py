@@ -209,7 +209,7 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     return removed
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """``write(tmp)`` into a temp file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent)
@@ -226,12 +226,12 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
 
 
 def atomic_write_table(table: pa.Table, path: Path) -> None:
-    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def atomic_write_text(text: str, path: Path) -> None:
     """A text export (e.g. a leaderboard) written like every other result: temp file, then rename."""
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -386,7 +386,7 @@ def one_per_cell(rows: Iterable[dict[str, Any]]) -> Cells:
 
     def rank(row: dict[str, Any]) -> tuple:
         started = row.get("started_at")
-        return (row.get("status") == "ok", started is not None, started or 0, row.get("run_id") or "")
+        return (row.get("status") == Status.OK, started is not None, started or 0, row.get("run_id") or "")
 
     for row in rows:
         # a row without a config hash (written by hand) has no identity to share: it is its own cell

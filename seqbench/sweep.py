@@ -292,8 +292,3 @@ def _remove_failed(results_dir: Path, keys: set[str]) -> int:
     for run_id in failed:
         (Path(results_dir) / "runs" / f"{run_id}.parquet").unlink(missing_ok=True)  # write_run's file name
     return len(failed)
-
-
-def remove_failed_rows(cells: list[Cell], results_dir: Path) -> int:
-    """Delete the failed/oom row files of ``cells`` (before retrying them); return how many."""
-    return _remove_failed(results_dir, {c.key for c in cells})

@@ -14,10 +14,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from seqbench.results import Status
 from seqbench.sweep import CellJob, CellOutcome
 
 
 def format_seconds(seconds: float | None) -> str:
+    """H:MM:SS, for the ETA and elapsed time of runs and sweeps ("?" when unknown)."""
     if seconds is None:
         return "?"
     seconds = int(round(seconds))
@@ -67,9 +69,9 @@ def describe_outcome(job: CellJob, outcome: CellOutcome) -> tuple[str, str]:
     status = row.get("status", "?")
     score = row.get("accuracy")
     detail = f" accuracy={score:.3f}" if isinstance(score, float) else ""
-    if status not in ("ok", "diverged"):
+    if status not in (Status.OK, Status.DIVERGED):
         detail = f" {str(row.get('error') or '').splitlines()[0] if row.get('error') else ''}"
-    return f"[{'green' if status == 'ok' else 'red'}]{status}[/]", f"{escape(job.label)}{escape(detail)}"
+    return f"[{'green' if status == Status.OK else 'red'}]{status}[/]", f"{escape(job.label)}{escape(detail)}"
 
 
 class SweepProgress:

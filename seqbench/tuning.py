@@ -11,12 +11,12 @@ the choice. Rows must already be one per cell (:func:`seqbench.results.one_per_c
 from __future__ import annotations
 
 import json
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from seqbench.errors import UserError
 from seqbench.results import Status, config_settings
+from seqbench.stats import mean_interval
 
 IDENTITY = ("task", "preset", "model", "variant")
 
@@ -69,7 +69,7 @@ def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]) -> Tuned
         for row, setting in members:
             value = json.dumps({k: setting.get(k) for k in keys}, sort_keys=True)
             candidates.setdefault(value, []).append((row, setting))
-        scores = {value: _mean([r.get(metric) for r, _ in runs if r.get("status") == Status.OK])
+        scores = {value: mean_interval([r.get(metric) for r, _ in runs if r.get("status") == Status.OK]).mean
                   for value, runs in candidates.items()}
         scored = [v for v, s in scores.items() if s is not None]
         if len(candidates) == 1:  # nothing to choose between: no validation metric needed
@@ -83,6 +83,4 @@ def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]) -> Tuned
     return Tuned(kept, choices, skipped)
 
 
-def _mean(values: list[float | None]) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.fmean(values) if values else None
+

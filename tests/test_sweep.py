@@ -130,14 +130,14 @@ def test_resume_after_kill_9(tmp_path):
 
 
 def test_retry_failed_replaces_the_failed_row(tmp_path):
-    from seqbench.sweep import remove_failed_rows
+    from seqbench.sweep import _remove_failed
 
     registries = build_registries(extra_plugins=(FakeModels(),))
     sets = (*TINY, "model.d_model=8", "model.fail_above=8", "model.failure=runtime")
     cells = expand(registries, SweepSpec(models=("fake_plain",), tasks=("mqar",), preset="smoke", sets=sets))
     run_sweep(registries, cells, RunOptions(results_dir=tmp_path, device="cpu", progress=False))
     assert pending(cells, tmp_path) == [] and pending(cells, tmp_path, retry_failed=True) == cells
-    assert remove_failed_rows(cells, tmp_path) == 1 and _rows(tmp_path) == []
+    assert _remove_failed(tmp_path, {c.key for c in cells}) == 1 and _rows(tmp_path) == []
 
 
 def test_a_run_leaves_torchs_deterministic_flag_as_it_found_it(registries, tmp_path):
