@@ -19,12 +19,12 @@ from seqbench.sweep import CellJob, CellOutcome
 
 
 def format_seconds(seconds: float | None) -> str:
-    """H:MM:SS, for the ETA and elapsed time of runs and sweeps ("?" when unknown)."""
+    """H:MM:SS (M:SS under an hour), for the ETA and elapsed time of runs and sweeps ("?" when unknown)."""
     if seconds is None:
         return "?"
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 class SweepClock:
