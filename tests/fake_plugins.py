@@ -109,3 +109,15 @@ class ContractBreakers:
         registry.add(ModelSpec("fake_unimportable", build="seqbench_no_such_module_xyz.models:build",
                                config=FakeConfig, description="its build target does not import"))
 fake_models = FakeModels()  # the instance an entry point names
+
+
+class NamedModels:
+    """A plugin registering placeholder specs under the given names (for registry and broken-plugin tests)."""
+
+    def __init__(self, *names: str):
+        self.names = names
+
+    @hookimpl
+    def seqbench_register_models(self, registry):
+        for name in self.names:
+            registry.add(ModelSpec(name, build="x:build", config="x:Config", description=name))

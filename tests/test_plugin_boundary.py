@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_plugins import ContractBreakers, FakeModels
+from fake_plugins import ContractBreakers, FakeModels, NamedModels
 
 from seqbench import registry as registry_module
 from seqbench.errors import PluginError
 from seqbench.hookspecs import hookimpl
-from seqbench.registry import ModelSpec, build_registries
+from seqbench.registry import build_registries
 from seqbench.results import Status, read_runs
 from seqbench.runner import RunOptions, resolve_run_config, run
 from seqbench.sweep import SweepSpec, expand, run_sweep
@@ -86,16 +86,6 @@ def test_a_build_target_that_fails_to_import_is_named(fake_cli, tmp_path):
            "import" in " ".join(err.split())
 
 
-class _Named:
-    def __init__(self, *names: str):
-        self.names = names
-
-    @hookimpl
-    def seqbench_register_models(self, registry):
-        for name in self.names:
-            registry.add(ModelSpec(name, build="x:build", config="x:Config", description=name))
-
-
 class _Misspelled:
     @hookimpl
     def seqbench_register_model(self, registry):  # missing "s"
@@ -104,7 +94,8 @@ class _Misspelled:
 
 def test_list_still_works_and_shows_each_broken_plugin(cli, monkeypatch):
     real = registry_module.build_registries
-    first, again, misspelled = _Named("dup_model", "own_model"), _Named("dup_model", "other_model"), _Misspelled()
+    first, again = NamedModels("dup_model", "own_model"), NamedModels("dup_model", "other_model")
+    misspelled = _Misspelled()
     monkeypatch.setattr(registry_module, "build_registries",
                         lambda: real(extra_plugins=(first, again, misspelled)))
     code, out, err = cli("list", "--json")

@@ -3,20 +3,11 @@ from __future__ import annotations
 from importlib.metadata import EntryPoint
 
 import pytest
+from fake_plugins import NamedModels
 
 from seqbench.errors import UserError
 from seqbench.hookspecs import hookimpl
-from seqbench.registry import ModelSpec, build_registries
-
-
-class _Plugin:
-    def __init__(self, *names: str):
-        self.names = names
-
-    @hookimpl
-    def seqbench_register_models(self, registry):
-        for name in self.names:
-            registry.add(ModelSpec(name, build="x:build", config="x:Config", description=name))
+from seqbench.registry import build_registries
 
 
 def test_builtins_come_through_entry_points(registries):
@@ -33,7 +24,7 @@ def test_example_plugin_is_loaded_from_its_installed_entry_point(registries):
 
 
 def test_a_duplicate_name_breaks_the_second_plugin_only():
-    first, second = _Plugin("dup", "mine"), _Plugin("dup", "theirs")
+    first, second = NamedModels("dup", "mine"), NamedModels("dup", "theirs")
     registries = build_registries(extra_plugins=(first, second), autoload=False)
     assert registries.models.names() == ["dup", "mine"]
     assert registries.models.origin("dup") == registries.models.origin("mine")
@@ -69,7 +60,7 @@ def test_plugin_whose_hook_raises_is_skipped():
         def seqbench_register_models(self, registry):
             raise RuntimeError("boom")
 
-    registries = build_registries(extra_plugins=(Exploding(), _Plugin("fine")), autoload=False)
+    registries = build_registries(extra_plugins=(Exploding(), NamedModels("fine")), autoload=False)
     assert any("boom" in error for error in registries.broken_plugins.values())
     assert registries.models.names() == ["fine"]
 
@@ -84,7 +75,7 @@ def test_misspelled_hook_is_reported_and_its_plugin_skipped():
         def seqbench_register_tasks(self, registry):
             raise AssertionError("a plugin with an unknown hook must not register anything")
 
-    registries = build_registries(extra_plugins=(Misspelled(), _Plugin("fine")), autoload=False)
+    registries = build_registries(extra_plugins=(Misspelled(), NamedModels("fine")), autoload=False)
     (error,) = registries.broken_plugins.values()
     assert "unknown hook 'seqbench_register_model'" in error and "seqbench_register_models" in error
     assert registries.models.names() == ["fine"]
@@ -92,7 +83,7 @@ def test_misspelled_hook_is_reported_and_its_plugin_skipped():
 
 def test_env_var_turns_off_autoloading(monkeypatch):
     monkeypatch.setenv("SEQBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
-    registries = build_registries(extra_plugins=(_Plugin("only"),))
+    registries = build_registries(extra_plugins=(NamedModels("only"),))
     assert registries.models.names() == ["only"]
     assert len(registries.tasks) == 0
 
