@@ -58,6 +58,7 @@ class BenchOptions:
     threads: int | None = None  # CPU threads for torch (None: torch's default)
     results_dir: Path = Path("results")
     params: int | None = None  # --params: each model's width solved for this many parameters
+    missing_only: bool = False  # skip what already has an ok row in results_dir (report --run's resume)
 
 
 # ------------------------------------------------------------------------------ planning
@@ -394,13 +395,22 @@ def run_bench(registries, options: BenchOptions, on_row: Callable[[dict[str, Any
             raise UserError(f"--gate-rate needs a model whose gates can be fixed (force_gate_rate), but "
                             f"{', '.join(lacking)} has none; bench those models in a separate call without "
                             "--gate-rate (rows from both calls share --results)")
+    if options.missing_only and options.overrides:
+        raise UserError("--missing-only cannot tell rows apart by --set overrides (bench rows do not record "
+                        "them): run without --missing-only, or into a --results folder of their own")
     peak = 0.0
     common = {"preset": options.preset, "device": device_name(device.type), "dtype": "float32",
               "param_budget": options.params,
               "seqbench_version": __version__, "torch_version": torch.__version__, "git_sha": git_sha()}
+    done = _measured(options.results_dir, common) if options.missing_only else set()
     for bench_model in models:
         for mode in options.modes:
             for seq_len in sorted(lengths):
+                if _bench_key(bench_model.name, bench_model.variant, mode, seq_len, options.gate_rate) in done:
+                    if note is not None:
+                        note(f"{bench_model.name}/{bench_model.variant} {mode} L={seq_len}: already measured "
+                             f"in {options.results_dir} (--missing-only), skipped")
+                    continue
                 # Re-measured before every length and the best kept: on a shared machine one throttled
                 # measurement would otherwise set a low peak (and an MFU above 100%) for the whole run.
                 peak = max(peak, measure_peak_flops(device))
@@ -413,3 +423,16 @@ def run_bench(registries, options: BenchOptions, on_row: Callable[[dict[str, Any
                     on_row(row)
                 yield row
 
+
+def _bench_key(model: str, variant: str, mode: str, seq_len: int, forced_gate_rate: float | None) -> tuple:
+    return model, variant, mode, seq_len, None if forced_gate_rate is None else round(forced_gate_rate, 9)
+
+
+def _measured(results_dir: Path, common: dict[str, Any]) -> set[tuple]:
+    """What ``results_dir`` already holds an ok row of under the same preset, device (with its threads) and
+    parameter budget: ``--missing-only`` skips these, so an interrupted ``report --run`` re-times nothing."""
+    from seqbench.results import iter_rows, read_bench
+
+    return {_bench_key(r["model"], r["variant"], r["mode"], r["seq_len"], r.get("forced_gate_rate"))
+            for r in iter_rows(read_bench(results_dir))
+            if r["status"] == Status.OK and all(r.get(k) == common[k] for k in ("preset", "device", "param_budget"))}

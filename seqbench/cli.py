@@ -332,7 +332,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         lengths=_csv(args.lengths, int, flag="--lengths"), modes=_csv(args.mode, flag="--mode"), preset=args.preset,
         overrides=tuple(args.set or ()), tokens_per_step=args.tokens_per_step, warmup=args.warmup,
         repeats=args.repeats, timeout_s=args.timeout, gate_rate=args.gate_rate, device=args.device,
-        threads=args.threads, results_dir=path_option(args.results), params=_params(args))
+        threads=args.threads, results_dir=path_option(args.results), params=_params(args),
+        missing_only=args.missing_only)
     pick_accelerator(options.device)
     check_writable_dir(options.results_dir, "--results", subdirs=("bench",))
     from seqbench.threads import apply_threads
@@ -545,11 +546,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _run_claim_commands(commands: list[list[str]], jobs: int) -> None:
     """Each command the claims name, through seqbench's own command line: a sweep with ``--jobs`` cells at
     once (the local launcher divides the cores among them), anything else (benchmarks: they time the
-    machine) alone."""
+    machine) alone. Both finish only what is missing, so an interrupted ``report --run`` resumes."""
     console = _console()
     for argv in commands:
         if argv[0] == "sweep" and jobs > 1:
             argv = [*argv, "--jobs", str(jobs)]
+        if argv[0] == "bench":  # sweeps skip cells with a row themselves; a benchmark is told to
+            argv = [*argv, "--missing-only"]
         console.print(f"[bold]seqbench {escape(' '.join(argv))}[/]")
         main(argv)  # a sweep's failed cells are in its rows; the report shows what is missing
 
@@ -676,6 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     p.add_argument("--repeats", type=int, default=5, help="timed steps; the median is reported (default 5)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per length before status timeout")
+    p.add_argument("--missing-only", action="store_true",
+                   help="skip each (model, variant, mode, length) that --results already holds an ok row of "
+                        "(same preset, device, threads, --params, --gate-rate); report --run resumes this way")
     _add_threads(p)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--results", default="results")

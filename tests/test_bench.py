@@ -108,6 +108,28 @@ def test_oom_and_timeout_are_recorded_and_the_benchmark_goes_on(fake_registries,
         pq.read_table(path)  # every row file is complete
 
 
+def test_missing_only_measures_just_what_has_no_ok_row(fake_registries, tmp_path):
+    first = list(run_bench(fake_registries, _options(tmp_path, models=("fake_plain",), lengths=(32, 64, 128),
+                                                     overrides=("model.fail_above=40",))))
+    assert [r["status"] for r in first] == ["ok", "oom", "oom"]
+    skipped = []
+    again = list(run_bench(fake_registries, _options(tmp_path, models=("fake_plain",), lengths=(32, 64, 128),
+                                                     missing_only=True), note=skipped.append))
+    assert [r["seq_len"] for r in again] == [64, 128]  # the oom lengths are retried, the ok one is not
+    assert len(skipped) == 1 and "L=32: already measured" in skipped[0]
+    # another gate rate, preset or thread count is another measurement
+    other = list(run_bench(fake_registries, _options(tmp_path, models=("fake_gated",), lengths=(32,), gate_rate=0.5,
+                                                     missing_only=True)))
+    assert len(other) == 1
+    assert list(run_bench(fake_registries, _options(tmp_path, models=("fake_gated",), lengths=(32,),
+                                                    gate_rate=0.5, missing_only=True))) == []
+    assert len(list(run_bench(fake_registries, _options(tmp_path, models=("fake_gated",), lengths=(32,),
+                                                         gate_rate=0.25, missing_only=True)))) == 1
+    with pytest.raises(UserError, match="--set overrides"):
+        list(run_bench(fake_registries, _options(tmp_path, models=("fake_plain",), missing_only=True,
+                                                 overrides=("model.fail_above=40",))))
+
+
 def test_bench_cli_prints_a_table_and_rejects_bad_input(cli, tmp_path):
     code, out, _ = cli("bench", "--models", "gru", "--lengths", "32", "--preset", "smoke", "--tokens-per-step", "64",
                        "--warmup", "0", "--repeats", "1", "--results", tmp_path)

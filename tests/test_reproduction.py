@@ -125,4 +125,4 @@ def test_report_run_gives_each_sweep_the_jobs_and_runs_benchmarks_alone(monkeypa
     sweep = ["sweep", "--models", "gru", "--tasks", "mqar", "--preset", "cpu"]
     bench = ["bench", "--models", "transformer", "--preset", "cpu"]
     cli._run_claim_commands([sweep, bench], jobs=2)
-    assert in_process == [[*sweep, "--jobs", "2"], bench]
+    assert in_process == [[*sweep, "--jobs", "2"], [*bench, "--missing-only"]]  # both resume
