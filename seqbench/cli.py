@@ -493,7 +493,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     check_writable_dir(out, "--out")
     written = make_plots(results, out, on_unreadable=_warn_unreadable,
                          note=lambda text: _console(stderr=True).print(f"[yellow]note:[/] {escape(text)}",
-                                                                       soft_wrap=True))
+                                                                       soft_wrap=True),
+                         tune=tuple(args.tune or ()))
     console = _console()
     for path in written:
         console.print(f"wrote {escape(str(path))}")
@@ -738,6 +739,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="PNG figures from a results folder (nothing is re-run)")
     p.add_argument("--results", default="results")
     p.add_argument("--out", default=None, help="folder for the PNGs (default: <results>/plots)")
+    p.add_argument("--tune", action="append", metavar="SECTION.KEY",
+                   help="draw only each model's value of KEY chosen on validation (e.g. train.lr); repeatable")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("report", help="markdown reproduction report of the seed paper's claims")

@@ -91,13 +91,19 @@ def _chance_of(rows: list[dict]) -> float | None:
 
 
 def make_plots(results: Path, out: Path, on_unreadable=None, note: Callable[[str], None] = print,
-               preset: str | None = None) -> list[Path]:
-    """Write every figure the results support (of one preset, if given); return their paths."""
+               preset: str | None = None, tune: tuple[str, ...] = ()) -> list[Path]:
+    """Write every figure the results support (of one preset, if given); return their paths.
+
+    With ``tune`` (e.g. ``("train.lr",)``) each model's runs are first narrowed to the values chosen on
+    validation (:func:`seqbench.tuning.tune`), so a curve or point is the mean over seeds of one
+    configuration, the same runs a leaderboard or a claim's verdict uses, never a mix of learning rates.
+    """
     plt = _pyplot()
     runs, collapsed = read_cells(results, on_unreadable=on_unreadable)
     if collapsed:
         note(f"{collapsed} duplicate run row(s) collapsed: one per (config, seed), the newest ok row")
     runs = [r for r in runs if preset is None or r["preset"] == preset]
+    runs, tuned = _tuned(runs, tune, note)
     evals = list(iter_rows(read_evals(results, on_unreadable=on_unreadable)))
     curves = list(iter_rows(read_curves(results, on_unreadable=on_unreadable)))
     bench = [r for r in iter_rows(read_bench(results, on_unreadable=on_unreadable))
@@ -106,17 +112,38 @@ def make_plots(results: Path, out: Path, on_unreadable=None, note: Callable[[str
         return []  # nothing to draw: create no folder for it
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    written += plot_curves(plt, runs, curves, out, note)
-    written += plot_accuracy_vs_setting(plt, runs, out, note)
+    written += plot_curves(plt, runs, curves, out, note, tuned)
+    written += plot_accuracy_vs_setting(plt, runs, out, note, tuned)
     written += plot_accuracy_vs_length(plt, runs, evals, out, note)
     written += plot_throughput(plt, bench, out, note)
     return written
 
 
+def _tuned(runs: list[dict], keys: tuple[str, ...], note: Callable[[str], None]) -> tuple[list[dict], tuple[str, ...]]:
+    """The runs of the validation-chosen values of ``keys`` (those any run has; all runs without any), and
+    those keys."""
+    keys = tuple(k for k in dict.fromkeys(keys) if any(k in config_settings(r) for r in runs))
+    if not keys:
+        return runs, keys
+    from seqbench.tuning import tune
+
+    chosen = tune(runs, keys)
+    if chosen.skipped:
+        note(f"{len(chosen.skipped)} group(s) of runs lack the validation metrics to choose {', '.join(keys)} "
+             "on: left out of the figures")
+    return chosen.rows, keys
+
+
+def _chosen(run: dict, keys: tuple[str, ...]) -> str:
+    """``train.lr=0.003``: a tuned run's chosen values, for its series label."""
+    settings = config_settings(run)
+    return ", ".join(f"{k}={settings.get(k)}" for k in keys)
+
+
 # ------------------------------------------------------------------------ training curves
 
 
-def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> list[Path]:
+def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note, tuned: tuple[str, ...] = ()) -> list[Path]:
     from matplotlib.ticker import MaxNLocator  # steps are whole numbers: no 12.5 ticks
 
     by_run = {r["run_id"]: r for r in runs if r["status"] == Status.OK}
@@ -128,7 +155,8 @@ def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> l
     label_of_run = {}  # "key=value" of the grid axis, parsed once per run rather than once per curve point
     for run_id, run in by_run.items():
         key = axis[(run["task"], run["preset"])]
-        label_of_run[run_id] = f"{key}={_task_settings(run)[key]}" if key else ""
+        label_of_run[run_id] = ", ".join(filter(None, [f"{key}={_task_settings(run)[key]}" if key else "",
+                                                       _chosen(run, tuned)]))
     # (task, preset) -> (model, variant, setting) -> metric -> step -> [value per seed]
     data: dict[tuple, dict[tuple, dict[str, dict[float, list[float]]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
@@ -164,7 +192,9 @@ def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note) -> l
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-        fig.suptitle(f"{task} (preset {preset}): validation curves, mean over seeds, band = min–max", fontsize=11)
+        how = f"; {', '.join(tuned)} chosen on validation" if tuned else ""
+        fig.suptitle(f"{task} (preset {preset}): validation curves, mean over seeds, band = min–max{how}",
+                     fontsize=11)
         path = out / curves_file(task, preset)
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -207,7 +237,7 @@ def varying_task_key(rows: list[dict]) -> str | None:
     return varying[0] if len(varying) == 1 else None
 
 
-def plot_accuracy_vs_setting(plt, runs: list[dict], out: Path, note) -> list[Path]:
+def plot_accuracy_vs_setting(plt, runs: list[dict], out: Path, note, tuned: tuple[str, ...] = ()) -> list[Path]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in runs:
         if row["status"] == Status.OK and row.get("accuracy") is not None:
@@ -243,7 +273,8 @@ def plot_accuracy_vs_setting(plt, runs: list[dict], out: Path, note) -> list[Pat
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax.set_title(f"{task} (preset {preset}): test accuracy against task.{key}\n"
-                     "mean ± 95% t-interval over seeds", fontsize=10)
+                     "mean ± 95% t-interval over seeds"
+                     + (f"; {', '.join(tuned)} chosen on validation at each value" if tuned else ""), fontsize=10)
         path = out / setting_file(key, task, preset)
         fig.savefig(path, dpi=110)
         plt.close(fig)

@@ -476,7 +476,9 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
         from seqbench.plots import make_plots
 
         folder = out.parent / f"{out.stem}_figures"
-        written = make_plots(results, folder, on_unreadable=on_unreadable, note=lambda _: None, preset=preset)
+        tune = tuple(key for claim in claims["claims"] for key in claim.get("tune", []))  # as the verdicts use
+        written = make_plots(results, folder, on_unreadable=on_unreadable, note=lambda _: None, preset=preset,
+                             tune=tune)
         figures = {path.name: f"{folder.name}/{path.name}" for path in written}
     paper = claims["paper"]
     wall, machines, shas = _provenance(runs, bench)

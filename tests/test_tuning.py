@@ -65,3 +65,23 @@ def test_leaderboard_reports_the_chosen_rate_and_its_test_score(cli, tmp_path):
     assert "chosen per model on val_accuracy" in out
     code, _, err = cli("leaderboard", "--results", tmp_path, "--tune", "train.lrr")
     assert code == 2 and "train.lrr" in err
+
+
+def test_figures_draw_only_the_validation_chosen_rate(cli, tmp_path, monkeypatch):
+    """A figure's curve is the mean over seeds of one configuration: the rate chosen on validation."""
+    from seqbench import plots
+
+    for row in _rows():
+        curve = [{"step": float(s), "accuracy": row["accuracy"] * s / 20, "loss": 1.0} for s in (10, 20)]
+        write_run(tmp_path, {**row, "task_version": 1}, curve)
+    drawn = []
+    real = plots._plot_series
+    monkeypatch.setattr(plots, "_plot_series", lambda ax, by_step, model, variant, setting, metric: (
+        drawn.append((setting, sorted(by_step.items()))), real(ax, by_step, model, variant, setting, metric)))
+    assert cli("plot", "--results", tmp_path, "--tune", "train.lr", "--out", tmp_path / "tuned")[0] == 0
+    ((setting, points),) = drawn
+    test = GRID[3e-3][1]
+    assert setting == "train.lr=0.003" and points[-1] == (20.0, pytest.approx(test))  # 3 seeds of lr 3e-3 only
+    drawn.clear()
+    assert cli("plot", "--results", tmp_path, "--out", tmp_path / "all")[0] == 0
+    assert len(drawn[0][1][-1][1]) == 9  # untuned: every rate's runs in one series (what --tune avoids)
