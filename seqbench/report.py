@@ -450,7 +450,13 @@ def _provenance(runs: list[dict], bench: list[dict]) -> tuple[str, str, str]:
     seconds = sum(r.get("wall_time_s") or 0.0 for r in runs) + sum(r.get("wall_time_s") or 0.0 for r in bench)
     machines = sorted({str(r["device"]) for r in [*runs, *bench] if r.get("device")})
     shas = sorted({str(r["git_sha"]) for r in runs if r.get("git_sha")})
-    return (f"{seconds:,.0f} s = {seconds / 3600:.2f} h (summed over the rows)", ", ".join(machines) or "—",
+    # Runs of a sweep overlap (--jobs), so the sum exceeds the time a reader waits: give the span too.
+    starts = [r["started_at"] for r in [*runs, *bench] if r.get("started_at") is not None]
+    ends = [r["started_at"] + dt.timedelta(seconds=r.get("wall_time_s") or 0.0)
+            for r in [*runs, *bench] if r.get("started_at") is not None]
+    span = (f"; {(max(ends) - min(starts)).total_seconds() / 3600:.2f} h from the first row's start to the last "
+            f"row's end ({min(starts):%Y-%m-%d %H:%M} to {max(ends):%H:%M} UTC)") if starts else ""
+    return (f"{seconds:,.0f} s = {seconds / 3600:.2f} h summed over the rows{span}", ", ".join(machines) or "—",
             ", ".join(shas) or "—")
 
 

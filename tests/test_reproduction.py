@@ -57,6 +57,7 @@ def test_report_run_renders_a_self_contained_document(cli, tmp_path, registries)
     assert "Mingyang Xu" in text and "Peking University" in text and "2026-01-21" in text
     assert "## Scale" in text and "decides nothing" in text
     assert f"--results {results} --preset smoke --run" in text and "Wall time:" in text
+    assert "summed over the rows" in text and "from the first row's start to the last row's end" in text
     assert "Machine (rows' device column): cpu (" in text
     rows = [line for line in text.splitlines() if line.startswith("| **")]
     assert len(rows) == 4
