@@ -309,13 +309,13 @@ def measure_runs(claim: dict, runs: list[dict], preset: str, min_seeds: int,
             return Measured("inconclusive", f"{_side_name(side)} has runs of several variants; name one in the claim",
                             "—")
         picked.append(rows)
-    note = ""
+    note = _chosen_note(claim, sides, picked)
     if kind == "curve":
         values_0, skipped = _curve_values(picked[0], curves or {}, measure["statistic"])
         values = [values_0]
         when = measure["statistic"].get("when")
         if skipped and picked[0]:
-            note = (f"; {skipped} of {len(picked[0])} runs left out (" +
+            note += (f"; {skipped} of {len(picked[0])} runs left out (" +
                     (f"final {when['metric']} < {when['at_least']:g}" if when else "no curve") + ")")
     else:
         values = [_metric_values(rows, metric, measure.get("minus_chance", False))
@@ -332,6 +332,18 @@ def measure_runs(claim: dict, runs: list[dict], preset: str, min_seeds: int,
         return Measured("inconclusive", f"{mean:{sign}.3f} ± n/a (fewer than {min_seeds} seeds: no interval){note}",
                         seeds, mean)
     return _decide(claim, f"{mean:{sign}.3f} ± {half:.3f} ({name}){note}", seeds, mean, mean - half, mean + half)
+
+
+def _chosen_note(claim: dict, sides: list[dict], picked: list[list[dict]]) -> str:
+    """"; chosen on validation: tgn/serial train.lr=0.003, gru train.lr=0.001": what the tuning kept."""
+    keys = claim.get("tune", [])
+    parts = []
+    for side, rows in zip(sides, picked, strict=True):
+        chosen = {k: sorted({str(config_settings(r)[k]) for r in rows if k in config_settings(r)}) for k in keys}
+        values = " ".join(f"{k}={'/'.join(v)}" for k, v in chosen.items() if v)
+        if values:
+            parts.append(values if len(sides) == 1 else f"{_side_name(side)} {values}")
+    return f"; chosen on validation: {', '.join(parts)}" if parts else ""
 
 
 def _metric_values(rows: list[dict], metric: str, minus_chance: bool) -> dict[int, float]:

@@ -103,6 +103,7 @@ def test_difference_is_paired_over_shared_seeds_and_tuned_on_validation(tmp_path
     ci = stats.ttest_rel(tgn, gru).confidence_interval(0.95)
     assert "paired" in result.text and result.mean == pytest.approx(sum(tgn) / 3 - sum(gru) / 3)
     assert f"± {(ci.high - ci.low) / 2:.3f}" in result.text
+    assert result.text.endswith("; chosen on validation: gru task.lr=1")  # tgn had one setting: nothing chosen
 
 
 @pytest.mark.parametrize("rule,low,high,holds", [
