@@ -193,7 +193,8 @@ def plot_curves(plt, runs: list[dict], curves: list[dict], out: Path, note, tune
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         how = f"; {', '.join(tuned)} chosen on validation" if tuned else ""
-        fig.suptitle(f"{task} (preset {preset}): validation curves, mean over seeds, band = min–max{how}",
+        # two short lines: one panel (an ungated model's task) is too narrow for one long line
+        fig.suptitle(f"{task} (preset {preset}): validation curves\nmean over seeds, band = min–max{how}",
                      fontsize=11)
         path = out / curves_file(task, preset)
         fig.savefig(path, dpi=110)
