@@ -320,6 +320,9 @@ def measure_runs(claim: dict, runs: list[dict], preset: str, min_seeds: int,
     else:
         values = [_metric_values(rows, metric, measure.get("minus_chance", False))
                   for rows, metric in zip(picked, metrics, strict=True)]
+    if kind == "curve" and not values[0] and picked[0] and measure["statistic"].get("when"):
+        # runs exist, but none met the claim's precondition (e.g. never solved hard-gated): measured, undecided
+        return Measured("inconclusive", f"no run of {_side_name(sides[0])} qualifies{note}", "0")
     if any(not v for v in values):
         what = measure["statistic"]["name"] if kind == "curve" else "/".join(dict.fromkeys(metrics))
         what += " and chance" if measure.get("minus_chance") else ""

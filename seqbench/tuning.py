@@ -4,13 +4,15 @@ learning-rate grid; seqbench chooses it on the validation split and reports the 
 Within each group of runs that agree on everything but the tuned keys and the seed (task, preset,
 model, variant and every other setting), runs are split by their tuned keys' values; the values with
 the best mean validation metric over their seeds win (``val_accuracy`` up, or ``val_perplexity`` /
-``val_loss`` down for language modelling), and only those runs are kept. Test metrics take no part in
+``val_loss`` down for language modelling; a tie goes to the lower mean ``val_loss``), and only those
+runs are kept. Test metrics take no part in
 the choice. Rows must already be one per cell (:func:`seqbench.results.one_per_cell`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +79,12 @@ def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]) -> Tuned
         if not scored:  # no run of the group has a validation metric (e.g. rows from before it was recorded)
             skipped.append(json.loads(group_key))
             continue
-        best = max(scored, key=lambda v: ((scores[v] or 0.0) if higher else -(scores[v] or 0.0), v))
+        # Ties on the metric (several rates all at val_accuracy 1.0) go to the lower mean validation loss,
+        # still a validation quantity; then to the value's text, so the choice never depends on row order.
+        losses = {v: mean_interval([r.get("val_loss") for r, _ in candidates[v]
+                                    if r.get("status") == Status.OK]).mean for v in scored}
+        best = max(scored, key=lambda v: ((scores[v] or 0.0) if higher else -(scores[v] or 0.0),
+                                          -losses[v] if losses[v] is not None else -math.inf, v))
         kept += [row for row, _ in candidates[best]]
         choices.append(Choice(json.loads(group_key), json.loads(best), metric, scores))
     return Tuned(kept, choices, skipped)

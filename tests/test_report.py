@@ -232,7 +232,9 @@ def test_curve_claims_from_runs_and_curves(tmp_path):
     sparse = verdict("ar-tgn-sparsification")
     assert sparse.verdict == "supported" and sparse.seeds == "3" and "1 of 4 runs left out" in sparse.text
     # hard-gated: accuracy_hard never reaches 0.9, so no run qualifies for the hard-gated twin
-    assert verdict("ar-tgn-sparsification-hard").verdict == "not yet measured"
+    hard = verdict("ar-tgn-sparsification-hard")  # measured, but nothing qualifies: undecided, not "not yet measured"
+    assert hard.verdict == "inconclusive" and "no run of tgn/serial qualifies" in hard.text
+    assert "4 of 4 runs left out (final accuracy_hard < 0.9)" in hard.text
     assert verdict("ar-tgn-rise").verdict == "inconclusive"  # 0.5, 0.5, 0.5 and the unsolved seed's 1.0
 
 

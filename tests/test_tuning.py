@@ -47,6 +47,19 @@ def test_each_model_is_tuned_on_its_own():
     assert {c.group["model"]: c.values["train.lr"] for c in tuned.choices} == {"mamba": 3e-3, "gru": 1e-3}
 
 
+def test_a_tie_on_validation_accuracy_goes_to_the_lower_validation_loss():
+    solved = {1e-3: ([1.0, 1.0, 1.0], [0.9, 0.9, 0.9]), 1e-2: ([1.0, 1.0, 1.0], [0.2, 0.2, 0.2])}
+    rows = _rows(grid=solved)
+    for row in rows:  # 1e-3 has the lower validation loss; as text, "0.01" would sort after "0.001"
+        row["val_loss"] = 0.01 if '"lr": 0.001' in row["config_json"] else 0.05
+    (choice,) = tune(rows, ["train.lr"]).choices
+    assert choice.values == {"train.lr": 1e-3}
+    for row in rows:
+        row["val_loss"] = 0.05 if '"lr": 0.001' in row["config_json"] else 0.01
+    assert tune(rows, ["train.lr"]).choices[0].values == {"train.lr": 1e-2}
+    assert tune(list(reversed(rows)), ["train.lr"]).choices[0].values == {"train.lr": 1e-2}  # not row order
+
+
 def test_unknown_key_is_a_user_error():
     with pytest.raises(UserError, match="--tune train.learning_rate: no run has that setting"):
         tune(_rows(), ["train.lr", "train.learning_rate"])
