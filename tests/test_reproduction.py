@@ -127,3 +127,22 @@ def test_report_run_gives_each_sweep_the_jobs_and_runs_benchmarks_alone(monkeypa
     bench = ["bench", "--models", "transformer", "--preset", "cpu"]
     cli._run_claim_commands([sweep, bench], jobs=2)
     assert in_process == [[*sweep, "--jobs", "2"], [*bench, "--missing-only"]]  # both resume
+
+
+def test_the_committed_reproduction_regenerates_from_the_committed_evidence(tmp_path, monkeypatch):
+    """docs/reproduction.md's verdicts are what evidence/cpu's rows give today: change the claims, the
+    statistics or the rows, and the published document must be rendered again (seqbench report)."""
+    from pathlib import Path
+
+    from seqbench.report import build_report
+
+    root = Path(__file__).resolve().parent.parent
+    published = (root / "docs" / "reproduction.md").read_text()
+    monkeypatch.chdir(root)  # the document names the folder as its command gave it: evidence/cpu
+    text = build_report(load_claims(), Path("evidence/cpu"), preset="cpu", out=tmp_path / "reproduction.md")
+
+    def claims_onwards(document: str) -> str:
+        return document[document.index("## Claims"):]
+
+    assert claims_onwards(text) == claims_onwards(published)
+    assert published.count("**supported**") >= 1 and "not yet measured" not in published
