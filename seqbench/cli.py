@@ -363,7 +363,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       _num(row.get("peak_mem_bytes") and row["peak_mem_bytes"] / 2**20, ",.0f", " MiB"),
                       _num(row.get("flops_per_token") and row["flops_per_token"] / 1e6, ",.3f"),
                       _num(row.get("mfu"), ".1%"), gate)
-    console.print(table)
+    if statuses:
+        console.print(table)
+    else:  # --missing-only found everything measured
+        console.print(escape(f"nothing to measure: {options.results_dir} already holds an ok row of each"))
     return 0 if all(s in (Status.OK, Status.OOM, Status.TIMEOUT) for s in statuses) else 1
 
 

@@ -108,7 +108,7 @@ def test_oom_and_timeout_are_recorded_and_the_benchmark_goes_on(fake_registries,
         pq.read_table(path)  # every row file is complete
 
 
-def test_missing_only_measures_just_what_has_no_ok_row(fake_registries, tmp_path):
+def test_missing_only_measures_just_what_has_no_ok_row(fake_registries, tmp_path, cli):
     first = list(run_bench(fake_registries, _options(tmp_path, models=("fake_plain",), lengths=(32, 64, 128),
                                                      overrides=("model.fail_above=40",))))
     assert [r["status"] for r in first] == ["ok", "oom", "oom"]
@@ -125,6 +125,11 @@ def test_missing_only_measures_just_what_has_no_ok_row(fake_registries, tmp_path
                                                     gate_rate=0.5, missing_only=True))) == []
     assert len(list(run_bench(fake_registries, _options(tmp_path, models=("fake_gated",), lengths=(32,),
                                                          gate_rate=0.25, missing_only=True)))) == 1
+    argv = ("bench", "--models", "gru", "--lengths", "32", "--preset", "smoke", "--tokens-per-step", "64",
+            "--warmup", "0", "--repeats", "1", "--results", tmp_path / "cli", "--missing-only")
+    assert cli(*argv)[0] == 0
+    code, out, _ = cli(*argv)
+    assert code == 0 and "nothing to measure" in out and len(read_bench(tmp_path / "cli")) == 1
     with pytest.raises(UserError, match="--set overrides"):
         list(run_bench(fake_registries, _options(tmp_path, models=("fake_plain",), missing_only=True,
                                                  overrides=("model.fail_above=40",))))
