@@ -342,7 +342,8 @@ def _chosen_note(claim: dict, sides: list[dict], picked: list[list[dict]]) -> st
     keys = claim.get("tune", [])
     parts = []
     for side, rows in zip(sides, picked, strict=True):
-        chosen = {k: sorted({str(config_settings(r)[k]) for r in rows if k in config_settings(r)}) for k in keys}
+        settings = [config_settings(r) for r in rows]  # parsed once per row, not once per key
+        chosen = {k: sorted({str(s[k]) for s in settings if k in s}) for k in keys}
         values = " ".join(f"{k}={'/'.join(v)}" for k, v in chosen.items() if v)
         if values:
             parts.append(values if len(sides) == 1 else f"{_side_name(side)} {values}")
