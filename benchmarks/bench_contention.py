@@ -1,11 +1,11 @@
 """Throughput under contention: the main job's training tokens/s alone, then beside a second copy.
 
 Each copy is ``seqbench run --model tgn --task mqar`` (default preset, shortened by ``--max-steps``) in
-its own process; tokens/s is read from its row (training batches only, seqbench.lit.ThroughputMeter).
+its own process; tokens/s is read from its row (training batches only, seqbench.train.lit.ThroughputMeter).
 The ratio per process is its tokens/s beside the other copy over the solo figure: 0.5 is a fair share
 of the machine; far below means oversubscribed threads stall each other (target >= 0.4).
 
-By default each process follows seqbench's thread policy (seqbench.threads: the cores it may use,
+By default each process follows seqbench's thread policy (seqbench.train.threads: the cores it may use,
 ``OMP_NUM_THREADS`` unset here so the policy decides). ``--old-default`` passes torch's own default
 thread count instead, for a before/after comparison.
 

@@ -24,9 +24,11 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from seqbench.lit import build_optimizer
+from seqbench.configure.options import RunOptions
+from seqbench.configure.resolve import resolve_run_config
 from seqbench.registry import build_registries
-from seqbench.runner import RunOptions, build_data_and_model, resolve_run_config, run
+from seqbench.train.lit import build_optimizer
+from seqbench.train.runner import build_data_and_model, run
 
 
 class StepClock(L.Callback):

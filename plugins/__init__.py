@@ -4,8 +4,8 @@ Installed as the package ``seqbench_plugins`` (see pyproject's package-dir). Thi
 light: specs point at their modules lazily, so listing models imports no torch.
 """
 
+from seqbench.api import ModelSpec
 from seqbench.hookspecs import hookimpl
-from seqbench.registry import ModelSpec
 
 # cpu: the default width and depth (d_model 64, 2 layers), the largest a 2-core CPU trains 3 seeds x 3
 # learning rates of in the reproduction's budget (docs/reproduction-plan.md)

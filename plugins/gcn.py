@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import GCNConv
 
-from seqbench.api import TaskInfo
-from seqbench.config import require
+from seqbench.api import TaskInfo, require
 from seqbench_plugins.graph_common import GraphReadout, PositionGraph
 
 

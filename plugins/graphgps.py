@@ -20,8 +20,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import GCNConv, GINConv, GPSConv
 
-from seqbench.api import TaskInfo
-from seqbench.config import require
+from seqbench.api import TaskInfo, require
 from seqbench_plugins.graph_common import GraphReadout, PositionGraph, laplacian_pe
 
 

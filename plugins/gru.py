@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from seqbench.api import TaskInfo
-from seqbench.config import require
+from seqbench.api import TaskInfo, require
 from seqbench_plugins.common import Readout, TokenEmbedding
 
 

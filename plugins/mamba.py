@@ -7,7 +7,7 @@ output gated by SiLU(z); out_proj. Its initialisation (dt bias, S4D-real A) is m
 Kernels: mamba-ssm's ``selective_scan_fn`` (and causal-conv1d's ``causal_conv1d_fn`` when present)
 run on CUDA. On the CPU, passes that need no gradient (evaluation, inference) run the compiled kernel
 of ``seqbench_plugins.cpu_scan`` when it builds; everything else runs the pure-PyTorch chunked scan in
-``seqbench_plugins.selective_scan``. ``SEQBENCH_KERNELS`` (see seqbench.kernels) chooses (``ref``:
+``seqbench_plugins.selective_scan``. ``SEQBENCH_KERNELS`` (see seqbench.train.kernels) chooses (``ref``:
 PyTorch only), and ``kernel_path`` lists every path that ran.
 """
 
@@ -20,9 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqbench.api import TaskInfo
-from seqbench.config import require
-from seqbench.kernels import cpu_kernel_allowed, resolve
+from seqbench.api import TaskInfo, cpu_kernel_allowed, require, resolve_kernel
 from seqbench_plugins import cpu_scan
 from seqbench_plugins.common import Readout, TokenEmbedding
 from seqbench_plugins.selective_scan import selective_scan_fast
@@ -76,7 +74,7 @@ class MambaBlock(nn.Module):
         A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)  # (E, N)
         self.A_log = nn.Parameter(torch.log(A))
         self.D = nn.Parameter(torch.ones(d_inner))
-        # mamba_ssm's marker, honoured by seqbench.lit: decaying A_log would pull every rate toward 1.
+        # mamba_ssm's marker, honoured by seqbench.train.lit: decaying A_log would pull every rate toward 1.
         self.A_log._no_weight_decay = True
         self.paths_run: set[str] = set()  # what kernel_path reports
 
@@ -96,7 +94,7 @@ class MambaBlock(nn.Module):
 
     def scan_path(self, hidden: torch.Tensor) -> str:
         """"cuda" (mamba-ssm), "cpu-kernel" (compiled, gradient-free passes only) or "torch" (chunked scan)."""
-        if resolve("mamba", selective_scan_fn is not None, hidden.is_cuda) == "fast":
+        if resolve_kernel("mamba", selective_scan_fn is not None, hidden.is_cuda) == "fast":
             return "cuda"
         needs_grad = torch.is_grad_enabled() and (hidden.requires_grad
                                                   or any(p.requires_grad for p in self.parameters()))
@@ -170,7 +168,7 @@ class Mamba(nn.Module):
 
 def build(config: MambaConfig, info: TaskInfo) -> Mamba:
     # SEQBENCH_KERNELS=fast without the kernel (or without CUDA) fails here, before any training.
-    resolve("mamba", selective_scan_fn is not None, torch.cuda.is_available())
+    resolve_kernel("mamba", selective_scan_fn is not None, torch.cuda.is_available())
     return Mamba(config, info)
 
 

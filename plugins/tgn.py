@@ -44,8 +44,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from seqbench.api import ModelOutput, TaskInfo
-from seqbench.config import require
+from seqbench.api import ModelOutput, TaskInfo, require
 from seqbench_plugins.common import Readout, TokenEmbedding
 from seqbench_plugins.tgn_attention import SubsetCausalAttention
 from seqbench_plugins.transformer import FeedForward

@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqbench.api import TaskInfo
-from seqbench.config import require
+from seqbench.api import TaskInfo, require
 from seqbench_plugins.common import Readout, TokenEmbedding
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import resource
 import statistics
 import time
 import uuid
@@ -30,16 +31,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
 from seqbench import __version__
 from seqbench.capabilities import forcible_gates, gate_modes, gate_threshold, kernels_used
+from seqbench.configure.budget import solve_width
+from seqbench.configure.config import parse_overrides
+from seqbench.configure.options import device_name, git_sha, pick_accelerator
+from seqbench.configure.resolve import resolve_model_config
+from seqbench.contracts import TaskInfo
 from seqbench.errors import UserError
-from seqbench.results import Status, write_bench_row
+from seqbench.registry import check_preset, load_spec_target, select_variants
+from seqbench.results import Status, iter_rows, read_bench, write_bench_row
+from seqbench.train.lit import as_output, gate_fraction
+from seqbench.train.runner import is_oom
 
 CPU_LENGTHS = (512, 1024, 2048, 4096, 8192)
 GPU_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768)  # the paper's Fig. 24 range
 CPU_TOKENS_PER_STEP = 8192
 GPU_TOKENS_PER_STEP = 32768
 BENCH_VOCAB = 256  # a byte-level vocabulary: the embedding and readout stay small next to the mixer
+
 
 @dataclass(frozen=True)
 class BenchOptions:
@@ -78,10 +92,6 @@ def resolve_models(registries, options: BenchOptions, seq_len: int | None = None
 
     With ``options.params`` each width is solved on the synthetic task at ``seq_len`` (the shortest
     length: learned positions make a model grow with its length); ``note`` hears a missed tolerance."""
-    from seqbench.config import parse_overrides
-    from seqbench.registry import check_preset, load_spec_target, select_variants
-    from seqbench.runner import resolve_model_config
-
     check_preset(options.preset)
     sets = parse_overrides(list(options.overrides))
     if sets["task"] or sets["train"]:
@@ -92,8 +102,6 @@ def resolve_models(registries, options: BenchOptions, seq_len: int | None = None
     for spec, variant in pairs:
         config = resolve_model_config(spec, options.preset, variant, sets["model"])
         if options.params is not None:
-            from seqbench.budget import solve_width
-
             if spec.width_key in sets["model"]:
                 raise UserError(f"--params solves model.{spec.width_key} for {spec.name!r}; drop "
                                 f"--set model.{spec.width_key} or --params")
@@ -107,8 +115,6 @@ def resolve_models(registries, options: BenchOptions, seq_len: int | None = None
 
 def bench_info(seq_len: int):
     """A synthetic causal next-token task of length ``seq_len``: what a model needs to be built."""
-    from seqbench.api import TaskInfo
-
     return TaskInfo(name="bench", vocab_size=BENCH_VOCAB, seq_len=seq_len, num_classes=BENCH_VOCAB,
                     target="token", causal=True)
 
@@ -132,8 +138,6 @@ def batch_size_for(seq_len: int, tokens_per_step: int) -> int:
 
 def measure_peak_flops(device, dtype=None, size: int | None = None, repeats: int = 3) -> float:
     """FLOP/s of the best of ``repeats`` square matmuls: the device's attainable peak for MFU."""
-    import torch
-
     dtype = dtype or torch.float32
     size = size or (8192 if device.type == "cuda" else 2048)
 
@@ -148,8 +152,6 @@ def measure_peak_flops(device, dtype=None, size: int | None = None, repeats: int
 
 
 def _timed(device, fn: Callable[[], Any]) -> float:
-    import torch
-
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         torch.cuda.synchronize(device)
@@ -167,8 +169,6 @@ def interleaved_seconds(fns: dict[str, Callable[[], Any]], warmup: int, repeats:
                         ) -> dict[str, list[float]]:
     """Seconds per call of each function: every repeat calls them all in turn, so drift in the machine's
     speed hits each alike; ``warmup`` untimed rounds first. ``device``: a CUDA device to time with events."""
-    import torch
-
     device = device if device is not None else torch.device("cpu")
     times: dict[str, list[float]] = {name: [] for name in fns}
     for i in range(warmup + repeats):
@@ -187,8 +187,6 @@ class PeakMemory:
         self.kind = "cuda_allocator" if device.type == "cuda" else "process_rss"
 
     def reset(self) -> None:
-        import torch
-
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             return
@@ -198,8 +196,6 @@ class PeakMemory:
             self.kind = "process_rss_cumulative"  # the peak since the process started
 
     def read(self) -> int | None:
-        import torch
-
         if self.device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self.device))
         try:
@@ -208,24 +204,11 @@ class PeakMemory:
                     return int(line.split()[1]) * 1024
         except OSError:
             pass
-        import resource
-
         self.kind = "process_rss_cumulative"
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-def is_oom(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
 def _cpu_flash_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    from torch.utils.flop_counter import sdpa_flop_count
-
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
@@ -235,9 +218,6 @@ def count_flops(module, tokens) -> float:
     Torch counts SDPA's CUDA kernels but not the CPU flash kernel that SDPA picks on CPU; it is added
     here with torch's own SDPA formula (full, non-causal attention, as torch counts the CUDA kernels).
     """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     custom = {}
     cpu_flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     if cpu_flash is not None:
@@ -248,25 +228,16 @@ def count_flops(module, tokens) -> float:
     return float(counter.get_total_flops())
 
 
-
-
 class StepRunner:
     """One benchmark step of a model: a training step (forward, CE, backward, AdamW) or a forward."""
 
     def __init__(self, module, mode: str, tokens, targets):
-        import torch
-
         self.module, self.mode, self.tokens, self.targets = module, mode, tokens, targets
         self.optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4) if mode == "train" else None
         self.threshold = gate_threshold(module)
         self.gate_fractions: list[float] = []
 
     def __call__(self) -> None:
-        import torch
-        import torch.nn.functional as F
-
-        from seqbench.lit import as_output, gate_fraction
-
         if self.mode == "train":
             out = as_output(self.module(self.tokens))
             loss = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]).float(), self.targets.reshape(-1))
@@ -285,8 +256,6 @@ class StepRunner:
 def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOptions, device,
             peak_flops: float) -> dict[str, Any]:
     """One row: build the model for ``seq_len``, warm up, time ``repeats`` steps, count FLOPs."""
-    import torch
-
 
     tokens_per_step = options.tokens_per_step or (GPU_TOKENS_PER_STEP if device.type == "cuda"
                                                   else CPU_TOKENS_PER_STEP)
@@ -354,10 +323,6 @@ def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOpti
 def run_bench(registries, options: BenchOptions, on_row: Callable[[dict[str, Any]], None] | None = None,
               note: Callable[[str], None] | None = None) -> Iterable[dict[str, Any]]:
     """Measure every (model, variant, mode, length); write and yield each row as it is done."""
-    import torch
-
-    from seqbench.runner import device_name, git_sha, pick_accelerator
-
     for mode in options.modes:
         if mode not in ("train", "infer"):
             raise UserError(f"unknown --mode {mode!r}: choose train or infer")
@@ -431,8 +396,6 @@ def _bench_key(model: str, variant: str, mode: str, seq_len: int, forced_gate_ra
 def _measured(results_dir: Path, common: dict[str, Any]) -> set[tuple]:
     """What ``results_dir`` already holds an ok row of under the same preset, device (with its threads) and
     parameter budget: ``--missing-only`` skips these, so an interrupted ``report --run`` re-times nothing."""
-    from seqbench.results import iter_rows, read_bench
-
     return {_bench_key(r["model"], r["variant"], r["mode"], r["seq_len"], r.get("forced_gate_rate"))
             for r in iter_rows(read_bench(results_dir))
             if r["status"] == Status.OK and all(r.get(k) == common[k] for k in ("preset", "device", "param_budget"))}

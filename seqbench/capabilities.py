@@ -1,4 +1,4 @@
-"""The one place the harness asks a model what it can do, through the Protocols of :mod:`seqbench.api`.
+"""The one place the harness asks a model what it can do, through the Protocols of :mod:`seqbench.contracts`.
 
 Each function takes the model (or any module) and returns the capability, or ``None`` / a default when
 the model does not offer it. A member set to ``None`` (e.g. a subclass opting out of its parent's
@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from seqbench.api import ForcibleGates, GateModes, GateSchedule, GateThreshold, KernelReport, LayerProbes, LengthLimited
+from seqbench.contracts import (
+    ForcibleGates,
+    GateModes,
+    GateSchedule,
+    GateThreshold,
+    KernelReport,
+    LayerProbes,
+    LengthLimited,
+)
 
 if TYPE_CHECKING:
     from torch import nn

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -92,7 +93,7 @@ class TaskSpec:
     """A task plugin. ``build(config, seed, batch_size)`` returns a :class:`seqbench.api.TaskData`.
 
     The one declaration of the task's name, version, metric and causal flag: the data cache's key and
-    the ``TaskInfo`` models receive take them from here (``seqbench.data.build_task_data``, ``task_info``).
+    the ``TaskInfo`` models receive take them from here (``seqbench.train.data.build_task_data``, ``task_info``).
     """
 
     name: str
@@ -175,9 +176,7 @@ class Registries:
 
 def _load_entry_points(pm: pluggy.PluginManager, broken: dict[str, str]) -> None:
     """Like ``pm.load_setuptools_entrypoints`` but a plugin that raises on import is skipped."""
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=hookspecs.PROJECT):
+    for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
         if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
             continue
         try:

@@ -74,7 +74,7 @@ RUN_SCHEMA = pa.schema([
     ("steps", pa.int64()),
     ("wall_time_s", pa.float64()),
     ("device", pa.string()),
-    ("threads", pa.int64()),  # torch intra-op threads in use when training ended (seqbench.threads)
+    ("threads", pa.int64()),  # torch intra-op threads in use when training ended (seqbench.train.threads)
     ("kernels", pa.string()),
     ("seqbench_version", pa.string()),
     ("torch_version", pa.string()),
@@ -181,8 +181,6 @@ def current_umask() -> int:
     return mask
 
 
-
-
 def is_stale_temp(path: Path, now: float | None = None) -> bool:
     """A temp file whose writer is gone: a dead process of this host, or untouched for STALE_TEMP_SECONDS
     (a writer on another host, or a temp file named by an older seqbench)."""
@@ -263,7 +261,7 @@ def write_evals(results_dir: Path, run_id: str, rows: list[dict[str, Any]]) -> P
 
 
 def write_curve(results_dir: Path, run_id: str, curve: list[dict[str, float]]) -> None:
-    """(Re)write a run's curve file; also during the run, after each evaluation (seqbench.tracking)."""
+    """(Re)write a run's curve file; also during the run, after each evaluation (seqbench.train.tracking)."""
     # points may carry different keys (evaluation vs per-step training points): take the union
     names = [n for n in dict.fromkeys(key for point in curve for key in point) if n not in CURVE_SCHEMA.names]
     fields = [*CURVE_SCHEMA, *(pa.field(name, pa.float64()) for name in names)]

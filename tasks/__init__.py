@@ -1,7 +1,7 @@
 """Built-in task plugins, registered through the ``seqbench`` entry point (package ``seqbench_tasks``)."""
 
+from seqbench.api import TaskSpec
 from seqbench.hookspecs import hookimpl
-from seqbench.registry import TaskSpec
 
 SMOKE_TRAIN = {"max_steps": 8, "batch_size": 32, "eval_every": 4, "eval_batches": 1}  # tests' end-to-end size
 # The cpu preset: the paper's claims at sizes a 2-core CPU reproduces in <= 3 hours with 3 learning rates x 3

@@ -30,10 +30,17 @@ from dataclasses import dataclass
 
 import torch
 
-from seqbench.api import IGNORE_INDEX, TaskInfo
-from seqbench.config import require
-from seqbench.data import MAX_FRUITLESS_BATCHES, TensorTaskData, earlier_splits, row_digests, take_new_rows
-from seqbench.errors import UserError
+from seqbench.api import (
+    IGNORE_INDEX,
+    MAX_FRUITLESS_BATCHES,
+    TaskInfo,
+    TensorTaskData,
+    UserError,
+    earlier_splits,
+    require,
+    row_digests,
+    take_new_rows,
+)
 
 NOOP = 0
 COPY_PREFIX = 1

@@ -35,10 +35,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from seqbench.api import TaskInfo
-from seqbench.config import require
-from seqbench.data import MAX_FRUITLESS_BATCHES, TensorTaskData, earlier_splits, row_digests, take_new_rows
-from seqbench.errors import UserError
+from seqbench.api import (
+    MAX_FRUITLESS_BATCHES,
+    TaskInfo,
+    TensorTaskData,
+    UserError,
+    earlier_splits,
+    require,
+    row_digests,
+    take_new_rows,
+)
 
 PAD = 0
 DIGIT0 = 1  # token of digit d is DIGIT0 + d

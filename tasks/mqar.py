@@ -25,9 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from seqbench.api import IGNORE_INDEX, TaskInfo
-from seqbench.config import require
-from seqbench.data import TensorTaskData
+from seqbench.api import IGNORE_INDEX, TaskInfo, TensorTaskData, require
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from seqbench.api import TaskInfo
-from seqbench.config import require
-from seqbench.data import TensorTaskData
+from seqbench.api import TaskInfo, TensorTaskData, require
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,7 @@ from typing import Literal
 
 import torch
 
-from seqbench.api import TaskInfo
-from seqbench.config import require
-from seqbench.data import TensorTaskData
-from seqbench.errors import UserError
+from seqbench.api import TaskInfo, TensorTaskData, UserError, require
 
 EOS = "<eos>"
 UNK = "<unk>"

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from seqbench.api import IGNORE_INDEX
-from seqbench.config import ConfigError
-from seqbench.data import row_digests
+from seqbench.configure.config import ConfigError
 from seqbench.errors import UserError
+from seqbench.train.data import row_digests
 from seqbench_tasks.assoc_recall import COPY_PREFIX, AssocRecallConfig, AssocRecallData, sample_assoc_recall
 
 

@@ -149,7 +149,7 @@ def test_bench_cli_prints_a_table_and_rejects_bad_input(cli, tmp_path):
 
 
 def test_kernels_column_records_the_paths_the_timed_steps_ran(registries, tmp_path, monkeypatch):
-    from seqbench import kernels
+    from seqbench.train import kernels
     from seqbench_plugins import cpu_scan
 
     monkeypatch.delenv(kernels.KERNELS_ENV, raising=False)

@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from seqbench.budget import TOLERANCE, count_params, parse_param_count, solve_width, state_size
+from seqbench.configure.budget import TOLERANCE, count_params, parse_param_count, solve_width, state_size
+from seqbench.configure.resolve import planned_task_info, resolve_run_config
 from seqbench.errors import UserError
 from seqbench.registry import load_target
-from seqbench.runner import planned_task_info, resolve_run_config
 
 
 @pytest.mark.parametrize("text,value", [("100k", 100_000), ("1.5M", 1_500_000), ("250000", 250_000),

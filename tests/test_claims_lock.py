@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from seqbench.claims_lock import BREAK_GRACE_S, Claim, Owner, claim_path, read_owner, try_claim
+from seqbench.sweeps.claims_lock import BREAK_GRACE_S, Claim, Owner, claim_path, read_owner, try_claim
 
 
 def _dead_pid() -> int:

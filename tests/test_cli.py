@@ -9,10 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from seqbench.api import ModelOutput
+from seqbench.configure.options import RunOptions
+from seqbench.configure.resolve import resolve_run_config
 from seqbench.hookspecs import hookimpl
 from seqbench.registry import ModelSpec, build_registries
 from seqbench.results import RUN_SCHEMA
-from seqbench.runner import RunOptions, resolve_run_config, run
+from seqbench.train.runner import run
 
 SMOKE = ("--task", "mqar", "--preset", "smoke", "--no-progress")
 

@@ -6,9 +6,9 @@ from typing import Literal
 
 import pytest
 
-from seqbench.config import ConfigError, TrainConfig, apply_overrides, parse_overrides
+from seqbench.configure.config import ConfigError, TrainConfig, apply_overrides, parse_overrides
+from seqbench.configure.resolve import resolve_run_config
 from seqbench.errors import UserError
-from seqbench.runner import resolve_run_config
 from seqbench_tasks.mqar import MQARConfig
 
 

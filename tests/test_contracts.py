@@ -26,7 +26,7 @@ CAPABILITIES = (GateSchedule, GateThreshold, GateModes, ForcibleGates, LayerProb
 
 
 def _build(registries, name: str, variant: str | None = None) -> nn.Module:
-    from seqbench.runner import resolve_model_config
+    from seqbench.configure.resolve import resolve_model_config
 
     spec = registries.models.get(name)
     config = resolve_model_config(spec, "smoke", variant or spec.variants[0], {})

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from seqbench.api import ModelOutput
+from seqbench.configure.resolve import resolve_run_config
 from seqbench.registry import build_registries
-from seqbench.runner import build_data_and_model, resolve_run_config
+from seqbench.train.runner import build_data_and_model
 
 GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
 _REGISTRIES = build_registries()

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from seqbench.api import TaskInfo
-from seqbench.data import SPLITS, TensorTaskData, fingerprint
 from seqbench.registry import build_registries, load_target
+from seqbench.train.data import SPLITS, TensorTaskData, fingerprint
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from seqbench.lit import ThroughputMeter
-from seqbench.runner import RunOptions, resolve_run_config, run
+from seqbench.configure.options import RunOptions
+from seqbench.configure.resolve import resolve_run_config
+from seqbench.train.lit import ThroughputMeter
+from seqbench.train.runner import run
 
 SEQBENCH = Path(sys.executable).with_name("seqbench")
 TESTS = Path(__file__).resolve().parent

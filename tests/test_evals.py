@@ -8,10 +8,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from seqbench.evals import evaluate_lengths
+from seqbench.configure.options import RunOptions
+from seqbench.configure.resolve import resolve_run_config
 from seqbench.registry import load_target
 from seqbench.results import iter_rows, read_evals, read_runs
-from seqbench.runner import RunOptions, resolve_run_config, run
+from seqbench.train.evals import evaluate_lengths
+from seqbench.train.runner import run
 
 SMOKE = ("--task", "mqar", "--preset", "smoke", "--no-progress")
 
@@ -80,7 +82,7 @@ def test_rope_is_causal_and_runs_beyond_the_training_length(registries):
 
 def test_final_validation_reads_the_whole_split(registries, tmp_path):
     """The row's val_accuracy is the whole validation split's (curve points read only eval_batches of it)."""
-    from seqbench.lit import EvalMetrics
+    from seqbench.train.lit import EvalMetrics
 
     seen = {}
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from seqbench.describe import config_comments
-from seqbench.experiments import load_experiment, merge
+from seqbench.analyse.describe import config_comments
 from seqbench.results import read_runs
+from seqbench.sweeps.experiments import load_experiment, merge
 
 SMOKE_FILE = Path(__file__).resolve().parent.parent / "experiments" / "smoke.toml"
 
@@ -110,7 +110,7 @@ def test_describe_model_lists_every_key_with_presets_and_comments(cli, registrie
 def test_config_comments_reads_trailing_and_preceding_comments():
     from dataclasses import dataclass
 
-    from seqbench.config import TrainConfig
+    from seqbench.configure.config import TrainConfig
 
     comments = config_comments(TrainConfig)
     assert comments["max_steps"] == "optimizer steps" and "batch_size" not in comments
@@ -123,7 +123,7 @@ def test_config_comments_reads_trailing_and_preceding_comments():
 
 
 def test_sweep_eta_comes_from_the_cells_that_ran(monkeypatch):
-    from seqbench import sweep_progress
+    from seqbench.sweeps import sweep_progress
 
     now = [100.0]
     monkeypatch.setattr(sweep_progress.time, "monotonic", lambda: now[0])
@@ -140,9 +140,9 @@ def test_sweep_eta_comes_from_the_cells_that_ran(monkeypatch):
 
 def test_the_reproductions_experiment_files_name_the_claims_cells(registries):
     """experiments/reproduction-cpu/*.toml and the claims file's cpu sweeps are the same cells."""
+    from seqbench.analyse.report import claim_commands, load_claims
     from seqbench.cli import build_parser
-    from seqbench.report import claim_commands, load_claims
-    from seqbench.sweep import SweepSpec, expand
+    from seqbench.sweeps.sweep import SweepSpec, expand
 
     def cells(settings) -> set[str]:
         spec = SweepSpec(models=settings.models, tasks=settings.tasks, seeds=settings.seeds,
@@ -150,12 +150,12 @@ def test_the_reproductions_experiment_files_name_the_claims_cells(registries):
                          preset=settings.preset, precision=settings.precision)
         return {cell.key for cell in expand(registries, spec)}
 
-    from seqbench.cli import _sweep_args
+    from seqbench.cli.sweep import sweep_args
 
     from_claims = set()
     for argv in claim_commands(load_claims(), "cpu", Path("evidence/cpu")):
         if argv[0] == "sweep":
-            from_claims |= cells(_sweep_args(build_parser().parse_args(argv)))
+            from_claims |= cells(sweep_args(build_parser().parse_args(argv)))
     files = sorted((SMOKE_FILE.parent / "reproduction-cpu").glob("*.toml"))
     assert files
     from_files = set()

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from seqbench.api import TaskInfo
+from seqbench.configure.resolve import resolve_run_config
 from seqbench.errors import UserError
 from seqbench.hookspecs import hookimpl
 from seqbench.registry import ModelSpec, build_registries
-from seqbench.runner import resolve_run_config
 from seqbench_plugins.gcn import GCNConfig
 from seqbench_plugins.gcn import build as build_gcn
 from seqbench_plugins.graph_common import PositionGraph, laplacian_pe, position_edges

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from seqbench.claims_lock import claim_path
 from seqbench.results import read_runs
+from seqbench.sweeps.claims_lock import claim_path
 
 GRID = ("--models", "gru,transformer", "--tasks", "mqar", "--seeds", "0,1", "--preset", "smoke",
         "--device", "cpu", "--set", "model.d_model=8", "--set", "train.max_steps=2", "--set", "train.eval_every=2",
@@ -25,7 +25,7 @@ def _hashes(results: Path) -> list[str]:
 
 def _grid_keys() -> list[str]:
     from seqbench.registry import build_registries
-    from seqbench.sweep import SweepSpec, expand
+    from seqbench.sweeps.sweep import SweepSpec, expand
 
     sets = tuple(GRID[i + 1] for i, flag in enumerate(GRID) if flag == "--set")
     spec = SweepSpec(models=("gru", "transformer"), tasks=("mqar",), seeds=(0, 1), preset="smoke", sets=sets)

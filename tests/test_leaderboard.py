@@ -11,7 +11,7 @@ import json
 import pytest
 from scipy import stats
 
-from seqbench import leaderboard
+from seqbench.analyse import leaderboard
 from seqbench.results import iter_rows, read_evals, read_runs, write_evals, write_run
 
 

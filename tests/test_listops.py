@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from seqbench.cli import main
-from seqbench.config import ConfigError
-from seqbench.data import row_digests
+from seqbench.configure.config import ConfigError
 from seqbench.errors import UserError
+from seqbench.train.data import row_digests
 from seqbench_tasks.listops import ListOpsConfig, ListOpsData, decode, generate_listops
 
 NAMES = {11: "MIN", 12: "MAX", 13: "MED", 14: "SM"}

@@ -15,10 +15,12 @@ import lightning as L
 import pyarrow.parquet as pq
 import pytest
 
-from seqbench.checkpoints import checkpoint_dir, checkpoint_run_id, latest_checkpoint
-from seqbench.progress import RunProgress
-from seqbench.runner import RunOptions, resolve_run_config, run
-from seqbench.sweep import run_cell
+from seqbench.configure.options import RunOptions
+from seqbench.configure.resolve import resolve_run_config
+from seqbench.sweeps.sweep import run_cell
+from seqbench.train.checkpoints import checkpoint_dir, checkpoint_run_id, latest_checkpoint
+from seqbench.train.progress import RunProgress
+from seqbench.train.runner import run
 
 SMOKE = ("--model", "tgn", "--task", "mqar", "--preset", "smoke", "--no-progress")
 # everything that must come out the same when a run is resumed (wall time, tokens/s and run ids may not)
@@ -136,7 +138,7 @@ def test_mlflow_logs_to_a_local_store(cli, tmp_path):
 
     code, out, _ = cli("run", *SMOKE, "--logger", "mlflow", "--results", tmp_path)
     assert code == 0, out
-    from seqbench.tracking import mlflow_uri
+    from seqbench.train.tracking import mlflow_uri
 
     client = mlflow.tracking.MlflowClient(tracking_uri=mlflow_uri(tmp_path))
     (experiment,) = [e for e in client.search_experiments() if e.name == "seqbench"]
@@ -253,7 +255,7 @@ def test_sweep_with_a_logger_whose_extra_is_missing_runs_nothing(cli, tmp_path, 
 
 
 def test_concurrent_runs_divide_the_cores_and_forget_dead_holders(tmp_path):
-    from seqbench.threads import CoreShare
+    from seqbench.train.threads import CoreShare
 
     folder = tmp_path / "shares"
     with CoreShare(4, folder) as first:
@@ -267,7 +269,7 @@ def test_concurrent_runs_divide_the_cores_and_forget_dead_holders(tmp_path):
 
 
 def test_a_run_under_the_policy_takes_its_share_of_the_cores(registries, tmp_path, monkeypatch):
-    from seqbench import threads as thread_policy
+    from seqbench.train import threads as thread_policy
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(thread_policy, "available_cores", lambda: 2)

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import seqbench_plugins.mamba as mamba_module
-from seqbench import kernels
 from seqbench.api import TaskInfo
 from seqbench.cli import main
 from seqbench.errors import UserError
 from seqbench.results import iter_rows, read_runs
+from seqbench.train import kernels
 from seqbench_plugins import cpu_scan, selective_scan
 from seqbench_plugins.mamba import MambaBlock, MambaConfig, build
 from seqbench_plugins.selective_scan import selective_scan_fast, selective_scan_ref
@@ -357,8 +357,8 @@ def test_cli_run_on_cuda_records_only_the_cuda_kernel(tmp_path, monkeypatch):
 
 
 def test_a_log_is_excluded_from_weight_decay():
-    from seqbench.config import TrainConfig
-    from seqbench.lit import SeqbenchModule
+    from seqbench.configure.config import TrainConfig
+    from seqbench.train.lit import SeqbenchModule
 
     info = TaskInfo(name="toy", vocab_size=16, seq_len=8, num_classes=16, target="token", causal=True)
     model = build(MambaConfig(d_model=8, n_layers=1), info)

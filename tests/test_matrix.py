@@ -6,9 +6,11 @@ import math
 
 import pytest
 
+from seqbench.configure.options import RunOptions
+from seqbench.configure.resolve import resolve_run_config
 from seqbench.registry import build_registries
 from seqbench.results import read_runs
-from seqbench.runner import RunOptions, resolve_run_config, run
+from seqbench.train.runner import run
 
 _REGISTRIES = build_registries()
 PAIRS = [(m.name, v, t.name) for m in _REGISTRIES.models for v in m.variants for t in _REGISTRIES.tasks

@@ -327,8 +327,8 @@ def test_the_installed_entry_point_exits_2_without_a_traceback(workspace, argv, 
 
 
 def test_the_writability_check_removes_the_folders_it_made_when_a_deeper_one_fails(tmp_path, monkeypatch):
+    from seqbench.configure.options import check_writable_dir
     from seqbench.errors import UserError
-    from seqbench.options import check_writable_dir
 
     mkdir = Path.mkdir
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from seqbench.api import ModelOutput
+from seqbench.configure.resolve import resolve_run_config
 from seqbench.registry import build_registries
-from seqbench.runner import build_data_and_model, resolve_run_config
+from seqbench.train.runner import build_data_and_model
 
 _REGISTRIES = build_registries()
 PAIRS = [(m.name, v, t.name) for m in _REGISTRIES.models for v in m.variants for t in _REGISTRIES.tasks

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from seqbench.api import IGNORE_INDEX
-from seqbench.data import split_generator
+from seqbench.train.data import split_generator
 from seqbench_tasks.mqar import MQARConfig, MQARData, generate_mqar
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from seqbench.plots import varying_task_key
+from seqbench.analyse.plots import varying_task_key
 from seqbench.results import write_bench_row, write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -68,7 +68,7 @@ def test_varying_key_prefers_ring_size():
 def test_missing_matplotlib_is_a_user_error(monkeypatch, tmp_path):
     import builtins
 
-    from seqbench import plots
+    from seqbench.analyse import plots
     from seqbench.errors import UserError
 
     real_import = builtins.__import__

@@ -9,12 +9,14 @@ import pytest
 from fake_plugins import ContractBreakers, FakeModels, NamedModels
 
 from seqbench import registry as registry_module
+from seqbench.configure.options import RunOptions
+from seqbench.configure.resolve import resolve_run_config
 from seqbench.errors import PluginError
 from seqbench.hookspecs import hookimpl
 from seqbench.registry import build_registries
 from seqbench.results import Status, read_runs
-from seqbench.runner import RunOptions, resolve_run_config, run
-from seqbench.sweep import SweepSpec, expand, run_sweep
+from seqbench.sweeps.sweep import SweepSpec, expand, run_sweep
+from seqbench.train.runner import run
 
 SMALL = ["train.batch_size=8", "train.max_steps=2", "train.eval_every=2"]  # B = 8 != T = 32 (mqar smoke)
 
@@ -54,8 +56,8 @@ def test_non_finite_logits_are_refused_on_the_first_batch(fakes, tmp_path):
 
 
 def test_the_first_evaluation_is_checked_too(fakes, tmp_path):
-    from seqbench.lit import SeqbenchModule
-    from seqbench.runner import build_data_and_model
+    from seqbench.train.lit import SeqbenchModule
+    from seqbench.train.runner import build_data_and_model
 
     config = resolve_run_config(fakes, "fake_transposed", "mqar", preset="smoke", overrides=SMALL)
     data, info, module = build_data_and_model(fakes, config)

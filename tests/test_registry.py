@@ -92,9 +92,10 @@ def test_a_task_is_named_versioned_and_flagged_once_in_its_spec(registries, smok
     import dataclasses
 
     from seqbench.api import TaskData
-    from seqbench.data import build_task_data
+    from seqbench.configure.resolve import resolve_run_config
     from seqbench.registry import load_target
-    from seqbench.runner import build_data_and_model, resolve_run_config
+    from seqbench.train.data import build_task_data
+    from seqbench.train.runner import build_data_and_model
 
     for spec in registries.tasks:
         data_class = load_target(spec.build)
@@ -118,8 +119,8 @@ class NotTaskData:
 
 
 def test_a_data_module_that_breaks_the_contract_is_named(registries):
-    from seqbench.data import build_task_data
     from seqbench.registry import TaskSpec
+    from seqbench.train.data import build_task_data
 
     spec = TaskSpec("broken_task", build=NotTaskData, config=object, description="", version=1)
     with pytest.raises(UserError, match="task 'broken_task'.*NotTaskData.*not a seqbench TaskData.*lacks setup"):
@@ -127,8 +128,9 @@ def test_a_data_module_that_breaks_the_contract_is_named(registries):
 
 
 def test_info_that_is_no_task_info_is_named():
-    from seqbench.data import TensorTaskData, task_info
+    from seqbench.configure.resolve import task_info
     from seqbench.registry import TaskSpec
+    from seqbench.train.data import TensorTaskData
 
     class DictInfo(TensorTaskData):
         def info(self):

@@ -8,8 +8,8 @@ import json
 import pytest
 from scipy import stats
 
+from seqbench.analyse.report import commands, curve_statistic, evaluate, load_claims, rule_holds
 from seqbench.errors import UserError
-from seqbench.report import commands, curve_statistic, evaluate, load_claims, rule_holds
 from seqbench.results import read_curves, read_runs, write_bench_row, write_run
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

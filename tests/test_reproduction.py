@@ -10,12 +10,13 @@ import json
 import pyarrow.parquet as pq
 from rich.console import Console
 
-from seqbench.cli import _print_row
-from seqbench.describe import describe_task, label_distribution
-from seqbench.headline import hard_gate_collapsed, headline
-from seqbench.report import load_claims
+from seqbench.analyse.describe import describe_task, label_distribution
+from seqbench.analyse.report import load_claims
+from seqbench.cli.run import print_row
+from seqbench.configure.resolve import resolve_run_config
 from seqbench.results import read_bench, read_curves, read_runs, write_bench_row
-from seqbench.runner import build_data_and_model, resolve_run_config
+from seqbench.train.headline import hard_gate_collapsed, headline
+from seqbench.train.runner import build_data_and_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -109,23 +110,24 @@ def test_run_summary_shows_accuracy_hard_and_chance_side_by_side():
     console = Console(record=True, width=200)
     row = {"run_id": "r", "status": "ok", "accuracy": 1.0, "accuracy_hard": 0.035, "chance": 0.032,
            "gate_rate": 0.0034, "path": "results/runs/r.parquet"}
-    _print_row(console, row)
+    print_row(console, row)
     text = console.export_text()
     assert "accuracy_hard" in text and "chance" in text
     assert "warning: hard-gated accuracy is near chance" in text
     console = Console(record=True, width=200)
-    _print_row(console, {**row, "accuracy_hard": 0.98})
+    print_row(console, {**row, "accuracy_hard": 0.98})
     assert "warning" not in console.export_text()
 
 
 def test_report_run_gives_each_sweep_the_jobs_and_runs_benchmarks_alone(monkeypatch):
     from seqbench import cli
+    from seqbench.cli.analyse import run_claim_commands
 
     in_process = []
     monkeypatch.setattr(cli, "main", lambda argv: in_process.append(argv) or 0)
     sweep = ["sweep", "--models", "gru", "--tasks", "mqar", "--preset", "cpu"]
     bench = ["bench", "--models", "transformer", "--preset", "cpu"]
-    cli._run_claim_commands([sweep, bench], jobs=2)
+    run_claim_commands([sweep, bench], jobs=2)
     assert in_process == [[*sweep, "--jobs", "2"], [*bench, "--missing-only"]]  # both resume
 
 
@@ -134,7 +136,7 @@ def test_the_committed_reproduction_regenerates_from_the_committed_evidence(tmp_
     statistics or the rows, and the published document must be rendered again (seqbench report)."""
     from pathlib import Path
 
-    from seqbench.report import build_report
+    from seqbench.analyse.report import build_report
 
     root = Path(__file__).resolve().parent.parent
     published = (root / "docs" / "reproduction.md").read_text()

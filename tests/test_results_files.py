@@ -100,7 +100,7 @@ def test_leaderboard_report_and_plot_warn_by_name_and_go_on(cli, mixed):
 
 
 def test_sweep_resume_counts_only_readable_rows(registries, mixed):
-    from seqbench.sweep import SweepSpec, expand, pending
+    from seqbench.sweeps.sweep import SweepSpec, expand, pending
 
     cells = expand(registries, SweepSpec(models=("gru",), tasks=("mqar",), seeds=(0, 1), preset="smoke"))
     # the good row stands for cell 0 (its config hash), the unreadable badtype row for cell 1

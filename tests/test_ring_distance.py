@@ -7,8 +7,10 @@ from collections import deque
 import pytest
 import torch
 
-from seqbench.config import ConfigError
-from seqbench.runner import RunOptions, resolve_run_config, run
+from seqbench.configure.config import ConfigError
+from seqbench.configure.options import RunOptions
+from seqbench.configure.resolve import resolve_run_config
+from seqbench.train.runner import run
 from seqbench_plugins.graph_common import position_edges
 from seqbench_tasks.ring_distance import RingDistanceConfig, RingDistanceData, generate_ring_distance
 
@@ -102,7 +104,7 @@ def test_run_records_mae_consistent_with_accuracy(registries, tmp_path):
 
 def test_eval_metrics_mae_is_mean_distance_error():
     from seqbench.api import ModelOutput, TaskInfo
-    from seqbench.lit import EvalMetrics
+    from seqbench.train.lit import EvalMetrics
 
     info = TaskInfo(name="ring_distance", vocab_size=2, seq_len=8, num_classes=5, target="sequence", causal=False,
                     topology="ring", ordinal=True)

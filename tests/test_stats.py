@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 from scipy import stats
 
+from seqbench.analyse.stats import difference_interval, mean_interval
 from seqbench.results import one_per_cell
-from seqbench.stats import difference_interval, mean_interval
 
 
 @pytest.mark.parametrize("values", [[0.5, 0.7, 0.9], [0.1, 0.1, 0.4, 0.35], [1.0, 0.98], [0.2, 0.25, 0.3, 0.1, 0.4]])

@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from fake_plugins import FakeModels
 
+from seqbench.configure.options import RunOptions
 from seqbench.errors import UserError
 from seqbench.registry import build_registries
 from seqbench.results import read_runs
-from seqbench.runner import RunOptions
-from seqbench.sweep import SweepSpec, expand, parse_shard, pending, run_sweep, shard
+from seqbench.sweeps.sweep import SweepSpec, expand, parse_shard, pending, run_sweep, shard
 
 TINY = ("train.max_steps=2", "train.eval_every=2", "task.num_test=32")
 
@@ -130,7 +130,7 @@ def test_resume_after_kill_9(tmp_path):
 
 
 def test_retry_failed_replaces_the_failed_row(tmp_path):
-    from seqbench.sweep import _remove_failed
+    from seqbench.sweeps.sweep import _remove_failed
 
     registries = build_registries(extra_plugins=(FakeModels(),))
     sets = (*TINY, "model.d_model=8", "model.fail_above=8", "model.failure=runtime")

@@ -242,7 +242,7 @@ def test_force_gate_rate_picks_exact_count():
 
 
 def test_effective_rank():
-    from seqbench.probes import effective_rank
+    from seqbench.train.probes import effective_rank
 
     assert effective_rank(torch.eye(8)) == pytest.approx(8.0, rel=1e-5)
     rank_one = torch.randn(20, 1) @ torch.randn(1, 8)

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from seqbench import leaderboard
+from seqbench.analyse import leaderboard
+from seqbench.analyse.tuning import tune
 from seqbench.errors import UserError
 from seqbench.results import write_run
-from seqbench.tuning import tune
 
 # lr -> (val_accuracy per seed, test accuracy per seed): 1e-2 is best on test, 3e-3 on validation
 GRID = {1e-3: ([0.40, 0.42, 0.41], [0.40, 0.41, 0.42]),
@@ -82,7 +82,7 @@ def test_leaderboard_reports_the_chosen_rate_and_its_test_score(cli, tmp_path):
 
 def test_figures_draw_only_the_validation_chosen_rate(cli, tmp_path, monkeypatch):
     """A figure's curve is the mean over seeds of one configuration: the rate chosen on validation."""
-    from seqbench import plots
+    from seqbench.analyse import plots
 
     for row in _rows():
         curve = [{"step": float(s), "accuracy": row["accuracy"] * s / 20, "loss": 1.0} for s in (10, 20)]

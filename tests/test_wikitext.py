@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from seqbench.cli import main
+from seqbench.configure.options import RunOptions
+from seqbench.configure.resolve import resolve_run_config
 from seqbench.registry import build_registries
-from seqbench.runner import RunOptions, resolve_run_config, run
+from seqbench.train.runner import run
 from seqbench_tasks.wikitext import EOS, UNK, WikiTextConfig, WikiTextData
 
 TRAIN = " = Heading = \n\n the cat sat on the mat . \n the dog sat on the cat . \n"
@@ -104,7 +106,7 @@ def test_runs_on_a_local_corpus_and_reports_perplexity(tmp_path):
 
 
 def test_config_validation():
-    from seqbench.config import ConfigError
+    from seqbench.configure.config import ConfigError
 
     with pytest.raises(ConfigError, match="task.max_train_tokens"):
         WikiTextConfig(seq_len=128, max_train_tokens=100)

@@ -1,7 +1,7 @@
 """Registration only: no torch import here, so `seqbench list` stays fast."""
 
+from seqbench.api import ModelSpec
 from seqbench.hookspecs import hookimpl
-from seqbench.registry import ModelSpec
 
 
 @hookimpl

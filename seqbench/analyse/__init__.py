@@ -1,0 +1,4 @@
+"""Analyse: reading results, never re-running anything. Statistics (stats), tuning on validation (tuning),
+leaderboards, figures (plots), the claims reports (report, claims/*.json) and descriptions of tasks and
+model configs (describe). Reads the rows that train writes through seqbench.results.
+"""

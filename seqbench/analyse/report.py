@@ -1,0 +1,570 @@
+"""The reproduction report: one markdown row per quantitative claim of the seed paper, with its figure.
+
+The claims are data (``seqbench/analyse/claims/paper.json``): for each, where the paper says it (``cite``:
+section or figure and a short quote), the paper's value, what to measure and the rule that decides the
+verdict, and per preset the sweep that measures it. What to measure (``measure.kind``):
+
+- ``value``: a test metric of one model (one sample per seed);
+- ``difference``: one model's metric minus another's;
+- ``curve``: a statistic of each seed's validation curve (``<results>/curves``), e.g. the step at
+  which accuracy first reaches 0.99 as a fraction of the run, or the final gate rate over its peak
+  (see ``CURVE_STATISTICS``);
+- ``ratio``: a throughput ratio from ``seqbench bench`` rows;
+- ``needs``: a claim that needs data or hardware seqbench does not have where it runs; shown with
+  what it needs and the command that would measure it, never with a verdict.
+
+Building the report only reads results; ``run_claims`` runs the claims' commands (resumable sweeps
+and benchmarks) through seqbench's own command line first.
+
+Verdicts: ``supported`` when the whole 95% interval satisfies the claim's ``supported`` rule,
+``contradicted`` when the whole interval satisfies its ``contradicted`` rule, ``inconclusive``
+otherwise (or with fewer seeds than ``min_seeds``, or at a preset not in ``decisive_presets``: the
+smoke preset checks plumbing, not claims), ``not yet measured`` when no row matches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.resources
+import json
+import math
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seqbench.analyse.plots import curves_file, make_plots, setting_file, throughput_file
+from seqbench.analyse.stats import INTERVAL_NAMES, difference_interval, mean_interval
+from seqbench.analyse.tuning import tune
+from seqbench.errors import UserError
+from seqbench.registry import PRESETS, check_preset
+from seqbench.results import Status, config_settings, iter_rows, read_bench, read_cells, read_curves
+
+RULES = {
+    "at_least": ("≥ {0:g}", lambda lo, hi, a: lo >= a),
+    "above": ("> {0:g}", lambda lo, hi, a: lo > a),
+    "at_most": ("≤ {0:g}", lambda lo, hi, a: hi <= a),
+    "below": ("< {0:g}", lambda lo, hi, a: hi < a),
+    "within": ("within [{0:g}, {1:g}]", lambda lo, hi, a, b: a <= lo and hi <= b),
+    "outside": ("outside [{0:g}, {1:g}]", lambda lo, hi, a, b: hi < a or lo > b),
+}
+KINDS = ("value", "difference", "curve", "ratio", "needs")
+NEEDS = "needs"
+
+
+@dataclass
+class Measured:
+    verdict: str  # supported | contradicted | inconclusive | not yet measured
+    text: str  # the measured value with its interval, or why there is none
+    seeds: str  # seeds (or bench rows) behind it
+    mean: float | None = None
+
+
+# --------------------------------------------------------------------------------- claims
+
+
+def load_claims(path: Path | None = None) -> dict[str, Any]:
+    """The claims file (default: the seed paper's, shipped in the package), checked for shape."""
+    try:
+        if path is None:
+            text = importlib.resources.files("seqbench.analyse").joinpath("claims/paper.json").read_text()
+        else:
+            text = Path(path).read_text()
+        claims = json.loads(text)
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8 text
+        raise UserError(f"cannot read the claims file {path or 'seqbench/analyse/claims/paper.json'}: {exc}") from None
+    check_claims(claims, path or "seqbench/analyse/claims/paper.json")
+    return claims
+
+
+def check_claims(claims: Any, path: Path | str) -> None:
+    """The shape the report reads: a mistake in a claims file is named here, not met as a crash later."""
+    def fail(what: str) -> None:
+        raise UserError(f"claims file {path}: {what} (see seqbench/analyse/claims/paper.json for the format)")
+
+    if not isinstance(claims, dict) or not isinstance(claims.get("claims"), list):
+        fail('expected an object with a "claims" list')
+    if not isinstance(claims.get("paper"), dict):
+        fail("lacks 'paper' (an object: title, author, affiliation, date)")
+    for n, claim in enumerate(claims["claims"]):
+        if not isinstance(claim, dict):
+            fail(f"claim #{n} is not an object")
+        where = f"claim {claim.get('id', f'#{n}')!r}"
+        for key in ("id", "claim", "cite", "paper_value", "measure", "presets"):
+            if key not in claim:
+                fail(f"{where} lacks {key!r}")
+        measure = claim["measure"]
+        if not isinstance(measure, dict) or measure.get("kind") not in KINDS:
+            fail(f"{where}: measure.kind must be one of {', '.join(KINDS)}")
+        if not isinstance(claim["presets"], dict) or not all(isinstance(b, dict) for b in claim["presets"].values()):
+            fail(f"{where}: presets must map a preset name to an object")
+        if measure["kind"] == NEEDS:
+            if not measure.get("what"):
+                fail(f"{where}: a needs claim must say what it needs (measure.what)")
+            continue
+        for side in ("a", "b"):
+            if side in measure and not (isinstance(measure[side], dict) and "model" in measure[side]):
+                fail(f"{where}: measure.{side} must be an object naming a model")
+        for verdict in ("supported", "contradicted"):
+            rule = claim.get(verdict)
+            arity = 2 if isinstance(rule, list) and rule and rule[0] in ("within", "outside") else 1
+            if (not isinstance(rule, list) or not rule or rule[0] not in RULES or len(rule) != 1 + arity
+                    or not all(isinstance(v, int | float) for v in rule[1:])):
+                fail(f"{where}: {verdict} must be [RULE, {'LOW, HIGH' if arity == 2 else 'VALUE'}] with RULE one "
+                     f"of {', '.join(RULES)}, got {json.dumps(rule)}")
+        if measure["kind"] == "curve" and measure.get("statistic", {}).get("name") not in CURVE_STATISTICS:
+            fail(f"{where}: measure.statistic.name must be one of {', '.join(CURVE_STATISTICS)}")
+
+
+def rule_text(rule: list) -> str:
+    return RULES[rule[0]][0].format(*rule[1:])
+
+
+def rule_holds(rule: list, low: float, high: float) -> bool:
+    return bool(RULES[rule[0]][1](low, high, *rule[1:]))
+
+
+def commands(claim: dict[str, Any], preset: str, results: Path) -> list[str]:
+    """The exact commands that measure ``claim`` at ``preset``."""
+    block = claim["presets"].get(preset)
+    if block is None:
+        return []
+    if "commands" in block:
+        return [f"{c} --results {shlex.quote(str(results))}" for c in block["commands"]]
+    sweep = claim["sweep"]
+    parts = ["seqbench sweep", f"--models {sweep['models']}", f"--tasks {sweep['tasks']}",
+             f"--seeds {block.get('seeds', '0')}"]
+    if sweep.get("variants"):
+        parts.append(f"--variants {sweep['variants']}")
+    parts += [f"--set {item}" for item in block.get("set", [])]
+    parts += [f"--grid {item}" for item in block.get("grid", [])]
+    parts += [f"--preset {preset}", f"--results {shlex.quote(str(results))}"]
+    return [" ".join(parts)]
+
+
+# ---------------------------------------------------------------------------- measurement
+
+
+def _matches(row: dict[str, Any], flat: dict[str, str], sets: list[str]) -> bool:
+    for item in sets:
+        key, _, value = item.partition("=")
+        have = flat.get(key.strip())
+        if have is None:
+            return False
+        try:
+            if not math.isclose(float(have), float(value)):
+                return False
+        except ValueError:
+            if have != value.strip():
+                return False
+    return True
+
+
+def select_runs(runs: list[dict], claim: dict, preset: str, side: dict[str, Any]) -> list[dict]:
+    """Ok rows of one model (and variant) on the claim's task at ``preset``, matching the preset block's
+    ``set`` items (the rows are one per (config, seed) already: seqbench.results.one_per_cell)."""
+    measure = claim["measure"]
+    block = claim["presets"].get(preset, {})
+    chosen = []
+    for row in runs:
+        if row["status"] != Status.OK or row["task"] != measure["task"] or row["preset"] != preset:
+            continue
+        if row["model"] != side["model"] or ("variant" in side and row["variant"] != side["variant"]):
+            continue
+        flat = {key: str(value) for key, value in config_settings(row).items()}
+        # "require": settings the paper used (e.g. its lambda schedule) that a row must have to count
+        if _matches(row, flat, [*block.get("set", []), *side.get("require", [])]):
+            chosen.append((row, flat))
+    if "at" in side and chosen:
+        values = {float(flat.get(side["key"], "nan")) for _, flat in chosen}
+        target = (min if side["at"] == "smallest" else max)(v for v in values if not math.isnan(v))
+        chosen = [(r, flat) for r, flat in chosen if math.isclose(float(flat.get(side["key"], "nan")), target)]
+    return [row for row, _ in chosen]
+
+
+def rows_for_statistics(rows: list[dict], claim: dict) -> tuple[list[dict], str | None]:
+    """THE ONE PLACE where rows are filtered before statistics: ``(rows, None)`` or ``([], why not)``.
+
+    A claim with ``"tune": ["train.lr"]`` was swept over those settings; its statistics use the setting
+    with the best mean validation metric over seeds (:func:`seqbench.analyse.tuning.tune`), never the test
+    metric. Rows that still differ in a tuned setting (e.g. no validation metrics to choose by) are not
+    measured rather than measured on a mix of settings.
+    """
+    tuned = [k for k in claim.get("tune", []) if any(k in config_settings(r) for r in rows)]
+    settings = {tuple(str(config_settings(r).get(k)) for k in tuned) for r in rows}
+    if len(settings) <= 1:  # one setting: nothing to choose
+        return rows, None
+    chosen = tune(rows, tuned)
+    if chosen.skipped:
+        return [], (f"rows differ in {', '.join(tuned)} ({len(settings)} settings) and lack the validation "
+                    "metrics to choose one on")
+    return chosen.rows, None
+
+
+# Curve statistics: each takes one run's evaluation points (dicts with "step" and metrics, sorted by
+# step), the run's max_steps and the statistic's parameters, and gives one number per seed (None: this
+# run does not qualify, e.g. a sparsification claim on a run that never solved the task).
+
+
+def _series(points: list[dict], metric: str) -> list[tuple[float, float]]:
+    return [(p["step"], p[metric]) for p in points if p.get(metric) is not None]
+
+
+def _solved(points: list[dict], when: dict | None) -> bool:
+    """The run's last evaluation meets ``when`` ({"metric": m, "at_least": x}), or there is no condition."""
+    if not when:
+        return True
+    series = _series(points, when["metric"])
+    return bool(series) and series[-1][1] >= when["at_least"]
+
+
+def _first_fraction_reaching(points, max_steps, metric, threshold, **_):
+    """The first evaluation step at which ``metric >= threshold``, as a fraction of the run (1.0: never)."""
+    return next((step / max_steps for step, value in _series(points, metric) if value >= threshold), 1.0)
+
+
+def _at_fraction(points, max_steps, metric, fraction, **_):
+    """``metric`` at the evaluation nearest ``fraction`` of the run."""
+    series = _series(points, metric)
+    return min(series, key=lambda sv: abs(sv[0] - fraction * max_steps))[1] if series else None
+
+
+def _peak_fraction(points, max_steps, metric, **_):
+    """Where ``metric`` peaks, as a fraction of the run (the first step of the maximum)."""
+    series = _series(points, metric)
+    return max(series, key=lambda sv: (sv[1], -sv[0]))[0] / max_steps if series else None
+
+
+def _end_over_peak(points, max_steps, metric, **_):
+    """``metric`` at the last evaluation over its maximum (0 peak: None)."""
+    series = _series(points, metric)
+    peak = max((v for _, v in series), default=0.0)
+    return series[-1][1] / peak if peak > 0 else None
+
+
+CURVE_STATISTICS = {
+    "first_fraction_reaching": _first_fraction_reaching,
+    "at_fraction": _at_fraction,
+    "peak_fraction": _peak_fraction,
+    "end_over_peak": _end_over_peak,
+}
+
+
+def curve_statistic(statistic: dict[str, Any], points: list[dict], max_steps: int) -> float | None:
+    """One run's value of a curve statistic; None when the run does not meet the statistic's ``when``."""
+    points = sorted((p for p in points if p.get("accuracy") is not None), key=lambda p: p["step"])
+    if not points or not _solved(points, statistic.get("when")):
+        return None
+    params = {k: v for k, v in statistic.items() if k not in ("name", "when")}
+    return CURVE_STATISTICS[statistic["name"]](points, max_steps, **params)
+
+
+def _curve_values(rows: list[dict], curves: dict[str, list[dict]], statistic: dict) -> tuple[dict[int, float], int]:
+    """Seed -> value of a curve statistic, and how many rows did not qualify (no curve, or ``when`` unmet)."""
+    values, skipped = {}, 0
+    for row in rows:
+        max_steps = int(config_settings(row).get("train.max_steps") or row.get("steps") or 1)
+        value = curve_statistic(statistic, curves.get(row["run_id"], []), max_steps)
+        if value is None:
+            skipped += 1
+        else:
+            values[row["seed"]] = value
+    return values, skipped
+
+
+def _side_name(side: dict[str, Any]) -> str:
+    name = side["model"] + (f"/{side['variant']}" if "variant" in side else "")
+    return name + (f" at the {side['at']} {side['key']}" if "at" in side else "")
+
+
+def interval(values: dict[int, float], other: dict[int, float] | None = None) -> tuple[float, float | None, str]:
+    """Mean (or difference of means) of seed -> value maps and its 95% half-width, with the interval's name;
+    all intervals of the report come from here (seqbench.analyse.stats: Student t for one model; for a difference
+    the paired t interval over shared seeds, Welch otherwise). None half-width without an interval."""
+    if other is None:
+        stat, name = mean_interval(list(values.values())), INTERVAL_NAMES["t"]
+    else:
+        stat = difference_interval(values, other)
+        name = INTERVAL_NAMES[stat.kind] + " of the difference"
+    half = None if stat.low is None else (stat.high - stat.low) / 2
+    return stat.mean, half, name
+
+
+def measure_runs(claim: dict, runs: list[dict], preset: str, min_seeds: int,
+                 curves: dict[str, list[dict]] | None = None) -> Measured:
+    measure = claim["measure"]
+    kind = measure["kind"]
+    if kind in ("value", "curve"):
+        sides = [{k: v for k, v in measure.items() if k in ("model", "variant", "at", "key", "require")}]
+    else:
+        sides = [measure["a"], measure["b"]]
+    # a difference may compare two metrics, e.g. TGN's hard-gated accuracy with Mamba's accuracy
+    metrics = measure.get("metric", [])
+    metrics = metrics if isinstance(metrics, list) else [metrics] * len(sides)
+    picked = []
+    for side in sides:
+        rows, why_not = rows_for_statistics(select_runs(runs, claim, preset, side), claim)
+        if why_not:
+            return Measured("inconclusive", f"{_side_name(side)}: {why_not}", "—")
+        if len({r["variant"] for r in rows}) > 1:
+            return Measured("inconclusive", f"{_side_name(side)} has runs of several variants; name one in the claim",
+                            "—")
+        picked.append(rows)
+    note = _chosen_note(claim, sides, picked)
+    if kind == "curve":
+        values_0, skipped = _curve_values(picked[0], curves or {}, measure["statistic"])
+        values = [values_0]
+        when = measure["statistic"].get("when")
+        if skipped and picked[0]:
+            note += (f"; {skipped} of {len(picked[0])} runs left out (" +
+                    (f"final {when['metric']} < {when['at_least']:g}" if when else "no curve") + ")")
+    else:
+        values = [_metric_values(rows, metric, measure.get("minus_chance", False))
+                  for rows, metric in zip(picked, metrics, strict=True)]
+    if kind == "curve" and not values[0] and picked[0] and measure["statistic"].get("when"):
+        # runs exist, but none met the claim's precondition (e.g. never solved hard-gated): measured, undecided
+        return Measured("inconclusive", f"no run of {_side_name(sides[0])} qualifies{note}", "0")
+    if any(not v for v in values):
+        what = measure["statistic"]["name"] if kind == "curve" else "/".join(dict.fromkeys(metrics))
+        what += " and chance" if measure.get("minus_chance") else ""
+        missing = [_side_name(s) for s, v in zip(sides, values, strict=True) if not v]
+        return Measured("not yet measured", f"no ok runs of {', '.join(missing)} with {what}{note}", "0")
+    seeds = "/".join(str(len(v)) for v in values)
+    mean, half, name = interval(*values)
+    sign = "+" if kind == "difference" else ""
+    if min(len(v) for v in values) < min_seeds or half is None:
+        return Measured("inconclusive", f"{mean:{sign}.3f} ± n/a (fewer than {min_seeds} seeds: no interval){note}",
+                        seeds, mean)
+    return _decide(claim, f"{mean:{sign}.3f} ± {half:.3f} ({name}){note}", seeds, mean, mean - half, mean + half)
+
+
+def _chosen_note(claim: dict, sides: list[dict], picked: list[list[dict]]) -> str:
+    """"; chosen on validation: tgn/serial train.lr=0.003, gru train.lr=0.001": what the tuning kept."""
+    keys = claim.get("tune", [])
+    parts = []
+    for side, rows in zip(sides, picked, strict=True):
+        settings = [config_settings(r) for r in rows]  # parsed once per row, not once per key
+        chosen = {k: sorted({str(s[k]) for s in settings if k in s}) for k in keys}
+        values = " ".join(f"{k}={'/'.join(v)}" for k, v in chosen.items() if v)
+        if values:
+            parts.append(values if len(sides) == 1 else f"{_side_name(side)} {values}")
+    return f"; chosen on validation: {', '.join(parts)}" if parts else ""
+
+
+def _metric_values(rows: list[dict], metric: str, minus_chance: bool) -> dict[int, float]:
+    """Seed -> value; with ``minus_chance`` the metric less the row's chance level (rows lacking either
+    are left out)."""
+    if minus_chance:
+        return {r["seed"]: r[metric] - r["chance"] for r in rows
+                if r.get(metric) is not None and r.get("chance") is not None}
+    return {r["seed"]: r[metric] for r in rows if r.get(metric) is not None}
+
+
+def measure_bench(claim: dict, bench: list[dict], preset: str) -> Measured:
+    measure = claim["measure"]
+    seq_len = claim["presets"].get(preset, {}).get("seq_len")
+    found = []
+    for side in (measure["a"], measure["b"]):
+        rows = [r for r in bench if r["model"] == side["model"] and r["preset"] == preset
+                and r["mode"] == measure["mode"] and r["seq_len"] == seq_len
+                and ("variant" not in side or r["variant"] == side["variant"])
+                and _same_rate(r.get("forced_gate_rate"), side.get("forced_gate_rate"))]
+        if not rows:
+            return Measured("not yet measured", f"no bench row of {_bench_name(side)} ({measure['mode']}, "
+                                                f"L={seq_len}, preset {preset})", "0")
+        found.append(max(rows, key=lambda r: r["started_at"]))
+    a, b = found
+    for side, row in zip((measure["a"], measure["b"]), found, strict=True):
+        if row["status"] != Status.OK:
+            return Measured("inconclusive", f"{_bench_name(side)} was {row['status']} at L={seq_len}", "1/1")
+    ratio = a[measure["metric"]] / b[measure["metric"]]
+    text = (f"{ratio:.2f}x ({a[measure['metric']]:,.0f} / {b[measure['metric']]:,.0f} tokens/s, L={seq_len}, "
+            f"{a['device']}; medians, no interval)")
+    return _decide(claim, text, "1/1 bench rows", ratio, ratio, ratio)
+
+
+def _same_rate(have: float | None, want: float | None) -> bool:
+    if want is None:
+        return have is None
+    return have is not None and math.isclose(have, want)
+
+
+def _bench_name(side: dict[str, Any]) -> str:
+    name = side["model"] + (f"/{side['variant']}" if "variant" in side else "")
+    return name + (f" (gate rate forced to {side['forced_gate_rate']:.0%})" if "forced_gate_rate" in side else "")
+
+
+def _decide(claim: dict, text: str, seeds: str, mean: float, low: float, high: float) -> Measured:
+    if rule_holds(claim["supported"], low, high):
+        verdict = "supported"
+    elif rule_holds(claim["contradicted"], low, high):
+        verdict = "contradicted"
+    else:
+        verdict = "inconclusive"
+    return Measured(verdict, text, seeds, mean)
+
+
+def evaluate(claim: dict, runs: list[dict], bench: list[dict], preset: str, min_seeds: int,
+             decisive: bool = True, curves: dict[str, list[dict]] | None = None) -> Measured:
+    """The claim's measurement at ``preset``; a non-decisive preset (smoke) never gives a verdict, nor
+    does a claim that needs what seqbench does not have here."""
+    measure = claim["measure"]
+    if measure["kind"] == NEEDS:
+        return Measured(NEEDS, f"needs {measure['what']}", "—")
+    if measure["kind"] == "ratio":
+        result = measure_bench(claim, bench, preset)
+    else:
+        result = measure_runs(claim, runs, preset, min_seeds, curves=curves)
+    if not decisive and result.verdict in ("supported", "contradicted"):
+        result.text += f" — would be {result.verdict}, but preset {preset} decides nothing"
+        result.verdict = "inconclusive"
+    return result
+
+
+def claim_commands(claims: dict[str, Any], preset: str, results: Path) -> list[list[str]]:
+    """Every command the measurable claims name at ``preset`` (each once, in claim order) as seqbench argv lists:
+    what ``seqbench report --run`` runs before rendering. Sweeps skip cells that have a row, so running
+    them again finishes only what is missing."""
+    seen: dict[str, list[str]] = {}
+    for claim in claims["claims"]:
+        if claim["measure"]["kind"] == NEEDS:  # its commands need what this machine lacks
+            continue
+        for command in commands(claim, preset, results):
+            argv = shlex.split(command)
+            if argv[0] == "seqbench":
+                seen.setdefault(command, argv[1:])
+    return list(seen.values())
+
+
+# -------------------------------------------------------------------------------- markdown
+
+
+def figure_for(claim: dict[str, Any], preset: str) -> str | None:
+    """The file name of the figure that shows ``claim``'s evidence (see seqbench.analyse.plots)."""
+    measure = claim["measure"]
+    if measure["kind"] == NEEDS:
+        return None
+    if measure["kind"] == "ratio":
+        return throughput_file(measure["mode"], preset)
+    grid = claim["presets"].get(preset, {}).get("grid", [])
+    if any(item.startswith("task.num_nodes=") for item in grid) and measure["kind"] != "curve":
+        return setting_file("num_nodes", measure["task"], preset)
+    return curves_file(measure["task"], preset)
+
+
+def _curves_by_run(results: Path, on_unreadable) -> dict[str, list[dict]]:
+    by_run: dict[str, list[dict]] = {}
+    for point in iter_rows(read_curves(results, on_unreadable=on_unreadable)):
+        if point.get("accuracy") is not None:  # evaluation points, not per-step training points
+            by_run.setdefault(point["run_id"], []).append(point)
+    return by_run
+
+
+def _provenance(runs: list[dict], bench: list[dict]) -> tuple[str, str, str]:
+    """Total wall time, machines and code versions behind the rows."""
+    seconds = sum(r.get("wall_time_s") or 0.0 for r in runs) + sum(r.get("wall_time_s") or 0.0 for r in bench)
+    machines = sorted({str(r["device"]) for r in [*runs, *bench] if r.get("device")})
+    shas = sorted({str(r["git_sha"]) for r in runs if r.get("git_sha")})
+    # Runs of a sweep overlap (--jobs), so the sum exceeds the time a reader waits: give the span too.
+    starts = [r["started_at"] for r in [*runs, *bench] if r.get("started_at") is not None]
+    ends = [r["started_at"] + dt.timedelta(seconds=r.get("wall_time_s") or 0.0)
+            for r in [*runs, *bench] if r.get("started_at") is not None]
+    span = (f"; {(max(ends) - min(starts)).total_seconds() / 3600:.2f} h from the first row's start to the last "
+            f"row's end ({min(starts):%Y-%m-%d %H:%M} to {max(ends):%H:%M} UTC)") if starts else ""
+    return (f"{seconds:,.0f} s = {seconds / 3600:.2f} h summed over the rows{span}", ", ".join(machines) or "—",
+            ", ".join(shas) or "—")
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def build_report(claims: dict[str, Any], results: Path, preset: str = "default", on_unreadable=None,
+                 out: Path | None = None, command: str | None = None) -> str:
+    """The markdown document. With ``out`` (the markdown's path) the figures are written beside it, in
+    ``<out stem>_figures/``, and linked relatively."""
+    check_preset(preset)
+    cells, collapsed = read_cells(results, on_unreadable=on_unreadable)
+    runs = [r for r in cells if r["preset"] == preset]
+    bench = [r for r in iter_rows(read_bench(results, on_unreadable=on_unreadable)) if r["preset"] == preset]
+    curves = _curves_by_run(results, on_unreadable)
+    min_seeds = int(claims.get("min_seeds", 2))
+    decisive = claims.get("decisive_presets", list(PRESETS))
+    figures: dict[str, str] = {}
+    if out is not None:
+        folder = out.parent / f"{out.stem}_figures"
+        tune_keys = tuple(key for claim in claims["claims"] for key in claim.get("tune", []))  # as the verdicts use
+        written = make_plots(results, folder, on_unreadable=on_unreadable, note=lambda _: None, preset=preset,
+                             tune=tune_keys)
+        figures = {path.name: f"{folder.name}/{path.name}" for path in written}
+    paper = claims["paper"]
+    wall, machines, shas = _provenance(runs, bench)
+    command = command or f"seqbench report --results {results} --preset {preset} --run --out {out or 'FILE.md'}"
+    lines = [
+        f"# Reproduction: {paper['title']}",
+        "",
+        f"Paper: *{paper['title']}*, {paper['author']}, {paper['affiliation']}, {paper['date']}. "
+        f"{paper.get('note', '')}",
+        "",
+        "## Scale",
+        "",
+        claims.get("scales", {}).get(preset, f"Preset **{preset}** (no description in the claims file)."),
+        "",
+        "## How this was produced",
+        "",
+        f"- Command (runs what is missing, then renders this file): `{command}`",
+        f"- Results: `{results}`, preset **{preset}**: {len(runs)} run rows, {len(bench)} bench rows",
+        f"- Wall time: {wall}",
+        f"- Machine (rows' device column): {machines}",
+        f"- Code (rows' git_sha): {shas}",
+        f"- Rendered {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        claims.get("note", ""),
+        "",
+        "Intervals: one value per (config, seed) (duplicate rows collapse to the newest ok row"
+        + (f"; {collapsed} collapsed here" if collapsed else "") + "); one model's metric (or a curve statistic) "
+        "is mean ± the 95% Student-t interval over seeds; a difference between two models is mean ± the paired "
+        "95% t-interval over the seeds both share (Welch's interval otherwise), from scipy.stats; a claim with "
+        "tuned keys uses, per model, the value with the best mean validation metric (never the test's); "
+        "throughput ratios are of median step times (no interval).",
+        "",
+        "## Claims",
+        "",
+        "| claim | paper says | paper value | measured | seeds | verdict | rule | figure | command |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    outcomes: list[tuple[dict, Measured]] = []
+    for claim in claims["claims"]:
+        result = evaluate(claim, runs, bench, preset, min_seeds, decisive=preset in decisive, curves=curves)
+        outcomes.append((claim, result))
+        rule = ("—" if claim["measure"]["kind"] == NEEDS else
+                f"supported if {rule_text(claim['supported'])}; contradicted if {rule_text(claim['contradicted'])}")
+        block = claim["presets"].get(preset, {})
+        setting = ", ".join([*block.get("set", []), *block.get("grid", [])])
+        command_cell = "<br>".join(f"`{c}`" for c in commands(claim, preset, results)) or "(none at this preset)"
+        name = figure_for(claim, preset)
+        figure = f"[{name}]({figures[name]})" if name in figures else "—"
+        cite = claim["cite"]
+        lines.append("| " + " | ".join(_cell(c) for c in (
+            f"**{claim['id']}**: {claim['claim']}{f' ({setting})' if setting else ''}",
+            f"{cite['where']}: “{cite['quote']}”", claim["paper_value"], result.text, result.seeds,
+            f"**{result.verdict}**", rule, figure, command_cell)) + " |")
+    counts: dict[str, int] = {}
+    for _, result in outcomes:
+        counts[result.verdict] = counts.get(result.verdict, 0) + 1
+    lines += ["", "Verdicts: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())), ""]
+    if figures:
+        lines += ["## Figures", ""]
+        for name, link in figures.items():
+            shown = [c["id"] for c, _ in outcomes if figure_for(c, preset) == name]
+            lines += [f"### {name}" + (f" (claims: {', '.join(shown)})" if shown else ""), "", f"![{name}]({link})", ""]
+    lines += ["## Closing note", ""]
+    for claim, result in outcomes:
+        if result.verdict != NEEDS:
+            lines.append(f"- **{claim['id']}**: {result.verdict} — {result.text}")
+    needs = [(c, r) for c, r in outcomes if r.verdict == NEEDS]
+    if needs:
+        lines += ["", "Still needing data or hardware:", ""]
+        lines += [f"- **{c['id']}** ({c['cite']['where']}, paper: {c['paper_value']}): {r.text}" for c, r in needs]
+    lines.append("")
+    return "\n".join(lines)

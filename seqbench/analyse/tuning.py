@@ -1,0 +1,93 @@
+"""Choosing hyperparameters on validation (``--tune train.lr``): zoology and MAD report the best of a
+learning-rate grid; seqbench chooses it on the validation split and reports the test split.
+
+Within each group of runs that agree on everything but the tuned keys and the seed (task, preset,
+model, variant and every other setting), runs are split by their tuned keys' values; the values with
+the best mean validation metric over their seeds win (``val_accuracy`` up, or ``val_perplexity`` /
+``val_loss`` down for language modelling; a tie goes to the lower mean ``val_loss``), and only those
+runs are kept. Test metrics take no part in
+the choice. Rows must already be one per cell (:func:`seqbench.results.one_per_cell`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from seqbench.analyse.stats import mean_interval
+from seqbench.errors import UserError
+from seqbench.results import Status, config_settings
+
+IDENTITY = ("task", "preset", "model", "variant")
+
+
+@dataclass(frozen=True)
+class Choice:
+    group: dict[str, Any]  # what the group shares: task, preset, model, variant and the other settings
+    values: dict[str, Any]  # the chosen value of each tuned key
+    metric: str  # the validation metric it was chosen on
+    scores: dict[str, float | None] = field(default_factory=dict)  # each candidate (as JSON) -> mean score
+
+
+@dataclass(frozen=True)
+class Tuned:
+    rows: list[dict[str, Any]]  # the chosen runs (ok or not) of every group
+    choices: list[Choice]
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # groups without validation metrics: left out
+
+
+def selection_metric(rows: list[dict[str, Any]]) -> tuple[str, bool]:
+    """The validation column to choose on and whether higher is better."""
+    if any(r.get("val_perplexity") is not None or r.get("perplexity") is not None for r in rows):
+        return "val_perplexity", False
+    if any(r.get("val_accuracy") is not None for r in rows):
+        return "val_accuracy", True
+    return "val_loss", False
+
+
+def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]) -> Tuned:
+    """Keep, per group, the runs of the tuned keys' values with the best mean validation metric."""
+    keys = list(dict.fromkeys(keys))
+    settings = [config_settings(r) for r in rows]
+    known = set().union(*settings) if settings else set()
+    for key in keys:
+        if key not in known:
+            raise UserError(f"--tune {key}: no run has that setting; tune a SECTION.KEY the runs vary, e.g. "
+                            "train.lr (settings: model.*, task.*, train.*)")
+    groups: dict[str, list[tuple[dict, dict]]] = {}
+    for row, setting in zip(rows, settings, strict=True):
+        rest = {k: v for k, v in setting.items() if k not in keys}
+        group = {**{k: row.get(k) for k in IDENTITY}, **rest}
+        groups.setdefault(json.dumps(group, sort_keys=True, default=str), []).append((row, setting))
+
+    kept: list[dict[str, Any]] = []
+    choices: list[Choice] = []
+    skipped: list[dict[str, Any]] = []
+    for group_key, members in groups.items():
+        metric, higher = selection_metric([r for r, _ in members])
+        candidates: dict[str, list[tuple[dict, dict]]] = {}
+        for row, setting in members:
+            value = json.dumps({k: setting.get(k) for k in keys}, sort_keys=True)
+            candidates.setdefault(value, []).append((row, setting))
+        scores = {value: mean_interval([r.get(metric) for r, _ in runs if r.get("status") == Status.OK]).mean
+                  for value, runs in candidates.items()}
+        scored = [v for v, s in scores.items() if s is not None]
+        if len(candidates) == 1:  # nothing to choose between: no validation metric needed
+            scored = list(candidates)
+        if not scored:  # no run of the group has a validation metric (e.g. rows from before it was recorded)
+            skipped.append(json.loads(group_key))
+            continue
+        # Ties on the metric (several rates all at val_accuracy 1.0) go to the lower mean validation loss,
+        # still a validation quantity; then to the value's text, so the choice never depends on row order.
+        losses = {v: mean_interval([r.get("val_loss") for r, _ in candidates[v]
+                                    if r.get("status") == Status.OK]).mean for v in scored}
+        best = max(scored, key=lambda v: ((scores[v] or 0.0) if higher else -(scores[v] or 0.0),
+                                          -losses[v] if losses[v] is not None else -math.inf, v))
+        kept += [row for row, _ in candidates[best]]
+        choices.append(Choice(json.loads(group_key), json.loads(best), metric, scores))
+    return Tuned(kept, choices, skipped)
+
+
+
