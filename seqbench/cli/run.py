@@ -28,10 +28,12 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def param_budget(args: argparse.Namespace) -> int | None:
+    """``--params`` as a parameter count (``run``, ``bench``); None when not given."""
     return None if args.params is None else parse_param_count(args.params)
 
 
 def lengths_option(args: argparse.Namespace) -> tuple[int, ...]:
+    """``--eval-lengths`` as lengths (``run``, ``eval``); () when not given."""
     return () if args.eval_lengths is None else parse_lengths(args.eval_lengths)
 
 
