@@ -256,7 +256,6 @@ class StepRunner:
 def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOptions, device,
             peak_flops: float) -> dict[str, Any]:
     """One row: build the model for ``seq_len``, warm up, time ``repeats`` steps, count FLOPs."""
-
     tokens_per_step = options.tokens_per_step or (GPU_TOKENS_PER_STEP if device.type == "cuda"
                                                   else CPU_TOKENS_PER_STEP)
     batch = batch_size_for(seq_len, tokens_per_step)

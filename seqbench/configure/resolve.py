@@ -2,8 +2,7 @@
 
 Each config is built in layers: the dataclass's defaults, the spec's preset settings, the variant, then
 ``--set``. A task's :class:`TaskInfo` (what a model is built for) comes from its data module's ``info()``
-without generating any split, so ``--params`` can solve a width and ``describe`` can read a model's keys
-at the cost of a constructor call.
+without generating any split, so ``--params`` can solve a model's width at the cost of a constructor call.
 """
 
 from __future__ import annotations
@@ -11,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from typing import Any
+
+import lightning as L
 
 from seqbench.configure.budget import solve_width
 from seqbench.configure.config import RunConfig, TrainConfig, apply_overrides, parse_overrides
@@ -36,13 +37,15 @@ def resolve_model_config(model_spec: ModelSpec, preset: str, variant: str, model
 
 def construct_task_data(spec: TaskSpec, config: Any, seed: int, batch_size: int) -> TaskData:
     """The task's data module from its ``build`` target (nothing generated yet), checked against
-    :class:`TaskData`. Raises PluginError naming the task when it does not conform."""
+    :class:`TaskData` and as the LightningDataModule the Trainer takes. Raises PluginError naming the
+    task when it does not conform."""
     data = load_spec_target(spec, "build")(config, seed=seed, batch_size=batch_size)
     missing = [name for name in TASK_DATA_METHODS if not callable(getattr(data, name, None))]
-    if missing:  # TaskData's runtime check, with the members it lacks named
+    if missing or not isinstance(data, L.LightningDataModule) or not isinstance(data, TaskData):
+        lacks = f" (it lacks {', '.join(missing)})" if missing else " (it is no LightningDataModule)"
         raise PluginError(f"task {spec.name!r}: its build target {spec.build!r} returned a {type(data).__name__}, "
-                          f"which is not a seqbench TaskData (it lacks {', '.join(missing)}); subclass "
-                          "seqbench.api.TensorTaskData (see seqbench/api.py)")
+                          f"which is not a seqbench TaskData{lacks}; subclass seqbench.api.TensorTaskData "
+                          "(see seqbench/api.py)")
     return data
 
 

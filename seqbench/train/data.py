@@ -32,7 +32,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from seqbench.configure.resolve import construct_task_data
 from seqbench.contracts import TaskData, TaskInfo
-from seqbench.errors import PluginError
 from seqbench.registry import TaskSpec
 from seqbench.train.checkpoints import EpochBatches
 
@@ -187,14 +186,9 @@ class TensorTaskData(L.LightningDataModule):
 
 
 def build_task_data(spec: TaskSpec, config: Any, seed: int, batch_size: int) -> TaskData:
-    """The task's data module for training (:func:`~seqbench.configure.resolve.construct_task_data`): a
-    LightningDataModule, which the Trainer takes as its datamodule, and, for a :class:`TensorTaskData`, the
-    spec's name and version as its identity in the data cache."""
+    """The task's data module (:func:`~seqbench.configure.resolve.construct_task_data`) with, for a
+    :class:`TensorTaskData`, the spec's name and version as its identity in the data cache."""
     data = construct_task_data(spec, config, seed=seed, batch_size=batch_size)
-    if not isinstance(data, L.LightningDataModule):
-        raise PluginError(f"task {spec.name!r}: its build target {spec.build!r} returned a {type(data).__name__}, "
-                          "which is not a seqbench TaskData (it is no LightningDataModule); subclass "
-                          "seqbench.api.TensorTaskData (see seqbench/api.py)")
     if isinstance(data, TensorTaskData):
         data.name, data.version = spec.name, spec.version
     return data

@@ -79,7 +79,6 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     same curve); a finished run's checkpoints are removed once its row is written, since the row is
     the result and a stale checkpoint would let ``--resume`` write it twice.
     """
-
     accelerator = pick_accelerator(options.device)
     check_strategy(options.strategy)  # also here: run() is the Python API, not only the CLI's
     check_loggers(options.loggers)
