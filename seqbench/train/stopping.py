@@ -86,6 +86,12 @@ def trend(series: list[tuple[float, float]]) -> float | None:
     """The change of the metric over the last TREND_FRACTION of the evaluations: the slope of a
     least-squares line (scipy.stats.linregress) through them times the steps they span. The window
     takes the point before it as well, so 20 evaluations give a line through the last 5."""
+    found = trend_window(series)
+    return None if found is None else found[0]
+
+
+def trend_window(series: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """(the trend, the steps its window spans); None with fewer than two evaluations."""
     if len(series) < 2:
         return None
     count = max(2, round(TREND_FRACTION * len(series)) + 1)
@@ -94,10 +100,10 @@ def trend(series: list[tuple[float, float]]) -> float | None:
     if len(set(steps)) < 2:
         return None
     values = [v for _, v in window]
+    span = steps[-1] - steps[0]
     if len(set(values)) == 1:  # linregress needs some spread; a flat line changes by nothing
-        return 0.0
-    fit = stats.linregress(steps, values)
-    return float(fit.slope * (steps[-1] - steps[0]))
+        return 0.0, span
+    return float(stats.linregress(steps, values).slope * span), span
 
 
 def row_columns(diverged: bool, callbacks: list[Any], curve: list[dict[str, Any]], task_metric: str
