@@ -95,7 +95,8 @@ def losing_sides(claim: dict[str, Any], verdict: str, metrics: list[str]) -> lis
 def improving_runs(rows: list[dict[str, Any]], curves: dict[str, list[dict]]) -> tuple[list[Ending], list[int]]:
     """(runs still improving at the budget, seeds whose ending is unknown)."""
     endings = [run_ending(r, curves.get(r["run_id"], [])) for r in rows]
-    return [e for e in endings if e.improving], [e.seed for e in endings if e.stop_reason is None or e.trend is None]
+    unknown = [e.seed for e in endings if e.stop_reason is None or (e.stop_reason == "budget" and e.trend is None)]
+    return [e for e in endings if e.improving], unknown
 
 
 def best_learner(runs: list[dict[str, Any]], task: str, preset: str, models: list[str]) -> tuple[str, float] | None:
