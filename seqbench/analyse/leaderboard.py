@@ -236,7 +236,8 @@ def _record(e: Entry) -> dict[str, Any]:
 
 def _json(board: Board) -> dict[str, Any]:
     return {"collapsed_duplicates": board.collapsed, "tied": TIED, "tuned_keys": list(board.tune),
-            "tuned_on": board.tune_metric, "length": board.length, "confidence": 0.95, "entries": [_record(e) for e in board.entries]}
+            "tuned_on": board.tune_metric, "length": board.length, "confidence": 0.95,
+            "entries": [_record(e) for e in board.entries]}
 
 
 def _csv(board: Board) -> str:
