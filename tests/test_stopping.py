@@ -3,7 +3,10 @@ trend of a curve, and a real TGN smoke run whose row records it (with the hard-g
 
 from __future__ import annotations
 
+import json
+
 import lightning as L
+import pyarrow.parquet as pq
 import pytest
 import torch
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
@@ -119,3 +122,13 @@ def test_a_tgn_smoke_row_records_how_it_ended_and_its_hard_gated_validation(regi
     assert 0.0 <= row["val_accuracy_hard"] <= 1.0 and 0.0 <= row["val_gate_rate_hard"] <= 1.0
     assert 0.0 <= row["val_gate_mean"] <= 1.0 and 0.0 <= row["val_gate_rate"] <= 1.0
     assert row["best_val_step"] in (4.0, 8.0) and row["val_trend"] is not None
+
+
+def test_stop_at_from_the_command_line_stops_a_real_run_at_its_first_evaluation(cli, tmp_path):
+    code, out, _ = cli("run", "--model", "gru", "--task", "mqar", "--preset", "smoke", "--no-progress",
+                       "--set", "train.stop_at=0", "--results", tmp_path)
+    assert code == 0, out
+    (path,) = (tmp_path / "runs").glob("*.parquet")
+    row = pq.read_table(path).to_pylist()[0]
+    assert row["stop_reason"] == "target" and row["steps"] == row["best_val_step"] == 4  # smoke: eval_every 4
+    assert json.loads(row["config_json"])["train"]["stop_at"] == 0.0

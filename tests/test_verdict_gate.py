@@ -175,3 +175,20 @@ def test_the_sensitivity_table_shows_every_grid_value_and_flags_an_edge_choice()
     assert len(rows) == 3 and "| train.lr=0.003 | 0.500 | 0.500 | 3 |  |" in text
     chosen = next(line for line in rows if "chosen" in line)
     assert "train.lr=0.001 | 0.850 | 0.850 | 3 | **chosen** (train.lr=0.001 is the grid's smallest" in chosen
+
+
+def test_a_dynamics_claim_turns_target_stopping_off_and_matches_rows_from_before_the_setting():
+    claim = CLAIMS["ar-tgn-sparsification"]
+    assert "train.stop_at=none" in claim["presets"]["cpu"]["set"]
+    points = curve([0.05, 0.5, 1.0, 1.0, 1.0])
+    for p, g in zip(points, (0.1, 0.5, 0.3, 0.1, 0.05), strict=True):
+        p["gate_rate"] = g
+    old = [row("tgn", s, task="assoc_recall", variant="serial", accuracy=1.0, stop_reason="budget") for s in range(2)]
+    stopped = []
+    for r in old:  # the same runs stopped at a target: not the evidence a dynamics claim reads
+        config = json.loads(r["config_json"])
+        config["train"]["stop_at"] = 0.99
+        stopped.append({**r, "run_id": r["run_id"] + "-t", "config_json": json.dumps(config)})
+    curves = {r["run_id"]: points for r in old + stopped}
+    assert evaluate(claim, old, [], "cpu", 2, curves=curves).seeds == "2"
+    assert evaluate(claim, stopped, [], "cpu", 2, curves=curves).verdict == "not yet measured"

@@ -174,6 +174,10 @@ def _matches(row: dict[str, Any], flat: dict[str, str], sets: list[str]) -> bool
     for item in sets:
         key, _, value = item.partition("=")
         have = flat.get(key.strip())
+        if value.strip().lower() in ("none", "null"):  # e.g. train.stop_at=none: also rows from before the key
+            if have not in (None, "None"):
+                return False
+            continue
         if have is None:
             return False
         try:
