@@ -192,3 +192,12 @@ def test_a_dynamics_claim_turns_target_stopping_off_and_matches_rows_from_before
     curves = {r["run_id"]: points for r in old + stopped}
     assert evaluate(claim, old, [], "cpu", 2, curves=curves).seeds == "2"
     assert evaluate(claim, stopped, [], "cpu", 2, curves=curves).verdict == "not yet measured"
+
+
+def test_the_sensitivity_table_of_rows_without_the_tuned_on_column_shows_the_grid_with_no_choice():
+    runs = [{k: v for k, v in _gated(s, lr, 1.0, hard, hard, rate).items() if k != "val_accuracy_hard"}
+            for s in range(3) for lr, hard, rate in ((0.001, 0.85, 0.21), (0.01, 0.08, 0.0), (0.003, 0.5, 0.1))]
+    text = "\n".join(sensitivity_section({"claims": [CLAIMS["ar-tgn-accuracy-hard"]]}, runs, "cpu"))
+    assert "| — | train.lr=0.001 | — | 0.850 | 3 | no choice: rows lack val_accuracy_hard |" in text
+    soft = "\n".join(sensitivity_section({"claims": [CLAIMS["ar-tgn-accuracy"]]}, runs, "cpu"))
+    assert "**chosen** (tie on validation, broken by the lower val_loss; train.lr=0.01 is the grid's largest" in soft

@@ -655,26 +655,34 @@ def sensitivity(claim: dict, runs: list[dict], preset: str) -> list[tuple[str, s
         chosen = tune(rows, tuned, metric=on)
         test_metric = metric if measure["kind"] != "curve" else None
         body = []
-        for choice in chosen.choices:
-            group_rows = [r for r in rows if all(config_settings(r).get(k) == v for k, v in choice.group.items()
+        # the groups chosen in, and those skipped for lack of the validation column (shown, with no choice)
+        groups = [(c.group, c.scores, c.values) for c in chosen.choices] + [(g, None, None) for g in chosen.skipped]
+        for group, scores, picked in groups:
+            group_rows = [r for r in rows if all(config_settings(r).get(k) == v for k, v in group.items()
                                                  if "." in k and k not in tuned)]
-            label = ", ".join(f"{k}={v}" for k, v in choice.group.items() if k.startswith("task.")
+            label = ", ".join(f"{k}={v}" for k, v in group.items() if k.startswith("task.")
                               and len({str(config_settings(r).get(k)) for r in rows}) > 1)
-            candidates = [json.loads(v) for v in choice.scores]
-            edges = _on_edge(choice.values, candidates)
-            for value_json, score in sorted(choice.scores.items(), key=lambda kv: str(json.loads(kv[0]))):
+            values = sorted({json.dumps({k: config_settings(r).get(k) for k in tuned}, sort_keys=True)
+                             for r in group_rows}, key=lambda v: str(json.loads(v)))
+            edges = _on_edge(picked, [json.loads(v) for v in values]) if picked else []
+            best = (scores or {}).get(json.dumps(picked, sort_keys=True)) if picked else None
+            tie = best is not None and sum(math.isclose(sc, best) for sc in scores.values() if sc is not None) > 1
+            for value_json in values:
                 value = json.loads(value_json)
+                score = (scores or {}).get(value_json)
                 members = [r for r in group_rows if all(config_settings(r).get(k) == v for k, v in value.items())]
                 test = mean_interval([r.get(test_metric) for r in members]).mean if test_metric else None
-                mark = ("**chosen**" + (f" ({'; '.join(edges)}: the best may lie outside it)" if edges else "")
-                        if value == choice.values else "")
-                body.append([label or "—", ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                                     for k, v in value.items()),
-                             "—" if score is None else f"{score:.3f}", "—" if test is None else f"{test:.3f}",
-                             str(len(members)), mark])
+                notes = (["tie on validation, broken by the lower val_loss"] if tie else []) + [
+                    f"{edge}: the best may lie outside it" for edge in edges]
+                mark = ("**chosen**" + (f" ({'; '.join(notes)})" if notes else "") if value == picked else
+                        "" if picked else f"no choice: rows lack {on}")
+                cells = [label or "—", ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                                 for k, v in value.items()), "—" if score is None else f"{score:.3f}"]
+                cells += ["—" if test is None else f"{test:.3f}"] if test_metric else []
+                body.append([*cells, str(len(members)), mark])
         title = f"{_side_name(side)} on {measure['task']}"
         header = ["setting", "value", f"{chosen.choices[0].metric if chosen.choices else on} (validation, mean)",
-                  f"{test_metric or 'test'} (test, mean)", "seeds", ""]
+                  *([f"{test_metric} (test, mean)"] if test_metric else []), "seeds", ""]
         tables.append((title, on or "the task's selection metric", header, body))
     return tables
 
