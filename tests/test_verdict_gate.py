@@ -14,7 +14,7 @@ import pytest
 
 from seqbench.analyse.gate import run_ending
 from seqbench.analyse.report import evaluate, load_claims, sensitivity_section
-from seqbench.analyse.stats import describe, describe_difference, proportion_interval, sign_flip_p
+from seqbench.analyse.stats import describe_difference, describe_values, proportion_interval, sign_flip_p
 from seqbench.analyse.tuning import tune
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -108,18 +108,18 @@ def test_old_rows_are_read_from_their_curves_or_named_as_needing_a_rerun():
 
 @pytest.mark.parametrize("values", [[1.0, 0.078, 0.33], [0.99, 0.98, 0.1, 0.05], [0.5, 0.9, 0.95]])
 def test_accuracy_intervals_stay_inside_0_1(values):
-    described = describe(values)
+    described = describe_values(values)
     assert 0.0 <= described.low <= described.high <= 1.0 and "± 0.000" not in described.text
 
 
 def test_solve_fail_seeds_read_k_of_n_with_clopper_pearson_beside_the_median():
-    text = describe([1.0, 0.078, 0.33]).text
+    text = describe_values([1.0, 0.078, 0.33]).text
     low, high = proportion_interval(1, 3)
     assert (round(low, 2), round(high, 2)) == (0.01, 0.91)  # the exact interval of 1 of 3
     assert text.startswith("1/3 solved (≥ 0.9; Clopper-Pearson 95% 0.01–0.91), median 0.330; "
                            "mean 0.469 [0.000, 1.000]")
-    assert describe([1.0, 1.0, 1.0]).text == "3/3 seeds at 1.000"
-    assert describe([0.1, 0.12, 0.09]).text.endswith("(95% Student-t interval)")  # no split: a plain interval
+    assert describe_values([1.0, 1.0, 1.0]).text == "3/3 seeds at 1.000"
+    assert describe_values([0.1, 0.12, 0.09]).text.endswith("(95% Student-t interval)")  # no split: a plain interval
 
 
 def test_a_difference_carries_an_exact_sign_flip_test_and_the_smallest_detectable_difference():

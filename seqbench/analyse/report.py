@@ -45,8 +45,8 @@ from seqbench.analyse.gate import (
 from seqbench.analyse.plots import curves_file, make_plots, setting_file, throughput_file
 from seqbench.analyse.stats import (
     INTERVAL_NAMES,
-    describe,
     describe_difference,
+    describe_values,
     difference_interval,
     mean_interval,
     proportion_interval,
@@ -327,7 +327,7 @@ def interval(values: dict[int, float], other: dict[int, float] | None = None) ->
     """Mean (or difference of means) of seed -> value maps and its 95% half-width, with the interval's name
     (seqbench.analyse.stats: Student t for one model; for a difference the paired t interval over shared
     seeds, Welch otherwise). None half-width without an interval. The claims table writes them through
-    :func:`seqbench.analyse.stats.describe`, which keeps them inside the values' bounds."""
+    :func:`seqbench.analyse.stats.describe_values`, which keeps them inside the values' bounds."""
     if other is None:
         stat, name = mean_interval(list(values.values())), INTERVAL_NAMES["t"]
     else:
@@ -411,7 +411,7 @@ def _measure_values(claim: dict, sides: list[dict], picked: list[list[dict]], me
         described = describe_difference(*values, bounds=bounds)
     else:
         solved = metrics[0] in ("accuracy", "accuracy_hard") and not minus_chance
-        described = describe(list(values[0].values()), bounds=bounds, solved_outcome=solved)
+        described = describe_values(list(values[0].values()), bounds=bounds, solved_outcome=solved)
     text = described.text + _gate_means(measure, metrics, picked)
     if min(len(v) for v in values) < min_seeds or described.low is None:
         return Measured("inconclusive", f"{text} (fewer than {min_seeds} seeds, or no interval: no verdict){note}",
@@ -456,7 +456,7 @@ def _measure_curve(claim: dict, side: dict, rows: list[dict], curves: dict[str, 
                f"{statistic['metric']} ≥ {statistic['threshold']:g} within the run: their first passage lies beyond "
                "the budget; longer runs (train.max_steps) would observe it")
         return Measured(BUDGET_LIMITED, text, str(len(values)), None, why=why)
-    described = describe(list(values.values()), bounds=(0.0, 1.0), solved_outcome=False)
+    described = describe_values(list(values.values()), bounds=(0.0, 1.0), solved_outcome=False)
     if len(values) < min_seeds or described.low is None:
         return Measured("inconclusive", f"{described.text} (fewer than {min_seeds} seeds: no verdict){note}",
                         str(len(values)), described.mean)

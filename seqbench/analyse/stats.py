@@ -6,7 +6,7 @@
   same data; Welch's unequal-variance interval over all their seeds (``scipy.stats.ttest_ind``)
   otherwise. :attr:`Interval.kind` says which.
 
-What a claim's reader needs beside an interval (:func:`describe`, :func:`describe_difference`):
+What a claim's reader needs beside an interval (:func:`describe_values`, :func:`describe_difference`):
 
 - values that cannot leave [0, 1] (accuracy, gate rates, fractions of a run) keep their interval inside
   those bounds; seeds that split into solved and failed runs read "k/n solved" with the exact
@@ -175,7 +175,7 @@ def _clip(value: float, bounds: tuple[float, float] | None) -> float:
     return value if bounds is None else min(max(value, bounds[0]), bounds[1])
 
 
-def describe(values: Sequence[float | None], bounds: tuple[float, float] | None = (0.0, 1.0),
+def describe_values(values: Sequence[float | None], bounds: tuple[float, float] | None = (0.0, 1.0),
              solved_outcome: bool = True, confidence: float = CONFIDENCE) -> Described:
     """One model's values over seeds as the report writes them (see the module docstring); ``bounds``:
     what the values cannot leave (None: unbounded); ``solved_outcome``: whether solved/failed runs mean
