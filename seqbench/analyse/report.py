@@ -9,6 +9,8 @@ verdict, and per preset the sweep that measures it. What to measure (``measure.k
 - ``curve``: a statistic of each seed's validation curve (``<results>/curves``), e.g. the step at
   which accuracy first reaches 0.99 as a fraction of the run, or the final gate rate over its peak
   (see ``CURVE_STATISTICS``);
+- ``joint``: a statement the paper makes run by run (``measure.all``: [[metric, rule, value], ...], e.g.
+  hard-gated accuracy ≥ 0.95 *and* gate rate < 6%): the fraction of runs meeting every condition;
 - ``ratio``: a throughput ratio from ``seqbench bench`` rows;
 - ``needs``: a claim that needs data or hardware seqbench does not have where it runs; shown with
   what it needs and the command that would measure it, never with a verdict.
@@ -19,7 +21,12 @@ and benchmarks) through seqbench's own command line first.
 Verdicts: ``supported`` when the whole 95% interval satisfies the claim's ``supported`` rule,
 ``contradicted`` when the whole interval satisfies its ``contradicted`` rule, ``inconclusive``
 otherwise (or with fewer seeds than ``min_seeds``, or at a preset not in ``decisive_presets``: the
-smoke preset checks plumbing, not claims), ``not yet measured`` when no row matches.
+smoke preset checks plumbing, not claims), ``not yet measured`` when no row matches. Then the verdict
+gate (seqbench.analyse.gate): ``budget-limited`` when the runs could not decide it at their budget (a
+loser still improving, a task no model learned, a first passage some runs never reached: censored,
+never scored as 1.0), ``needs a re-run`` when the rows lack a column the claim needs (e.g.
+``val_accuracy_hard`` to tune a hard-gated claim on). Intervals and their wording come from
+seqbench.analyse.stats (bounded, "k/n solved", sign-flip tests).
 """
 
 from __future__ import annotations
