@@ -67,6 +67,10 @@ RUN_SCHEMA = pa.schema([
     ("val_loss", pa.float64()),
     ("val_perplexity", pa.float64()),  # exp(val_loss) for language-modelling tasks, else null
     ("gate_rate", pa.float64()),  # fraction of test gates above threshold, null for ungated models
+    ("stop_reason", pa.string()),  # target | plateau | budget | diverged (seqbench.train.stopping); null in old rows
+    ("best_val_step", pa.float64()),  # the step of the curve's best validation accuracy (loss for language models)
+    ("best_val", pa.float64()),  # that best value
+    ("val_trend", pa.float64()),  # its change over the last 20% of evaluations (least-squares line)
     ("tokens_per_sec", pa.float64()),  # training throughput
     ("n_params", pa.int64()),
     ("param_budget", pa.int64()),  # --params N the width was solved for, else null

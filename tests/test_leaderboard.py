@@ -10,6 +10,7 @@ import json
 
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from seqbench.analyse import leaderboard
 from seqbench.results import iter_rows, read_evals, read_runs, write_evals, write_run
@@ -79,10 +80,29 @@ def test_ties_and_paired_gap_to_the_leader(tmp_path):
             _row(tmp_path, f"{model}{seed}", model, seed, value)
     a, b, c = leaderboard.build(_rows(tmp_path)).entries
     assert (a.tied, a.gap) == (True, None)
-    assert b.tied is True and c.tied is False
     ci = stats.ttest_rel(close, leader).confidence_interval(0.95)
     assert b.gap.kind == "paired" and (b.gap.low, b.gap.high) == (pytest.approx(ci.low), pytest.approx(ci.high))
-    assert b.gap.high < 0  # tied by overlap, yet the paired interval says b is behind
+    assert b.score.overlaps(a.score) and b.gap.high < 0  # the intervals overlap, yet the paired test says behind
+    assert b.tied is False and c.tied is False  # tied is the (Holm-corrected) paired test's, not the overlap's
+
+
+def test_tied_uses_holms_correction_over_the_tables_comparisons(tmp_path):
+    leader = [0.90, 0.70, 0.80]
+    # five models, each behind by a small gap with a little noise: each paired p is just under 5%,
+    # which Holm's correction for five comparisons does not call a difference
+    gaps = [[0.030 + d, 0.015 + d, 0.0225 + d] for d in (0.0, 0.001, 0.002, 0.003, 0.004)]
+    _rows_of = [("a", leader)] + [(f"m{i}", [v - g for v, g in zip(leader, gap, strict=True)])
+                                  for i, gap in enumerate(gaps)]
+    for model, values in _rows_of:
+        for seed, value in enumerate(values):
+            _row(tmp_path, f"{model}{seed}", model, seed, value)
+    entries = leaderboard.build(_rows(tmp_path)).entries
+    behind = [e for e in entries if e.rank > 1]
+    raw = [stats.ttest_rel([e.per_seed[s] for s in range(3)], leader).pvalue for e in behind]
+    assert all(p < 0.05 for p in raw)  # uncorrected, every one would read "different"
+    corrected = multipletests(raw, alpha=0.05, method="holm")[0]
+    assert [e.tied for e in behind] == [not r for r in corrected] and any(e.tied for e in behind)
+    assert "Holm" in leaderboard.render(leaderboard.build(_rows(tmp_path)), "table")
 
 
 def test_formats_export_raw_numbers_and_out_writes_a_file(cli, tmp_path):

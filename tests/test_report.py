@@ -8,7 +8,7 @@ import json
 import pytest
 from scipy import stats
 
-from seqbench.analyse.report import commands, curve_statistic, evaluate, load_claims, rule_holds
+from seqbench.analyse.report import CENSORED, commands, curve_statistic, evaluate, load_claims, rule_holds
 from seqbench.errors import UserError
 from seqbench.results import read_curves, read_runs, write_bench_row, write_run
 
@@ -24,6 +24,7 @@ def _run(results, model, seed, *, task="assoc_recall", variant="default", preset
     digest = json.dumps([metrics, model_config, train], sort_keys=True).__hash__() & 0xFFFFFF
     run_id = f"{task}-{model}-{variant}-{seed}-{digest:x}"
     settings = metrics.pop("task_config", {"seq_len": 64})
+    metrics.setdefault("stop_reason", "plateau")  # finished learning, unless a test says how else it ended
     if model_config is None:
         model_config = PAPER_LAMBDA if model == "tgn" else {}
     config = {"task_config": settings, "model_config": model_config, "train": train or {"max_steps": 100}}
@@ -147,10 +148,14 @@ def test_verdicts_from_results(tmp_path):
     versus = evaluate(_claim(claims, "ar-tgn-vs-rnn"), runs(), [], "smoke", 2)
     assert versus.verdict == "supported" and versus.text.startswith("+0.2")
 
-    gate = _claim(claims, "ar-tgn-gate-rate")  # rows with a wide spread straddle the rule: inconclusive
+    gate = _claim(claims, "ar-tgn-gate-rate")  # joint, run by run: one of two runs sparse and accurate
     for seed, rate in enumerate([0.01, 0.09]):
-        _run(tmp_path, "tgn", 10 + seed, variant="serial", task="assoc_recall", gate_rate=rate, accuracy=0.99)
-    assert evaluate(gate, runs(), [], "smoke", 2).verdict == "inconclusive"
+        _run(tmp_path, "tgn", 10 + seed, variant="serial", task="assoc_recall", gate_rate=rate, accuracy=0.99,
+             accuracy_hard=0.99, gate_mean=0.2)
+    joint = evaluate(gate, runs(), [], "smoke", 2)
+    assert joint.verdict == "inconclusive" and joint.text.startswith("1/2 runs meet accuracy_hard ≥ 0.95 and "
+                                                                     "gate_rate < 0.06")
+    assert "seed 10: accuracy_hard 0.990, gate_rate 0.010, gate_mean 0.200" in joint.text
 
 
 def test_minus_chance_needs_the_chance_column(tmp_path):
@@ -199,7 +204,7 @@ def test_curve_statistics_on_synthetic_curves():
     assert curve_statistic({"name": "first_fraction_reaching", "metric": "accuracy", "threshold": 0.9},
                            points, 100) == pytest.approx(0.5)
     assert curve_statistic({"name": "first_fraction_reaching", "metric": "accuracy", "threshold": 1.01},
-                           points, 100) == 1.0  # never: the whole run
+                           points, 100) == CENSORED  # never within the run: censored, not scored 1.0
     assert curve_statistic({"name": "at_fraction", "metric": "accuracy", "fraction": 0.2}, points, 100) == 0.06
     assert curve_statistic({"name": "peak_fraction", "metric": "gate_rate"}, points, 100) == pytest.approx(0.4)
     assert curve_statistic({"name": "end_over_peak", "metric": "gate_rate"}, points, 100) == pytest.approx(0.11)
@@ -235,7 +240,9 @@ def test_curve_claims_from_runs_and_curves(tmp_path):
     hard = verdict("ar-tgn-sparsification-hard")  # measured, but nothing qualifies: undecided, not "not yet measured"
     assert hard.verdict == "inconclusive" and "no run of tgn/serial qualifies" in hard.text
     assert "4 of 4 runs left out (final accuracy_hard < 0.9)" in hard.text
-    assert verdict("ar-tgn-rise").verdict == "inconclusive"  # 0.5, 0.5, 0.5 and the unsolved seed's 1.0
+    rise = verdict("ar-tgn-rise")  # 0.5, 0.5, 0.5, and the unsolved seed never got there: censored
+    assert rise.verdict == "budget-limited" and "3 of 4 reached accuracy ≥ 0.9, median fraction 0.500" in rise.text
+    assert "seed(s) 7 never did within the run (censored)" in rise.text and rise.mean is None
 
 
 def test_ring_claim_takes_the_smallest_and_largest_ring(tmp_path):

@@ -4,9 +4,11 @@
   board says how many duplicates it collapsed.
 - A table per (task, preset, setting): the task settings that differ between runs (a ring size, a
   length) each get their own ranking, never one list across them.
-- Scores are mean ± the 95% Student-t interval over seeds; an entry whose interval overlaps the
-  leader's is marked tied; its gap to the leader is the paired t interval over the seeds both share,
-  Welch's otherwise (``seqbench.analyse.stats``).
+- Scores are mean ± the 95% Student-t interval over seeds; an entry's gap to the leader is the paired t
+  interval over the seeds both share, Welch's otherwise (``seqbench.analyse.stats``). An entry is tied
+  with the leader when its gap's t-test does not reject a zero difference at 5% after Holm's correction
+  for the table's number of comparisons with the leader (statsmodels ``multipletests``): without it,
+  a table of ten models would call one of them different by chance alone.
 - ``tune``: keys chosen on validation (``seqbench.analyse.tuning``) before anything is ranked.
 - ``length``: rank by the test at that length (``<results>/evals/``; a run trained at that length
   counts with its own test).
@@ -25,10 +27,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from seqbench.analyse.stats import INTERVAL_NAMES, Interval, difference_interval, mean_interval
+from seqbench.analyse.stats import INTERVAL_NAMES, Interval, difference_interval, holm, mean_interval
 from seqbench.analyse.tuning import tune as tune_rows
 from seqbench.results import Status, config_settings, one_per_cell, varying_keys
 
+TIED = ("tied = no difference from the leader at 5% (t-test of the gap, Holm-corrected over the table's "
+        "comparisons with its leader: statsmodels multipletests)")
 # the test metrics an evaluation at another length replaces in a run's row
 LENGTH_METRICS = ("accuracy", "loss", "perplexity", "gate_rate", "accuracy_hard", "loss_hard", "gate_rate_hard")
 
@@ -50,10 +54,11 @@ class Entry:
     state_size: int | None
     tokens_per_sec: float | None
     gate_rate: Interval
+    gate_mean: Interval  # the mean gate value beside the rate: a rate of 0 can hide gates just below tau
     accuracy_hard: Interval  # hard-gated test accuracy (gated models), else an empty interval
     tuned: dict[str, Any] = field(default_factory=dict)  # the tuned keys' chosen values
     rank: int = 0
-    tied: bool | None = None  # interval overlaps the leader's; None without intervals; the leader: True
+    tied: bool | None = None  # no Holm-corrected difference from the leader; None without a test; the leader: True
     gap: Interval | None = None  # this entry minus the leader; None for the leader
 
     @property
@@ -150,6 +155,7 @@ def _entries(rows: list[dict[str, Any]], tune: tuple[str, ...]) -> list[Entry]:
             n_params=first.get("n_params"), param_budget=first.get("param_budget"),
             state_size=first.get("state_size"), tokens_per_sec=_mean([r.get("tokens_per_sec") for r in ok]),
             gate_rate=mean_interval([r.get("gate_rate") for r in ok]),
+            gate_mean=mean_interval([r.get("gate_mean") for r in ok]),
             accuracy_hard=mean_interval([r.get("accuracy_hard") for r in ok]),
             tuned={k: members[0][1].get(k) for k in tune},
         ))
@@ -165,17 +171,23 @@ def _rank(entries: list[Entry]) -> None:
     entries.sort(key=key)
     leader: Entry | None = None
     table = None
+    tables: list[list[Entry]] = []
     for e in entries:
         if (e.task, e.preset, e.setting, e.metric) != table:
             table, leader, rank = (e.task, e.preset, e.setting, e.metric), e, 0
+            tables.append([])
         rank += 1
         e.rank = rank
         if e is leader:
             e.tied = True if e.score.mean is not None else None
             continue
-        e.tied = e.score.overlaps(leader.score)
         if e.score.mean is not None and leader.score.mean is not None:
             e.gap = difference_interval(e.per_seed, leader.per_seed)
+            tables[-1].append(e)
+    for compared in tables:  # Holm over each table's comparisons with its leader
+        tested = [e for e in compared if e.gap is not None and e.gap.p is not None]
+        for e, reject in zip(tested, holm([e.gap.p for e in tested]), strict=True):
+            e.tied = not reject
 
 
 def _natural(label: str) -> tuple:
@@ -217,14 +229,15 @@ def _record(e: Entry) -> dict[str, Any]:
         "diff_high": e.gap.high if e.gap else None, "diff_interval": e.gap.kind if e.gap else None,
         "tuned": e.tuned, "not_ok": e.not_ok, "n_params": e.n_params, "param_budget": e.param_budget,
         "state_size": e.state_size, "tokens_per_sec": e.tokens_per_sec, "gate_rate": e.gate_rate.mean,
-        "accuracy_hard": e.accuracy_hard.mean, "accuracy_hard_low": e.accuracy_hard.low,
+        "gate_mean": e.gate_mean.mean, "accuracy_hard": e.accuracy_hard.mean, "accuracy_hard_low": e.accuracy_hard.low,
         "accuracy_hard_high": e.accuracy_hard.high,
     }
 
 
 def _json(board: Board) -> dict[str, Any]:
-    return {"collapsed_duplicates": board.collapsed, "tuned_keys": list(board.tune), "tuned_on": board.tune_metric,
-            "length": board.length, "confidence": 0.95, "entries": [_record(e) for e in board.entries]}
+    return {"collapsed_duplicates": board.collapsed, "tied": TIED, "tuned_keys": list(board.tune),
+            "tuned_on": board.tune_metric, "length": board.length, "confidence": 0.95,
+            "entries": [_record(e) for e in board.entries]}
 
 
 def _csv(board: Board) -> str:
@@ -264,7 +277,7 @@ def _cells(e: Entry, columns: list[str]) -> list[str]:
         "score": e.score.text() + (f" ({e.not_ok} not ok)" if e.not_ok else ""), "tied": tied,
         "Δ to leader": gap, "seeds": str(len(e.seeds)),
         "params": num(e.n_params, ","), "state": num(e.state_size, ","),
-        "tokens/s": num(e.tokens_per_sec, ",.0f"), "gate_rate": e.gate_rate.text(),
+        "tokens/s": num(e.tokens_per_sec, ",.0f"), "gate_rate": e.gate_rate.text(), "gate_mean": e.gate_mean.text(),
         "accuracy_hard": e.accuracy_hard.text(),
         "tuned": ", ".join(f"{k}={v}" for k, v in e.tuned.items()),
     }
@@ -280,11 +293,11 @@ def _text(board: Board, markdown: bool) -> str:
         columns += ["model setting"] if any(e.model_setting for e in group) else []
         columns += ["tuned"] if board.tune else []
         columns += ["score", "tied", "Δ to leader", "seeds", "params", "state", "tokens/s"]
-        columns += ["gate_rate"] if any(e.gate_rate.mean is not None for e in group) else []
+        columns += ["gate_rate", "gate_mean"] if any(e.gate_rate.mean is not None for e in group) else []
         columns += ["accuracy_hard"] if any(e.accuracy_hard.mean is not None for e in group) else []
         kinds = {e.gap.kind for e in group if e.gap is not None}
         title = (f"{task} — preset {preset}{' — ' + setting if setting else ''} — {metric}{at}: "
-                 f"mean ± {INTERVAL_NAMES['t']} over seeds; tied = interval overlaps the leader's; "
+                 f"mean ± {INTERVAL_NAMES['t']} over seeds; {TIED}; "
                  f"Δ to leader: {', '.join(INTERVAL_NAMES[k] for k in sorted(kinds)) or 'n/a'}")
         header = [metric if c == "score" else c for c in columns]
         rows = [_cells(e, columns) for e in group]

@@ -9,6 +9,8 @@ verdict, and per preset the sweep that measures it. What to measure (``measure.k
 - ``curve``: a statistic of each seed's validation curve (``<results>/curves``), e.g. the step at
   which accuracy first reaches 0.99 as a fraction of the run, or the final gate rate over its peak
   (see ``CURVE_STATISTICS``);
+- ``joint``: a statement the paper makes run by run (``measure.all``: [[metric, rule, value], ...], e.g.
+  hard-gated accuracy ≥ 0.95 *and* gate rate < 6%): the fraction of runs meeting every condition;
 - ``ratio``: a throughput ratio from ``seqbench bench`` rows;
 - ``needs``: a claim that needs data or hardware seqbench does not have where it runs; shown with
   what it needs and the command that would measure it, never with a verdict.
@@ -19,7 +21,12 @@ and benchmarks) through seqbench's own command line first.
 Verdicts: ``supported`` when the whole 95% interval satisfies the claim's ``supported`` rule,
 ``contradicted`` when the whole interval satisfies its ``contradicted`` rule, ``inconclusive``
 otherwise (or with fewer seeds than ``min_seeds``, or at a preset not in ``decisive_presets``: the
-smoke preset checks plumbing, not claims), ``not yet measured`` when no row matches.
+smoke preset checks plumbing, not claims), ``not yet measured`` when no row matches. Then the verdict
+gate (seqbench.analyse.gate): ``budget-limited`` when the runs could not decide it at their budget (a
+loser still improving, a task no model learned, a first passage some runs never reached: censored,
+never scored as 1.0), ``needs a re-run`` when the rows lack a column the claim needs (e.g.
+``val_accuracy_hard`` to tune a hard-gated claim on). Intervals and their wording come from
+seqbench.analyse.stats (bounded, "k/n solved", sign-flip tests).
 """
 
 from __future__ import annotations
@@ -29,12 +36,28 @@ import importlib.resources
 import json
 import math
 import shlex
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seqbench.analyse.gate import (
+    BUDGET_LIMITED,
+    NEEDS_RERUN,
+    RISING,
+    improving_runs,
+    losing_sides,
+    positive_control,
+)
 from seqbench.analyse.plots import curves_file, make_plots, setting_file, throughput_file
-from seqbench.analyse.stats import INTERVAL_NAMES, difference_interval, mean_interval
+from seqbench.analyse.stats import (
+    INTERVAL_NAMES,
+    describe_difference,
+    describe_values,
+    difference_interval,
+    mean_interval,
+    proportion_interval,
+)
 from seqbench.analyse.tuning import tune
 from seqbench.errors import UserError
 from seqbench.registry import PRESETS, check_preset
@@ -48,16 +71,20 @@ RULES = {
     "within": ("within [{0:g}, {1:g}]", lambda lo, hi, a, b: a <= lo and hi <= b),
     "outside": ("outside [{0:g}, {1:g}]", lambda lo, hi, a, b: hi < a or lo > b),
 }
-KINDS = ("value", "difference", "curve", "ratio", "needs")
+KINDS = ("value", "difference", "curve", "joint", "ratio", "needs")
 NEEDS = "needs"
 
 
 @dataclass
 class Measured:
-    verdict: str  # supported | contradicted | inconclusive | not yet measured
+    verdict: str  # supported | contradicted | inconclusive | budget-limited | needs a re-run | not yet measured
     text: str  # the measured value with its interval, or why there is none
     seeds: str  # seeds (or bench rows) behind it
     mean: float | None = None
+    why: str | None = None  # budget-limited: why, and what it would need
+    sides: list[dict] = field(default_factory=list)  # the sides measured, their chosen rows and metrics
+    picked: list[list[dict]] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------- claims
@@ -112,6 +139,11 @@ def check_claims(claims: Any, path: Path | str) -> None:
                     or not all(isinstance(v, int | float) for v in rule[1:])):
                 fail(f"{where}: {verdict} must be [RULE, {'LOW, HIGH' if arity == 2 else 'VALUE'}] with RULE one "
                      f"of {', '.join(RULES)}, got {json.dumps(rule)}")
+        if measure["kind"] == "joint" and not (
+                isinstance(measure.get("all"), list) and measure["all"]
+                and all(isinstance(c, list) and len(c) == 3 and c[1] in RULES for c in measure["all"])):
+            fail(f"{where}: a joint claim needs measure.all: [[METRIC, RULE, VALUE], ...] with RULE one of "
+                 f"{', '.join(RULES)}")
         if measure["kind"] == "curve" and measure.get("statistic", {}).get("name") not in CURVE_STATISTICS:
             fail(f"{where}: measure.statistic.name must be one of {', '.join(CURVE_STATISTICS)}")
 
@@ -149,6 +181,10 @@ def _matches(row: dict[str, Any], flat: dict[str, str], sets: list[str]) -> bool
     for item in sets:
         key, _, value = item.partition("=")
         have = flat.get(key.strip())
+        if value.strip().lower() in ("none", "null"):  # e.g. train.stop_at=none: also rows from before the key
+            if have not in (None, "None"):
+                return False
+            continue
         if have is None:
             return False
         try:
@@ -182,20 +218,32 @@ def select_runs(runs: list[dict], claim: dict, preset: str, side: dict[str, Any]
     return [row for row, _ in chosen]
 
 
-def rows_for_statistics(rows: list[dict], claim: dict) -> tuple[list[dict], str | None]:
+def tune_metric(claim: dict, metrics: list[str]) -> str | None:
+    """The validation column a claim's side is tuned on: the claim's ``measure.tune_on``, else
+    ``val_accuracy_hard`` when the side reads the hard-gated pass, else None (the task's selection
+    metric, validation accuracy): a claim is tuned on what it measures."""
+    if claim["measure"].get("tune_on"):
+        return claim["measure"]["tune_on"]
+    return "val_accuracy_hard" if any(str(m).endswith("_hard") for m in metrics if m) else None
+
+
+def rows_for_statistics(rows: list[dict], claim: dict, metric: str | None = None) -> tuple[list[dict], str | None]:
     """THE ONE PLACE where rows are filtered before statistics: ``(rows, None)`` or ``([], why not)``.
 
     A claim with ``"tune": ["train.lr"]`` was swept over those settings; its statistics use the setting
-    with the best mean validation metric over seeds (:func:`seqbench.analyse.tuning.tune`), never the test
-    metric. Rows that still differ in a tuned setting (e.g. no validation metrics to choose by) are not
-    measured rather than measured on a mix of settings.
+    with the best mean validation ``metric`` over seeds (:func:`seqbench.analyse.tuning.tune`; None: the
+    task's selection metric), never the test metric. Rows that still differ in a tuned setting because
+    they lack that validation column are not measured ("needs a re-run: rows lack ..."), rather than
+    measured on a mix of settings or chosen on another metric.
     """
     tuned = [k for k in claim.get("tune", []) if any(k in config_settings(r) for r in rows)]
     settings = {tuple(str(config_settings(r).get(k)) for k in tuned) for r in rows}
     if len(settings) <= 1:  # one setting: nothing to choose
         return rows, None
-    chosen = tune(rows, tuned)
+    chosen = tune(rows, tuned, metric=metric)
     if chosen.skipped:
+        if metric:
+            return [], f"{NEEDS_RERUN}: rows lack {metric} (the validation metric this claim is tuned on)"
         return [], (f"rows differ in {', '.join(tuned)} ({len(settings)} settings) and lack the validation "
                     "metrics to choose one on")
     return chosen.rows, None
@@ -203,7 +251,10 @@ def rows_for_statistics(rows: list[dict], claim: dict) -> tuple[list[dict], str 
 
 # Curve statistics: each takes one run's evaluation points (dicts with "step" and metrics, sorted by
 # step), the run's max_steps and the statistic's parameters, and gives one number per seed (None: this
-# run does not qualify, e.g. a sparsification claim on a run that never solved the task).
+# run does not qualify, e.g. a sparsification claim on a run that never solved the task; CENSORED: the
+# event it times never happened within the run).
+
+CENSORED = math.inf
 
 
 def _series(points: list[dict], metric: str) -> list[tuple[float, float]]:
@@ -219,8 +270,9 @@ def _solved(points: list[dict], when: dict | None) -> bool:
 
 
 def _first_fraction_reaching(points, max_steps, metric, threshold, **_):
-    """The first evaluation step at which ``metric >= threshold``, as a fraction of the run (1.0: never)."""
-    return next((step / max_steps for step, value in _series(points, metric) if value >= threshold), 1.0)
+    """The first evaluation step at which ``metric >= threshold``, as a fraction of the run; CENSORED when
+    it never got there: that run's first passage lies beyond its budget, unobserved, not at 1.0."""
+    return next((step / max_steps for step, value in _series(points, metric) if value >= threshold), CENSORED)
 
 
 def _at_fraction(points, max_steps, metric, fraction, **_):
@@ -260,7 +312,8 @@ def curve_statistic(statistic: dict[str, Any], points: list[dict], max_steps: in
 
 
 def _curve_values(rows: list[dict], curves: dict[str, list[dict]], statistic: dict) -> tuple[dict[int, float], int]:
-    """Seed -> value of a curve statistic, and how many rows did not qualify (no curve, or ``when`` unmet)."""
+    """Seed -> value of a curve statistic (CENSORED included), and how many rows did not qualify (no curve,
+    or ``when`` unmet)."""
     values, skipped = {}, 0
     for row in rows:
         max_steps = int(config_settings(row).get("train.max_steps") or row.get("steps") or 1)
@@ -278,9 +331,10 @@ def _side_name(side: dict[str, Any]) -> str:
 
 
 def interval(values: dict[int, float], other: dict[int, float] | None = None) -> tuple[float, float | None, str]:
-    """Mean (or difference of means) of seed -> value maps and its 95% half-width, with the interval's name;
-    all intervals of the report come from here (seqbench.analyse.stats: Student t for one model; for a difference
-    the paired t interval over shared seeds, Welch otherwise). None half-width without an interval."""
+    """Mean (or difference of means) of seed -> value maps and its 95% half-width, with the interval's name
+    (seqbench.analyse.stats: Student t for one model; for a difference the paired t interval over shared
+    seeds, Welch otherwise). None half-width without an interval. The claims table writes them through
+    :func:`seqbench.analyse.stats.describe_values`, which keeps them inside the values' bounds."""
     if other is None:
         stat, name = mean_interval(list(values.values())), INTERVAL_NAMES["t"]
     else:
@@ -290,62 +344,169 @@ def interval(values: dict[int, float], other: dict[int, float] | None = None) ->
     return stat.mean, half, name
 
 
+BOUNDED_METRICS = ("accuracy", "accuracy_hard", "gate_rate", "gate_rate_hard", "gate_mean", "gate_mean_hard")
+
+
+def _bounds(metric: str, minus_chance: bool, difference: bool) -> tuple[float, float] | None:
+    """What a claim's value cannot leave: [0, 1] for accuracies and gate rates, [-1, 1] for a difference
+    of them or an accuracy less chance; None (unbounded) for losses and the like."""
+    if metric not in BOUNDED_METRICS:
+        return None
+    return (-1.0, 1.0) if difference or minus_chance else (0.0, 1.0)
+
+
+def _side_metrics(measure: dict, sides: list[dict]) -> list[str]:
+    """The metric each side reads (a difference may compare two, e.g. TGN's hard-gated accuracy with
+    Mamba's accuracy); for a curve, the statistic's metric; for a joint claim, its first condition's."""
+    if measure["kind"] == "curve":
+        return [measure["statistic"]["metric"]]
+    if measure["kind"] == "joint":
+        return [measure["all"][0][0]]
+    metrics = measure.get("metric", [])
+    return metrics if isinstance(metrics, list) else [metrics] * len(sides)
+
+
 def measure_runs(claim: dict, runs: list[dict], preset: str, min_seeds: int,
                  curves: dict[str, list[dict]] | None = None) -> Measured:
     measure = claim["measure"]
     kind = measure["kind"]
-    if kind in ("value", "curve"):
+    if kind in ("value", "curve", "joint"):
         sides = [{k: v for k, v in measure.items() if k in ("model", "variant", "at", "key", "require")}]
     else:
         sides = [measure["a"], measure["b"]]
-    # a difference may compare two metrics, e.g. TGN's hard-gated accuracy with Mamba's accuracy
-    metrics = measure.get("metric", [])
-    metrics = metrics if isinstance(metrics, list) else [metrics] * len(sides)
-    picked = []
-    for side in sides:
-        rows, why_not = rows_for_statistics(select_runs(runs, claim, preset, side), claim)
+    metrics = _side_metrics(measure, sides)
+    picked, candidates = [], []
+    for side, metric in zip(sides, metrics, strict=True):
+        reads = [metric]
+        if kind == "curve":
+            reads.append(measure["statistic"].get("when", {}).get("metric"))
+        if kind == "joint":
+            reads = [c[0] for c in measure["all"]]
+        candidates.append(select_runs(runs, claim, preset, side))
+        rows, why_not = rows_for_statistics(candidates[-1], claim, tune_metric(claim, reads))
         if why_not:
-            return Measured("inconclusive", f"{_side_name(side)}: {why_not}", "—")
+            verdict = NEEDS_RERUN if why_not.startswith(NEEDS_RERUN) else "inconclusive"
+            return Measured(verdict, f"{_side_name(side)}: {why_not}", "—")
         if len({r["variant"] for r in rows}) > 1:
             return Measured("inconclusive", f"{_side_name(side)} has runs of several variants; name one in the claim",
                             "—")
         picked.append(rows)
-    note = _chosen_note(claim, sides, picked)
-    if kind == "curve":
-        values_0, skipped = _curve_values(picked[0], curves or {}, measure["statistic"])
-        values = [values_0]
-        when = measure["statistic"].get("when")
-        if skipped and picked[0]:
-            note += (f"; {skipped} of {len(picked[0])} runs left out (" +
-                    (f"final {when['metric']} < {when['at_least']:g}" if when else "no curve") + ")")
+    note = _chosen_note(claim, sides, picked, candidates)
+    if kind == "joint":
+        result = _measure_joint(claim, picked[0], min_seeds, note)
+    elif kind == "curve":
+        result = _measure_curve(claim, sides[0], picked[0], curves or {}, min_seeds, note)
     else:
-        values = [_metric_values(rows, metric, measure.get("minus_chance", False))
-                  for rows, metric in zip(picked, metrics, strict=True)]
-    if kind == "curve" and not values[0] and picked[0] and measure["statistic"].get("when"):
-        # runs exist, but none met the claim's precondition (e.g. never solved hard-gated): measured, undecided
-        return Measured("inconclusive", f"no run of {_side_name(sides[0])} qualifies{note}", "0")
+        result = _measure_values(claim, sides, picked, metrics, min_seeds, note)
+    result.sides, result.picked, result.metrics = sides, picked, metrics
+    return result
+
+
+def _measure_values(claim: dict, sides: list[dict], picked: list[list[dict]], metrics: list[str], min_seeds: int,
+                    note: str) -> Measured:
+    measure = claim["measure"]
+    minus_chance = measure.get("minus_chance", False)
+    values = [_metric_values(rows, metric, minus_chance) for rows, metric in zip(picked, metrics, strict=True)]
     if any(not v for v in values):
-        what = measure["statistic"]["name"] if kind == "curve" else "/".join(dict.fromkeys(metrics))
-        what += " and chance" if measure.get("minus_chance") else ""
+        what = "/".join(dict.fromkeys(metrics)) + (" and chance" if minus_chance else "")
         missing = [_side_name(s) for s, v in zip(sides, values, strict=True) if not v]
         return Measured("not yet measured", f"no ok runs of {', '.join(missing)} with {what}{note}", "0")
     seeds = "/".join(str(len(v)) for v in values)
-    mean, half, name = interval(*values)
-    sign = "+" if kind == "difference" else ""
-    if min(len(v) for v in values) < min_seeds or half is None:
-        return Measured("inconclusive", f"{mean:{sign}.3f} ± n/a (fewer than {min_seeds} seeds: no interval){note}",
-                        seeds, mean)
-    return _decide(claim, f"{mean:{sign}.3f} ± {half:.3f} ({name}){note}", seeds, mean, mean - half, mean + half)
+    difference = measure["kind"] == "difference"
+    bounds = _bounds(metrics[0], minus_chance, difference)
+    if difference:
+        described = describe_difference(*values, bounds=bounds)
+    else:
+        solved = metrics[0] in ("accuracy", "accuracy_hard") and not minus_chance
+        described = describe_values(list(values[0].values()), bounds=bounds, solved_outcome=solved)
+    text = described.text + _gate_means(measure, metrics, picked)
+    if min(len(v) for v in values) < min_seeds or described.low is None:
+        return Measured("inconclusive", f"{text} (fewer than {min_seeds} seeds, or no interval: no verdict){note}",
+                        seeds, described.mean)
+    return _decide(claim, text + note, seeds, described.mean, described.low, described.high)
 
 
-def _chosen_note(claim: dict, sides: list[dict], picked: list[list[dict]]) -> str:
-    """"; chosen on validation: tgn/serial train.lr=0.003, gru train.lr=0.001": what the tuning kept."""
+def _gate_means(measure: dict, metrics: list[str], picked: list[list[dict]]) -> str:
+    """"; gate_mean 0.041": the mean gate value beside a gate rate, since a rate of 0 can hide gates that
+    sit just below the threshold."""
+    parts = []
+    for metric, rows in zip(metrics, picked, strict=True):
+        if metric.startswith("gate_rate"):
+            column = metric.replace("gate_rate", "gate_mean")
+            mean = mean_interval([r.get(column) for r in rows]).mean
+            if mean is not None:
+                parts.append(f"{column} {mean:.3f}")
+    return f"; {', '.join(parts)}" if parts else ""
+
+
+def _measure_curve(claim: dict, side: dict, rows: list[dict], curves: dict[str, list[dict]], min_seeds: int,
+                   note: str) -> Measured:
+    statistic = claim["measure"]["statistic"]
+    values, skipped = _curve_values(rows, curves, statistic)
+    when = statistic.get("when")
+    if skipped and rows:
+        note += (f"; {skipped} of {len(rows)} runs left out (" +
+                 (f"final {when['metric']} < {when['at_least']:g}" if when else "no curve") + ")")
+    if not values and rows and when:
+        # runs exist, but none met the claim's precondition (e.g. never solved hard-gated): measured, undecided
+        return Measured("inconclusive", f"no run of {_side_name(side)} qualifies{note}", "0")
+    if not values:
+        return Measured("not yet measured", f"no ok runs of {_side_name(side)} with {statistic['name']}{note}", "0")
+    censored = sorted(seed for seed, v in values.items() if v == CENSORED)
+    if censored:
+        # survival analysis, not a stand-in: the runs that never got there are counted, not scored
+        reached = [v for v in values.values() if v != CENSORED]
+        text = (f"{len(reached)} of {len(values)} reached {statistic['metric']} ≥ {statistic['threshold']:g}"
+                + (f", median fraction {statistics.median(reached):.3f} among those" if reached else "")
+                + f"; seed(s) {', '.join(map(str, censored))} never did within the run (censored){note}")
+        why = (f"{len(censored)} of {len(values)} runs of {_side_name(side)} never reached "
+               f"{statistic['metric']} ≥ {statistic['threshold']:g} within the run: their first passage lies beyond "
+               "the budget; longer runs (train.max_steps) would observe it")
+        return Measured(BUDGET_LIMITED, text, str(len(values)), None, why=why)
+    described = describe_values(list(values.values()), bounds=(0.0, 1.0), solved_outcome=False)
+    if len(values) < min_seeds or described.low is None:
+        return Measured("inconclusive", f"{described.text} (fewer than {min_seeds} seeds: no verdict){note}",
+                        str(len(values)), described.mean)
+    return _decide(claim, described.text + note, str(len(values)), described.mean, described.low, described.high)
+
+
+def _measure_joint(claim: dict, rows: list[dict], min_seeds: int, note: str) -> Measured:
+    """A statement the paper makes run by run ("100% accuracy at a 5.5% gate rate"): the fraction of runs
+    meeting every condition of ``measure.all`` ([[metric, rule, value], ...]) at once."""
+    conditions = claim["measure"]["all"]
+    columns = [c[0] for c in conditions]
+    usable = [r for r in rows if all(r.get(c) is not None for c in columns)]
+    if not usable:
+        return Measured("not yet measured", f"no ok runs with {', '.join(columns)}{note}", "0")
+    met = [r for r in usable if all(rule_holds([rule, value], r[c], r[c]) for c, rule, value in conditions)]
+    k, n = len(met), len(usable)
+    low, high = proportion_interval(k, n)
+    stated = " and ".join(f"{c} {rule_text([rule, value])}" for c, rule, value in conditions)
+    per_run = "; ".join(
+        f"seed {r['seed']}: " + ", ".join(f"{c} {r[c]:.3f}" for c in columns)
+        + "".join(f", {g} {r[g]:.3f}" for g in (c.replace("gate_rate", "gate_mean") for c in columns
+                                                 if c.startswith("gate_rate")) if r.get(g) is not None)
+        for r in sorted(usable, key=lambda r: r["seed"]))
+    text = f"{k}/{n} runs meet {stated} (Clopper-Pearson 95% {low:.2f}–{high:.2f}); {per_run}{note}"
+    if n < min_seeds:
+        return Measured("inconclusive", f"{text} (fewer than {min_seeds} seeds: no verdict)", str(n), k / n)
+    return _decide(claim, text, str(n), k / n, k / n, k / n)
+
+
+def _chosen_note(claim: dict, sides: list[dict], picked: list[list[dict]], candidates: list[list[dict]]) -> str:
+    """"; chosen on validation: tgn/serial train.lr=0.003, gru train.lr=0.001": what the tuning kept, with a
+    warning when the value is the edge of its grid (the best may lie beyond it)."""
     keys = claim.get("tune", [])
     parts = []
-    for side, rows in zip(sides, picked, strict=True):
+    for side, rows, before in zip(sides, picked, candidates, strict=True):
         settings = [config_settings(r) for r in rows]  # parsed once per row, not once per key
+        grid_settings = [config_settings(r) for r in before]
         chosen = {k: sorted({str(s[k]) for s in settings if k in s}) for k in keys}
         values = " ".join(f"{k}={'/'.join(v)}" for k, v in chosen.items() if v)
+        grid = {k: sorted({float(s[k]) for s in grid_settings if isinstance(s.get(k), int | float)}) for k in keys}
+        edges = [k for k, v in chosen.items() if len(v) == 1 and len(grid.get(k, [])) >= 3
+                 and float(v[0]) in (grid[k][0], grid[k][-1])]
+        values += " (grid edge: the best may lie outside it)" if edges else ""
         if values:
             parts.append(values if len(sides) == 1 else f"{_side_name(side)} {values}")
     return f"; chosen on validation: {', '.join(parts)}" if parts else ""
@@ -415,10 +576,41 @@ def evaluate(claim: dict, runs: list[dict], bench: list[dict], preset: str, min_
         result = measure_bench(claim, bench, preset)
     else:
         result = measure_runs(claim, runs, preset, min_seeds, curves=curves)
+        if decisive:
+            gate(claim, result, runs, preset, curves or {})
     if not decisive and result.verdict in ("supported", "contradicted"):
         result.text += f" — would be {result.verdict}, but preset {preset} decides nothing"
         result.verdict = "inconclusive"
     return result
+
+
+def gate(claim: dict, result: Measured, runs: list[dict], preset: str, curves: dict[str, list[dict]]) -> None:
+    """The verdict gate (seqbench.analyse.gate): a verdict stands only where the runs behind it could decide
+    it at this budget; otherwise ``result`` becomes budget-limited (or needs a re-run), saying why."""
+    if result.verdict in ("supported", "contradicted", "inconclusive", NEEDS_RERUN):
+        # first: on a task nothing learned, no choice of setting and no re-run at this budget decides it
+        why = positive_control(runs, claim, preset)
+        if why:
+            result.text += f" — would be {result.verdict}" if result.verdict in ("supported", "contradicted") else ""
+            result.verdict, result.why = BUDGET_LIMITED, why
+            return
+    if result.verdict not in ("supported", "contradicted"):
+        return
+    for index in losing_sides(claim, result.verdict, result.metrics):
+        name = _side_name(result.sides[index])
+        improving, unknown = improving_runs(result.picked[index], curves)
+        if improving:
+            result.text += f" — would be {result.verdict}"
+            result.verdict = BUDGET_LIMITED
+            result.why = (f"{name} still improving at the budget: " + "; ".join(e.text() for e in improving)
+                          + "; longer runs (train.max_steps, with train.patience to stop on a plateau) would decide it")
+            return
+        if unknown:
+            result.text += f" — would be {result.verdict}"
+            result.verdict = NEEDS_RERUN
+            result.why = (f"rows of {name} (seed(s) {', '.join(map(str, unknown))}) lack stop_reason and val_trend "
+                          "and have no curve: whether they had finished learning is unknown")
+            return
 
 
 def claim_commands(claims: dict[str, Any], preset: str, results: Path) -> list[list[str]]:
@@ -434,6 +626,95 @@ def claim_commands(claims: dict[str, Any], preset: str, results: Path) -> list[l
             if argv[0] == "seqbench":
                 seen.setdefault(command, argv[1:])
     return list(seen.values())
+
+
+# ---------------------------------------------------------------------------- sensitivity
+
+
+def _on_edge(chosen: dict[str, Any], candidates: list[dict[str, Any]]) -> list[str]:
+    """The tuned keys whose chosen value is the smallest or largest of at least three numeric candidates:
+    the best value may lie outside the grid (a narrow learning-rate window is common: arXiv 2508.19029)."""
+    edges = []
+    for key, value in chosen.items():
+        numbers = sorted({c[key] for c in candidates if isinstance(c.get(key), int | float)})
+        if len(numbers) >= 3 and isinstance(value, int | float) and value in (numbers[0], numbers[-1]):
+            edges.append(f"{key}={value:g} is the grid's {'smallest' if value == numbers[0] else 'largest'}")
+    return edges
+
+
+def sensitivity(claim: dict, runs: list[dict], preset: str) -> list[tuple[str, str, list[str], list[list[str]]]]:
+    """Per side of a tuned claim: (title, tuned-on metric, header, rows) with every grid value's validation
+    score and test result beside the chosen one, the chosen one marked (and flagged on the grid's edge)."""
+    measure, keys = claim["measure"], claim.get("tune", [])
+    if not keys or measure["kind"] not in ("value", "difference", "curve", "joint"):
+        return []
+    sides = ([{k: v for k, v in measure.items() if k in ("model", "variant", "at", "key", "require")}]
+             if measure["kind"] != "difference" else [measure["a"], measure["b"]])
+    tables = []
+    for side, metric in zip(sides, _side_metrics(measure, sides), strict=True):
+        rows = select_runs(runs, claim, preset, side)
+        tuned = [k for k in keys if any(k in config_settings(r) for r in rows)]
+        if not rows or not tuned:
+            continue
+        reads = [c[0] for c in measure["all"]] if measure["kind"] == "joint" else [
+            metric, measure.get("statistic", {}).get("when", {}).get("metric")]
+        on = tune_metric(claim, reads)
+        chosen = tune(rows, tuned, metric=on)
+        test_metric = metric if measure["kind"] != "curve" else None
+        body = []
+        # the groups chosen in, and those skipped for lack of the validation column (shown, with no choice)
+        groups = [(c.group, c.scores, c.values) for c in chosen.choices] + [(g, None, None) for g in chosen.skipped]
+        for group, scores, picked in groups:
+            group_rows = [r for r in rows if all(config_settings(r).get(k) == v for k, v in group.items()
+                                                 if "." in k and k not in tuned)]
+            label = ", ".join(f"{k}={v}" for k, v in group.items() if k.startswith("task.")
+                              and len({str(config_settings(r).get(k)) for r in rows}) > 1)
+            values = sorted({json.dumps({k: config_settings(r).get(k) for k in tuned}, sort_keys=True)
+                             for r in group_rows}, key=lambda v: str(json.loads(v)))
+            edges = _on_edge(picked, [json.loads(v) for v in values]) if picked else []
+            best = (scores or {}).get(json.dumps(picked, sort_keys=True)) if picked else None
+            tie = best is not None and sum(math.isclose(sc, best) for sc in scores.values() if sc is not None) > 1
+            for value_json in values:
+                value = json.loads(value_json)
+                score = (scores or {}).get(value_json)
+                members = [r for r in group_rows if all(config_settings(r).get(k) == v for k, v in value.items())]
+                test = mean_interval([r.get(test_metric) for r in members]).mean if test_metric else None
+                notes = (["tie on validation, broken by the lower val_loss"] if tie else []) + [
+                    f"{edge}: the best may lie outside it" for edge in edges]
+                mark = ("**chosen**" + (f" ({'; '.join(notes)})" if notes else "") if value == picked else
+                        "" if picked else f"no choice: rows lack {on}")
+                cells = [label or "—", ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                                 for k, v in value.items()), "—" if score is None else f"{score:.3f}"]
+                cells += ["—" if test is None else f"{test:.3f}"] if test_metric else []
+                body.append([*cells, str(len(members)), mark])
+        title = f"{_side_name(side)} on {measure['task']}"
+        header = ["setting", "value", f"{chosen.choices[0].metric if chosen.choices else on} (validation, mean)",
+                  *([f"{test_metric} (test, mean)"] if test_metric else []), "seeds", ""]
+        tables.append((title, on or "the task's selection metric", header, body))
+    return tables
+
+
+def sensitivity_section(claims: dict, runs: list[dict], preset: str) -> list[str]:
+    """The report's tuning sensitivity tables, one per distinct (side, tuned-on metric, test metric)."""
+    seen: dict[str, tuple[list[str], list[str]]] = {}
+    order: list[str] = []
+    for claim in claims["claims"]:
+        for title, on, header, body in sensitivity(claim, runs, preset):
+            key = json.dumps([title, on, header, body])
+            if key not in seen:
+                seen[key] = ([], [f"### {title}: tuned on {on}", "", "| " + " | ".join(header) + " |",
+                                  "|" + "---|" * len(header), *("| " + " | ".join(map(_cell, b)) + " |" for b in body)])
+                order.append(key)
+            seen[key][0].append(claim["id"])
+    if not order:
+        return []
+    lines = ["## Tuning sensitivity", "",
+             "Every grid value's validation score (what chose it) and test result beside the chosen one; a choice "
+             "on the grid's edge is flagged.", ""]
+    for key in order:
+        ids, table = seen[key]
+        lines += [table[0] + f" (claims: {', '.join(ids)})", *table[1:], ""]
+    return lines
 
 
 # -------------------------------------------------------------------------------- markdown
@@ -523,10 +804,21 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
         "",
         "Intervals: one value per (config, seed) (duplicate rows collapse to the newest ok row"
         + (f"; {collapsed} collapsed here" if collapsed else "") + "); one model's metric (or a curve statistic) "
-        "is mean ± the 95% Student-t interval over seeds; a difference between two models is mean ± the paired "
-        "95% t-interval over the seeds both share (Welch's interval otherwise), from scipy.stats; a claim with "
-        "tuned keys uses, per model, the value with the best mean validation metric (never the test's); "
-        "throughput ratios are of median step times (no interval).",
+        "is mean ± the 95% Student-t interval over seeds, kept inside what the value can take ([0, 1] for "
+        "accuracies, gate rates and fractions of a run; written [low, high] where the bound cuts it); seeds "
+        "that split into solved (≥ 0.9) and failed (≤ 0.5) runs also read 'k/n solved' with the exact "
+        "Clopper-Pearson interval (scipy.stats.binomtest) and the median; seeds that all agree read "
+        "'3/3 seeds at 1.000' (no spread, no interval). A difference between two models is mean ± the paired "
+        "95% t-interval over the seeds both share (Welch's interval otherwise), with the exact sign-flip test "
+        "over the pairs (scipy.stats.permutation_test) and the smallest difference that many pairs detect at "
+        "80% power (statsmodels TTestPower, in standard deviations of the differences). A claim with tuned "
+        "keys uses, per model, the value with the best mean validation metric it reads (val_accuracy_hard "
+        "for the hard-gated pass; never the test's); throughput ratios are of median step times (no interval).",
+        "",
+        "How each run ended: a row's stop_reason and val_trend (seqbench.train.stopping), or, for rows from "
+        "before those columns, its committed curve (such runs ran to their budget: no early stopping existed). "
+        f"A run still improving by more than {RISING:g} over the last 20% of evaluations at its budget has not "
+        "finished learning; a verdict that calls it the loser is budget-limited (seqbench.analyse.gate).",
         "",
         "## Claims",
         "",
@@ -547,7 +839,8 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
         cite = claim["cite"]
         lines.append("| " + " | ".join(_cell(c) for c in (
             f"**{claim['id']}**: {claim['claim']}{f' ({setting})' if setting else ''}",
-            f"{cite['where']}: “{cite['quote']}”", claim["paper_value"], result.text, result.seeds,
+            f"{cite['where']}: “{cite['quote']}”", claim["paper_value"],
+            result.text + (f" — {result.why}" if result.why else ""), result.seeds,
             f"**{result.verdict}**", rule, figure, command_cell)) + " |")
     counts: dict[str, int] = {}
     for _, result in outcomes:
@@ -558,10 +851,18 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
         for name, link in figures.items():
             shown = [c["id"] for c, _ in outcomes if figure_for(c, preset) == name]
             lines += [f"### {name}" + (f" (claims: {', '.join(shown)})" if shown else ""), "", f"![{name}]({link})", ""]
+    limited = [(c, r) for c, r in outcomes if r.verdict == BUDGET_LIMITED]
+    if limited:
+        lines += ["## Budget-limited claims", "",
+                  "The evidence cannot decide these at this budget; each says what it would need.", ""]
+        lines += [f"- **{c['id']}**: {r.why}" for c, r in limited]
+        lines.append("")
+    lines += sensitivity_section(claims, runs, preset)
     lines += ["## Closing note", ""]
     for claim, result in outcomes:
         if result.verdict != NEEDS:
-            lines.append(f"- **{claim['id']}**: {result.verdict} — {result.text}")
+            lines.append(f"- **{claim['id']}**: {result.verdict} — {result.text}"
+                         + (f" — {result.why}" if result.why else ""))
     needs = [(c, r) for c, r in outcomes if r.verdict == NEEDS]
     if needs:
         lines += ["", "Still needing data or hardware:", ""]

@@ -5,8 +5,9 @@ Within each group of runs that agree on everything but the tuned keys and the se
 model, variant and every other setting), runs are split by their tuned keys' values; the values with
 the best mean validation metric over their seeds win (``val_accuracy`` up, or ``val_perplexity`` /
 ``val_loss`` down for language modelling; a tie goes to the lower mean ``val_loss``), and only those
-runs are kept. Test metrics take no part in
-the choice. Rows must already be one per cell (:func:`seqbench.results.one_per_cell`).
+runs are kept. A claim chooses on the metric it reads (``metric``: ``val_accuracy_hard`` for hard-gated
+accuracy): a soft-accuracy tie broken by validation loss once picked a rate whose gate never opened.
+Test metrics take no part in the choice. Rows must already be one per cell (:func:`seqbench.results.one_per_cell`).
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ def selection_metric(rows: list[dict[str, Any]]) -> tuple[str, bool]:
     return "val_loss", False
 
 
-def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]) -> Tuned:
-    """Keep, per group, the runs of the tuned keys' values with the best mean validation metric."""
+def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...], metric: str | None = None) -> Tuned:
+    """Keep, per group, the runs of the tuned keys' values with the best mean validation metric:
+    ``metric`` (higher is better, e.g. ``val_accuracy_hard`` for a claim on hard-gated accuracy) or the
+    task's selection metric. A group none of whose runs has the metric is skipped, never chosen on
+    another metric."""
     keys = list(dict.fromkeys(keys))
     settings = [config_settings(r) for r in rows]
     known = set().union(*settings) if settings else set()
@@ -66,12 +70,12 @@ def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]) -> Tuned
     choices: list[Choice] = []
     skipped: list[dict[str, Any]] = []
     for group_key, members in groups.items():
-        metric, higher = selection_metric([r for r, _ in members])
+        chosen_on, higher = (metric, True) if metric else selection_metric([r for r, _ in members])
         candidates: dict[str, list[tuple[dict, dict]]] = {}
         for row, setting in members:
             value = json.dumps({k: setting.get(k) for k in keys}, sort_keys=True)
             candidates.setdefault(value, []).append((row, setting))
-        scores = {value: mean_interval([r.get(metric) for r, _ in runs if r.get("status") == Status.OK]).mean
+        scores = {value: mean_interval([r.get(chosen_on) for r, _ in runs if r.get("status") == Status.OK]).mean
                   for value, runs in candidates.items()}
         scored = [v for v, s in scores.items() if s is not None]
         if len(candidates) == 1:  # nothing to choose between: no validation metric needed
@@ -86,7 +90,7 @@ def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]) -> Tuned
         best = max(scored, key=lambda v: ((scores[v] or 0.0) if higher else -(scores[v] or 0.0),
                                           -losses[v] if losses[v] is not None else -math.inf, v))
         kept += [row for row, _ in candidates[best]]
-        choices.append(Choice(json.loads(group_key), json.loads(best), metric, scores))
+        choices.append(Choice(json.loads(group_key), json.loads(best), chosen_on, scores))
     return Tuned(kept, choices, skipped)
 
 

@@ -41,10 +41,18 @@ class TrainConfig:
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     eval_every: int = 100  # steps between evaluations recorded in the curves
     eval_batches: int = 4  # validation batches per curve point (the final test uses all)
+    # Early stopping (seqbench.train.stopping, Lightning's EarlyStopping); max_steps stays the cap.
+    # Both read the curve's validation accuracy (validation loss for language modelling).
+    stop_at: float | None = None  # stop once it reaches this (zoology: 0.99); None: no target
+    patience: int | None = None  # evaluations without a min_delta gain before a plateau stop; None: never
+    min_delta: float = 0.0  # the smallest gain that resets the patience count
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "eval_every", "eval_batches"):
             require(getattr(self, name) > 0, f"train.{name}", f"must be > 0, got {getattr(self, name)}")
+        require(self.patience is None or self.patience > 0, "train.patience",
+                f"must be > 0 evaluations (none: no plateau stop), got {self.patience}")
+        require(self.min_delta >= 0, "train.min_delta", f"must be >= 0, got {self.min_delta}")
         require(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
         require(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
         require(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)")
@@ -79,7 +87,7 @@ class RunConfig:
             "precision": self.precision,
             "model_config": dataclasses.asdict(self.model_config),
             "task_config": dataclasses.asdict(self.task_config),
-            "train": dataclasses.asdict(self.train),
+            "train": train_dict(self.train),
         }
 
     def to_json(self) -> str:
@@ -88,6 +96,16 @@ class RunConfig:
     def config_hash(self) -> str:
         """Identity of a run (seed included): a sweep skips a cell whose hash already has a row."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+# Settings added after runs were recorded: left out of a run's identity at their defaults, so a run
+# without early stopping keeps the config hash it had before these settings existed.
+LATER_TRAIN_DEFAULTS = {"stop_at": None, "patience": None, "min_delta": 0.0}
+
+
+def train_dict(train: TrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(train).items()
+            if k not in LATER_TRAIN_DEFAULTS or v != LATER_TRAIN_DEFAULTS[k]}
 
 
 # ---------------------------------------------------------------------------- overrides

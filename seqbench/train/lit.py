@@ -89,6 +89,17 @@ class EvalMetrics(nn.Module):
             self.mae.reset()
 
 
+def final_validation_columns(soft: dict[str, float], hard: dict[str, float]) -> dict[str, float]:
+    """The row's ``val_*`` columns from the final validation pass: what a claim is tuned on. A gated
+    model's hard-gated pass (attention only where g > tau) is there too, so a claim on hard-gated
+    accuracy is chosen on ``val_accuracy_hard``, not on the soft accuracy it does not measure."""
+    columns = {f"val_{name}": soft[name] for name in ("accuracy", "loss", "perplexity", "gate_rate", "gate_mean")
+               if name in soft}
+    columns.update({f"val_{name}_hard": hard[name] for name in ("accuracy", "loss", "gate_rate", "gate_mean")
+                    if name in hard})
+    return columns
+
+
 def build_optimizer(module: nn.Module, c: TrainConfig):
     """AdamW with linear warm-up then cosine decay to 10% of the peak learning rate (stepped per step)."""
     # Matrices decay; biases, norms and parameters marked `_no_weight_decay` (mamba_ssm's convention) don't.
@@ -114,7 +125,9 @@ class SeqbenchModule(L.LightningModule):
     hard-gated pass's metrics as ``*_hard``; plus, for gated models, one per training
     step with ``lambda``, ``train_loss``, ``train_gate_rate``, ``train_gate_mean``; evaluation points
     are the rows with ``accuracy``), ``val_final`` the final validation pass's ``val_accuracy``,
-    ``val_loss`` (and ``val_perplexity``), ``test_metrics`` the final test metrics, ``diverged`` whether
+    ``val_loss`` (and ``val_perplexity``; for gated models ``val_gate_rate``, ``val_gate_mean`` and the
+    hard-gated ``val_accuracy_hard``, ``val_gate_rate_hard``, ``val_gate_mean_hard``), ``test_metrics``
+    the final test metrics, ``diverged`` whether
     a non-finite loss stopped training, ``latest_val`` the last evaluation's metrics.
 
     Logged to the trainer's loggers: ``train_loss``, and for gated models ``train_gate_rate`` and
@@ -197,8 +210,7 @@ class SeqbenchModule(L.LightningModule):
             self.probe_tokens = tokens
         self.val_metrics.update(self.checked_forward(tokens, targets, "validation"), targets,
                                 gate_threshold(self.module))
-        if not self.final_validation:  # the final pass fills val_* columns, which are soft metrics only
-            self._update_hard(self.val_metrics_hard, tokens, targets)
+        self._update_hard(self.val_metrics_hard, tokens, targets)
 
     def _update_hard(self, metrics: EvalMetrics, tokens: torch.Tensor, targets: torch.Tensor) -> None:
         """One hard-gated pass (attention only where g > tau) for a model with gate modes, left soft after."""
@@ -221,8 +233,7 @@ class SeqbenchModule(L.LightningModule):
         if self.trainer.sanity_checking or not metrics:
             return
         if self.final_validation:
-            self.val_final = {f"val_{name}": metrics[name] for name in ("accuracy", "loss", "perplexity")
-                              if name in metrics}
+            self.val_final = final_validation_columns(metrics, hard)
             return
         metrics.update({f"{name}_hard": value for name, value in hard.items()})
         point = {"step": float(self.global_step), **metrics}

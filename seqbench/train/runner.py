@@ -42,6 +42,7 @@ from seqbench.train.data import build_task_data, chance_level
 from seqbench.train.evals import evaluate_lengths
 from seqbench.train.lit import SeqbenchModule, ShareCores, ThroughputMeter
 from seqbench.train.progress import RunProgress
+from seqbench.train.stopping import early_stopping, row_columns
 from seqbench.train.threads import CoreShare, apply_threads, policy_decides
 from seqbench.train.tracking import LiveCurve, build_loggers, check_loggers, close_loggers
 from seqbench.train.trainer_context import quiet_lightning, restore_deterministic_mode
@@ -107,6 +108,8 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         callbacks.append(checkpoint_callback(folder, options.checkpoint_every, options.keep_checkpoints))
     if options.progress:
         callbacks.append(RunProgress(config.train.max_steps, info.metric))
+    stoppers = early_stopping(config.train, info.metric)  # none unless train.stop_at / train.patience ask
+    callbacks += stoppers
     # under the policy, concurrent seqbench runs on this machine divide its cores (seqbench.train.threads)
     share = CoreShare(threads) if accelerator == "cpu" and policy_decides(options.threads) else None
     if share is not None:
@@ -136,7 +139,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     test = lit.test_metrics
     row: dict[str, Any] = {
         **identity, "status": Status.DIVERGED if lit.diverged else Status.OK, "error": None, **lit.val_final, **test,
-        "tokens_per_sec": meter.tokens_per_sec,
+        **row_columns(lit.diverged, stoppers, lit.curve, info.metric), "tokens_per_sec": meter.tokens_per_sec,
         "n_params": sum(p.numel() for p in module.parameters()), "param_budget": options.param_budget,
         "state_size": state_size(registries.models.get(config.model), config.model_config, info),
         "steps": lit.finite_steps, "wall_time_s": time.perf_counter() - t0,
