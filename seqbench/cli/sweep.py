@@ -10,7 +10,7 @@ from rich.table import Table
 
 from seqbench.cli.output import console, load_registries, warn, warn_unreadable
 from seqbench.configure.options import RunOptions, check_run_options, path_option
-from seqbench.errors import UserError
+from seqbench.errors import RunInterrupted, UserError
 from seqbench.results import Status
 from seqbench.sweeps.experiments import comparison_settings, convert, load_experiment, merge
 from seqbench.sweeps.launchers import check_settings, get_launcher, threads_per_cell
@@ -121,6 +121,12 @@ def _launch(out, launcher, jobs: list) -> dict[str, int]:
         counts[state] = counts.get(state, 0) + 1
 
     with SweepProgress(out, len(jobs)) as progress:
-        launcher.run(jobs, lambda job, outcome: (count_outcome(job, outcome), progress.done(job, outcome)))
+        try:
+            launcher.run(jobs, lambda job, outcome: (count_outcome(job, outcome), progress.done(job, outcome)))
+        except RunInterrupted as exc:  # no further cell was claimed, and the running ones let go of theirs
+            finished = sum(counts.values())
+            raise RunInterrupted(exc.signum, note=(
+                f"{finished} of {len(jobs)} cells ended before it, the other {len(jobs) - finished} have no row; "
+                "the same sweep command runs them (resuming each from its checkpoint, if it has one)")) from None
     out.print("done: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return counts

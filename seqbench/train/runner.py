@@ -31,6 +31,7 @@ from seqbench.errors import UserError
 from seqbench.registry import Registries, load_spec_target
 from seqbench.results import Status, write_run
 from seqbench.train.checkpoints import (
+    AtomicCheckpointIO,
     ResumeState,
     checkpoint_callback,
     checkpoint_dir,
@@ -40,6 +41,7 @@ from seqbench.train.checkpoints import (
 )
 from seqbench.train.data import build_task_data, chance_level
 from seqbench.train.evals import evaluate_lengths
+from seqbench.train.interrupt import StopOnSignal, interruptible_fit
 from seqbench.train.lit import SeqbenchModule, ShareCores, ThroughputMeter
 from seqbench.train.progress import RunProgress
 from seqbench.train.threads import CoreShare, apply_threads, policy_decides
@@ -105,6 +107,8 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     if options.checkpoint_every is not None:
         callbacks.append(checkpoint_callback(folder, options.checkpoint_every, options.keep_checkpoints))
+    # SIGTERM/SIGINT: a checkpoint of the step reached (with checkpoints on), then no row (seqbench.train.interrupt)
+    callbacks.append(StopOnSignal(folder if options.checkpoint_every is not None else None))
     if options.progress:
         callbacks.append(RunProgress(config.train.max_steps, info.metric))
     # under the policy, concurrent seqbench runs on this machine divide its cores (seqbench.train.threads)
@@ -124,8 +128,10 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
             enable_model_summary=False, enable_progress_bar=False, callbacks=callbacks,
             deterministic=accelerator == "cpu",
             use_distributed_sampler=False,  # the training order shards itself (seqbench.train.checkpoints.EpochBatches)
+            plugins=[AtomicCheckpointIO()],
         )
-        trainer.fit(lit, datamodule=data, ckpt_path=resume_from, weights_only=True)
+        with interruptible_fit(lambda: lit.finite_steps, folder if options.checkpoint_every is not None else None):
+            trainer.fit(lit, datamodule=data, ckpt_path=resume_from, weights_only=True)
         if not lit.diverged:
             # the final validation pass reads the whole split (curve points read eval_batches of it);
             # it and the test use the last step's weights
