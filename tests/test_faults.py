@@ -1,0 +1,229 @@
+"""Faults a run survives: SIGTERM and SIGINT (pre-emption, ``timeout``, Ctrl-C), damaged checkpoints, a
+dead sweep parent, a full disk, swapped cache entries. Signals and orphans go through real processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pyarrow.parquet as pq
+import pytest
+
+from seqbench.cli import main
+from seqbench.configure.options import RunOptions
+from seqbench.configure.resolve import resolve_run_config
+from seqbench.errors import RunInterrupted
+from seqbench.process import pid_running, watching
+from seqbench.sweeps.sweep import run_cell
+from seqbench.train.checkpoints import checkpoint_dir, checkpoint_run_id, latest_checkpoint
+from seqbench.train.runner import run
+
+RESULT = ("accuracy", "loss", "gate_rate", "accuracy_hard", "gate_rate_hard", "lambda", "steps")
+SMOKE_GRU = ("--model", "gru", "--task", "mqar", "--preset", "smoke", "--no-progress")
+
+
+def _rows(results: Path) -> list[dict]:
+    return [pq.read_table(p).to_pylist()[0] for p in sorted((results / "runs").glob("*.parquet"))]
+
+
+def _same_result(a: dict, b: dict) -> None:
+    assert {k: a[k] for k in RESULT} == {k: b[k] for k in RESULT}
+
+
+class _SignalAt(L.Callback):
+    """Sends this process ``signum`` when ``step`` optimizer steps are done (as SLURM or a user would)."""
+
+    def __init__(self, step: int, signum: int):
+        self.step, self.signum, self.sent = step, signum, False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.fixture(scope="module")
+def tgn_config(registries):
+    return resolve_run_config(registries, "tgn", "mqar", preset="smoke", overrides=["train.max_steps=12"])
+
+
+@pytest.fixture(scope="module")
+def whole_run(registries, tgn_config, tmp_path_factory):
+    return run(registries, tgn_config, RunOptions(results_dir=tmp_path_factory.mktemp("whole"), progress=False))
+
+
+# ------------------------------------------------------------------------------------------- signals
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_a_checkpoint_writes_no_row_and_the_resumed_run_matches(registries, tgn_config, whole_run,
+                                                                               tmp_path, signum):
+    options = RunOptions(results_dir=tmp_path, progress=False, checkpoint_every=4, keep_checkpoints=2)
+    with watching(), pytest.raises(RunInterrupted) as info:
+        run(registries, tgn_config, dataclasses.replace(options, callbacks=(_SignalAt(6, signum),)))
+    stopped = info.value
+    assert stopped.exit_code == 128 + signum and stopped.steps == 6
+    folder = checkpoint_dir(tmp_path, tgn_config.config_hash())
+    assert stopped.checkpoint == str(folder / "step=6.ckpt")  # saved at the signal, not only the periodic step=4
+    assert "--resume" in stopped.describe() and "step=6.ckpt" in stopped.describe()
+    assert not (tmp_path / "runs").exists()  # no row: never an ok row for an unfinished run
+    row = run(registries, tgn_config, dataclasses.replace(options, resume=True))
+    assert row["status"] == "ok"
+    _same_result(row, whole_run)
+
+
+def test_sigterm_through_the_python_api_without_a_handler_is_still_no_ok_row(registries, tgn_config, tmp_path):
+    """Without seqbench's handler Lightning's own SIGTERMException (a SystemExit with code 0) stops fit:
+    it comes out as RunInterrupted, not as an exit 0."""
+    options = RunOptions(results_dir=tmp_path, progress=False, checkpoint_every=4,
+                         callbacks=(_SignalAt(6, signal.SIGTERM),))
+    previous = signal.signal(signal.SIGTERM, lambda *a: None)  # Lightning composes with it; it must not kill pytest
+    try:
+        with pytest.raises(RunInterrupted) as info:
+            run(registries, tgn_config, options)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert info.value.signum == signal.SIGTERM and info.value.steps == 6
+    assert not (tmp_path / "runs").exists()
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "seqbench.cli", *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+def _wait_for(condition, proc: subprocess.Popen, what: str, limit_s: float = 300) -> None:
+    deadline = time.monotonic() + limit_s  # a guard against a hang, not a timing assertion
+    while not condition():
+        assert proc.poll() is None, f"the process ended before {what}: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"no {what} after {limit_s} s"
+        time.sleep(0.05)
+
+
+def _checkpoints(results: Path) -> list[Path]:
+    return sorted((results / "checkpoints").glob("*/step=*.ckpt"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_run_ends_with_the_signals_exit_code_and_one_line(tmp_path, signum, code):
+    proc = subprocess.Popen(_cli("run", *SMOKE_GRU, "--max-steps", "100000", "--checkpoint-every", "5",
+                                 "--results", str(tmp_path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env())
+    _wait_for(lambda: _checkpoints(tmp_path), proc, "a checkpoint")
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"interrupted by {signal.Signals(signum).name}" in lines[0], err
+    assert "Traceback" not in out + err
+    assert not list((tmp_path / "runs").glob("*.parquet")) if (tmp_path / "runs").exists() else True
+
+
+@pytest.mark.slow
+def test_a_sigtermed_sweep_releases_its_claims_and_a_relaunch_finishes_it(tmp_path, capsys):
+    sweep = ("sweep", "--models", "gru", "--tasks", "mqar", "--seeds", "0,1,2", "--preset", "smoke",
+             "--max-steps", "400", "--checkpoint-every", "5", "--results", str(tmp_path))
+    proc = subprocess.Popen(_cli(*sweep, "--jobs", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env())
+    _wait_for(lambda: len({p.parent for p in _checkpoints(tmp_path)}) == 2, proc, "two cells checkpointed")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "interrupted by SIGTERM" in err and "Traceback" not in out + err
+    assert not (tmp_path / "claims").exists() or not list((tmp_path / "claims").iterdir())
+    assert len(_rows(tmp_path)) < 3  # the sweep did not go on to finish its cells
+    code = main([*sweep])
+    capsys.readouterr()
+    assert code == 0
+    rows = _rows(tmp_path)
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"ok"} and {r["seed"] for r in rows} == {0, 1, 2}
+
+
+# ------------------------------------------------------------------------------------------- orphans
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+def test_kill_9_of_a_sweep_leaves_no_worker_behind(tmp_path):
+    proc = subprocess.Popen(_cli("sweep", "--models", "gru", "--tasks", "mqar", "--seeds", "0,1", "--preset",
+                                 "smoke", "--max-steps", "100000", "--jobs", "2", "--results", str(tmp_path)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    claims = tmp_path / "claims"
+    _wait_for(lambda: claims.is_dir() and len(list(claims.glob("*.json"))) == 2, proc, "two running cells")
+    workers = {json.loads(p.read_text())["pid"] for p in claims.glob("*.json")}
+    family = _descendants(proc.pid)
+    assert workers <= family and len(workers) == 2
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(pid_running(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in family if pid_running(pid)], "processes outlived the sweep"
+    assert not list(claims.glob("*.json"))  # each worker let go of its cell on the way out
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+
+class _Crash(L.Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            raise RuntimeError("crash for the test")
+
+
+@pytest.mark.parametrize("how", ["run --resume", "sweep cell"])
+def test_a_truncated_newest_checkpoint_is_skipped_for_the_older_one(registries, tgn_config, whole_run, tmp_path,
+                                                                    how):
+    options = RunOptions(results_dir=tmp_path, progress=False, checkpoint_every=4, keep_checkpoints=2)
+    with pytest.raises(RuntimeError, match="crash for the test"):
+        run(registries, tgn_config, dataclasses.replace(options, callbacks=(_Crash(9),)))
+    folder = checkpoint_dir(tmp_path, tgn_config.config_hash())
+    newest = folder / "step=8.ckpt"
+    run_id = checkpoint_run_id(newest)
+    newest.write_bytes(newest.read_bytes()[:1000])  # a full disk, or a copy cut short
+    with pytest.warns(UserWarning, match="step=8.ckpt does not load"):
+        if how == "run --resume":
+            row = run(registries, tgn_config, dataclasses.replace(options, resume=True))
+        else:
+            row = run_cell(registries, tgn_config, options)
+    assert row["status"] == "ok" and row["run_id"] == run_id
+    _same_result(row, whole_run)
+
+
+def test_no_loadable_checkpoint_means_nothing_to_resume(tmp_path):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "step=4.ckpt").write_bytes(b"")
+    with pytest.warns(UserWarning, match="step=4.ckpt does not load"):
+        assert latest_checkpoint(folder) is None
