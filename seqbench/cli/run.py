@@ -19,6 +19,7 @@ from seqbench.results import Status
 from seqbench.train.evals import length_configs, parse_lengths
 from seqbench.train.evaluate import evaluate_saved_model
 from seqbench.train.headline import hard_gate_collapsed, headline
+from seqbench.train.preflight import check_before_training
 from seqbench.train.runner import launched_as_rank_zero, run
 
 
@@ -75,6 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          keep_checkpoints=args.keep_checkpoints, resume=args.resume, save_model=args.save_model,
                          threads=args.threads)
     check_run_options(options, config.precision)
+    check_before_training(registries, config, options)  # before the config is printed: a mistake is one line
     out = console()
     out.quiet = not launched_as_rank_zero()  # DDP runs this command once per rank: rank 0 speaks
     out.print(f"[bold]seqbench run[/] {escape(f'{config.model}/{config.variant} on {config.task}')} "

@@ -20,6 +20,10 @@ from typing import Any, Literal
 from seqbench.configure.options import check_seed
 from seqbench.errors import UserError
 
+# A bound on step counts: far above any preset (the paper's train for thousands of steps), far below the
+# values that hang instead of failing (max_steps = 1e23 never reached its first step).
+MAX_STEPS = 10**9
+
 
 class ConfigError(UserError):
     """An invalid configuration value; the message names the field."""
@@ -45,7 +49,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "eval_every", "eval_batches"):
             require(getattr(self, name) > 0, f"train.{name}", f"must be > 0, got {getattr(self, name)}")
+        for name in ("max_steps", "eval_every", "warmup_steps"):
+            require(getattr(self, name) <= MAX_STEPS, f"train.{name}", f"must be at most {MAX_STEPS:,}, got "
+                    f"{getattr(self, name):,}")
         require(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
+        require(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0 (0 disables it), got {self.weight_decay}")
         require(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
         require(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)")
 

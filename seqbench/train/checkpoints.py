@@ -131,11 +131,7 @@ def checkpoint_dir(results_dir: Path, config_hash: str) -> Path:
 
 def checkpoint_callback(folder: Path, every_steps: int, keep: int) -> ModelCheckpoint:
     """Lightning's ModelCheckpoint every ``every_steps`` optimizer steps, keeping the ``keep`` latest
-    (ranked by step, the largest kept)."""
-    if every_steps < 1:
-        raise UserError(f"--checkpoint-every must be >= 1 step, got {every_steps}")
-    if keep < 1:
-        raise UserError(f"--keep-checkpoints must be >= 1, got {keep}")
+    (ranked by step, the largest kept; both counts checked by seqbench.train.preflight)."""
     return ModelCheckpoint(dirpath=folder, filename="step={step}", auto_insert_metric_name=False,
                            monitor="step", mode="max", save_top_k=keep, every_n_train_steps=every_steps,
                            save_on_train_epoch_end=False, enable_version_counter=False)

@@ -43,6 +43,7 @@ from seqbench.train.data import build_task_data, chance_level
 from seqbench.train.evals import evaluate_lengths
 from seqbench.train.interrupt import StopOnSignal, interruptible_fit
 from seqbench.train.lit import SeqbenchModule, ShareCores, ThroughputMeter
+from seqbench.train.preflight import check_before_training
 from seqbench.train.progress import RunProgress
 from seqbench.train.threads import CoreShare, apply_threads, policy_decides
 from seqbench.train.tracking import LiveCurve, build_loggers, check_loggers, close_loggers
@@ -84,6 +85,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     accelerator = pick_accelerator(options.device)
     check_strategy(options.strategy)  # also here: run() is the Python API, not only the CLI's
     check_loggers(options.loggers)
+    check_before_training(registries, config, options)  # also here: run() is the Python API, not only the CLI's
     folder = checkpoint_dir(options.results_dir, config.config_hash())
     resume_from = latest_checkpoint(folder) if options.resume else None
     if options.resume and resume_from is None:
