@@ -17,6 +17,7 @@ every launcher (:mod:`seqbench.sweeps.launchers`) runs per cell, in this process
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gc
 import itertools
 import time
@@ -166,6 +167,8 @@ def run_cell(registries, config: RunConfig, options) -> dict[str, Any]:
     except (KeyboardInterrupt, UserError):  # a user's mistake stops the sweep: it is no cell's result
         raise
     except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # a full disk is no cell's result, and would fail every cell after it: the sweep stops
         status = Status.OOM if is_oom(exc) else Status.FAILED
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         if status == Status.FAILED:

@@ -10,6 +10,7 @@ rebuilt and the sweep goes on with the other cells.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing as mp
 import os
 from collections.abc import Sequence
@@ -104,6 +105,11 @@ class LocalLauncher:
                         broken = True
                         outcome = CellOutcome(job.key, "lost", detail="its worker process died (killed or out of "
                                                                       "memory); no row was written")
+                    except OSError as exc:
+                        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                            raise
+                        _stop_workers(pool)  # a full disk fails every cell: stop, as run_cell does
+                        raise
                     except Exception as exc:  # e.g. the recorded config no longer fits: nothing ran
                         outcome = CellOutcome(job.key, "lost", detail=f"{type(exc).__name__}: {exc}")
                     on_done(job, outcome)
