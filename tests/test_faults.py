@@ -227,3 +227,98 @@ def test_no_loadable_checkpoint_means_nothing_to_resume(tmp_path):
     (folder / "step=4.ckpt").write_bytes(b"")
     with pytest.warns(UserWarning, match="step=4.ckpt does not load"):
         assert latest_checkpoint(folder) is None
+
+
+# ------------------------------------------------------------------------------------------- full disk
+
+
+def _temps(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".tmp-*")] + [p for p in root.rglob("*.tmp")]
+
+
+def _disk_full_under(folder: str, monkeypatch) -> None:
+    """pyarrow's writer raises ENOSPC for files under ``<results>/<folder>/`` (the row, after training)."""
+    real = pq.write_table
+
+    def write_table(table, where, *args, **kwargs):
+        if f"/{folder}/" in str(where):
+            raise OSError(errno.ENOSPC, "No space left on device", str(where))
+        return real(table, where, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", write_table)
+
+
+def test_a_full_disk_after_training_is_one_line_and_exit_1(cli, tmp_path, monkeypatch):
+    _disk_full_under("runs", monkeypatch)
+    code, out, err = cli("run", *SMOKE_GRU, "--max-steps", "4", "--results", tmp_path)
+    assert code == 1 and "Traceback" not in out + err
+    assert len(err.strip().splitlines()) == 1 and "disk full" in err
+    assert not list((tmp_path / "runs").glob("*")) and not _temps(tmp_path)
+
+
+def test_a_full_disk_stops_a_sweep_with_no_claim_or_temp_file_left(cli, tmp_path, monkeypatch):
+    _disk_full_under("runs", monkeypatch)
+    code, out, err = cli("sweep", "--models", "gru", "--tasks", "mqar", "--seeds", "0,1", "--preset", "smoke",
+                         "--max-steps", "4", "--results", tmp_path)
+    assert code == 1 and "disk full" in err and "Traceback" not in out + err
+    assert not (tmp_path / "claims").exists() or not list((tmp_path / "claims").iterdir())
+    assert not list((tmp_path / "runs").glob("*")) and not _temps(tmp_path)  # no failed row for a full disk
+
+
+def test_a_claim_that_cannot_be_written_is_removed(tmp_path, monkeypatch):
+    from seqbench.sweeps import claims_lock
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(claims_lock.json, "dump", full)
+    with pytest.raises(OSError):
+        claims_lock.try_claim(tmp_path, "cell")
+    assert not claims_lock.claim_path(tmp_path, "cell").exists()  # an empty claim would block the cell
+
+
+# ------------------------------------------------------------------------------------------- cache
+
+
+def test_a_cache_entry_copied_over_another_splits_is_regenerated(registries):
+    from seqbench.train.data import build_task_data
+
+    spec = registries.tasks.get("mqar")
+    config = resolve_run_config(registries, "gru", "mqar", preset="smoke").task_config
+    first = build_task_data(spec, config, seed=0, batch_size=8)
+    first.setup()
+    test_path = first.cache_path("test")
+    test_path.write_bytes(first.cache_path("val").read_bytes())  # a valid entry, of the other split
+    again = build_task_data(spec, config, seed=0, batch_size=8)
+    with pytest.warns(UserWarning, match="holds other data than asked for .*split 'val' not 'test'"):
+        data = again.split_data("test")
+    assert all((data[k] == first.splits["test"][k]).all() for k in ("tokens", "targets"))
+    other_seed = build_task_data(spec, config, seed=1, batch_size=8)
+    other_seed.cache_path("train").parent.mkdir(parents=True, exist_ok=True)
+    other_seed.cache_path("train").write_bytes(first.cache_path("train").read_bytes())
+    with pytest.warns(UserWarning, match="seed 0 not 1"):
+        assert not (other_seed.split_data("train")["tokens"] == first.splits["train"]["tokens"]).all()
+
+
+# ------------------------------------------------------------------------------------------- readers
+
+
+def test_every_reader_skips_a_row_whose_config_json_does_not_parse(cli, tmp_path):
+    import datetime as dt
+
+    from seqbench.results import write_run
+
+    base = {"model": "gru", "variant": "default", "task": "mqar", "task_version": 1, "preset": "smoke",
+            "status": "ok", "accuracy": 0.5, "loss": 1.0, "started_at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)}
+    write_run(tmp_path, {**base, "run_id": "bad", "seed": 0, "config_hash": "1" * 16, "config_json": "{not json"},
+              [{"step": 1.0, "loss": 1.0}])
+    write_run(tmp_path, {**base, "run_id": "good", "seed": 1, "config_hash": "2" * 16,
+                         "config_json": json.dumps({"train": {"lr": 0.1}})}, [{"step": 1.0, "loss": 1.0}])
+    for fmt in ("table", "markdown", "csv", "json"):
+        code, out, err = cli("leaderboard", "--results", tmp_path, "--format", fmt)
+        assert code == 0 and "Traceback" not in out + err, err
+        assert "bad.parquet" in err and "config_json" in err
+    code, out, err = cli("plot", "--results", tmp_path, "--out", tmp_path / "plots")
+    assert code == 0 and "Traceback" not in out + err and "bad.parquet" in err
+    code, out, err = cli("report", "--results", tmp_path, "--preset", "smoke", "--out", tmp_path / "r.md")
+    assert "Traceback" not in out + err and "bad.parquet" in err
