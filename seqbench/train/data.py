@@ -6,7 +6,8 @@ A task's data module is a :class:`seqbench.api.TaskData`; :func:`build_task_data
 and ``generate(split, generator)``. The base class gives every task the same guarantees: each split has its own seed
 stream (train, val and test never share one), generated splits are cached on disk under a key of
 (task, version, config, seed, split, source), each entry with that identity and the sha256 of its
-tensors, both checked on load (a mismatch warns and regenerates), and a data fingerprint hashes the tensors actually used.
+tensors, both checked on load (a mismatch warns and regenerates), and a data fingerprint hashes the
+tensors actually used.
 
 A split may hold extra tensors besides "tokens" and "targets" (e.g. a 0-d "vocab_size" for a task
 whose vocabulary comes from its data); they are cached and fingerprinted but not batched.
