@@ -322,3 +322,20 @@ def test_every_reader_skips_a_row_whose_config_json_does_not_parse(cli, tmp_path
     assert code == 0 and "Traceback" not in out + err and "bad.parquet" in err
     code, out, err = cli("report", "--results", tmp_path, "--preset", "smoke", "--out", tmp_path / "r.md")
     assert "Traceback" not in out + err and "bad.parquet" in err
+
+
+def test_a_cache_write_on_a_full_disk_leaves_no_temp_file(registries, monkeypatch):
+    import torch
+
+    from seqbench.train.data import build_task_data, cache_dir
+
+    def full(obj, where, *args, **kwargs):
+        Path(where).write_bytes(b"half")  # what a write cut short leaves
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    config = resolve_run_config(registries, "gru", "mqar", preset="smoke", overrides=["task.num_train=72"]).task_config
+    data = build_task_data(registries.tasks.get("mqar"), config, seed=3, batch_size=8)
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError):
+        data.split_data("train")
+    assert not _temps(cache_dir()) and not data.cache_path("train").exists()

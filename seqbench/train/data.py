@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -34,6 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from seqbench.configure.resolve import construct_task_data
 from seqbench.contracts import TaskData, TaskInfo
 from seqbench.registry import TaskSpec
+from seqbench.results import atomic_write
 from seqbench.train.checkpoints import EpochBatches
 
 SPLITS = ("train", "val", "test")
@@ -183,13 +183,10 @@ class TensorTaskData(L.LightningDataModule):
         data = self.generate(split, split_generator(self.seed, split))
         _check_split(data)
         self.load_report[split] = ("generated", time.perf_counter() - start)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            os.close(fd)
-            torch.save({"tensors": data, "sha256": tensors_sha256(data),
-                        "identity": json.dumps(self.cache_identity(split), sort_keys=True)}, tmp)
-            os.replace(tmp, path)
+        if path is not None:  # a temp file renamed into place, removed if the write fails (a full disk)
+            entry = {"tensors": data, "sha256": tensors_sha256(data),
+                     "identity": json.dumps(self.cache_identity(split), sort_keys=True)}
+            atomic_write(path, lambda tmp: torch.save(entry, tmp))
         return data
 
 
