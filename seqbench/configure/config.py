@@ -20,8 +20,8 @@ from typing import Any, Literal
 from seqbench.configure.options import check_seed
 from seqbench.errors import UserError
 
-# A bound on step counts: far above any preset (the paper's train for thousands of steps), far below the
-# values that hang instead of failing (max_steps = 1e23 never reached its first step).
+# A bound on step counts: far above any preset (the paper's train for thousands of steps), and it refuses
+# the absurd values that used to hang the run (--max-steps 99999999999999999999999, issue 22).
 MAX_STEPS = 10**9
 
 

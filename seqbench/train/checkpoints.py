@@ -158,7 +158,10 @@ def checkpoints_newest_first(folder: Path) -> list[Path]:
     return [path for _, path in sorted(steps, reverse=True)]
 
 
-_warned: set[tuple[str, int]] = set()  # (path, mtime_ns): each damaged file is named once per process
+# (path, mtime_ns): each damaged file is named once per process, and each good one loaded once to check
+# it (a run's checks, its resume and a sweep's cell all ask; a rewritten file has another mtime)
+_warned: set[tuple[str, int]] = set()
+_loaded: set[tuple[str, int]] = set()
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -168,11 +171,14 @@ def latest_checkpoint(folder: Path) -> Path | None:
     naming it, and the next older one is tried: a damaged newest checkpoint costs the steps since the
     one before it, never the cell. ``run --resume`` and a sweep's automatic resume both come here."""
     for path in checkpoints_newest_first(folder):
+        key = (str(path), _mtime_ns(path))
+        if key in _loaded:
+            return path
         try:
             torch.load(path, map_location="cpu", weights_only=True)
+            _loaded.add(key)
             return path
         except Exception as exc:
-            key = (str(path), _mtime_ns(path))
             if key not in _warned:
                 _warned.add(key)
                 warnings.warn(f"checkpoint {path} does not load ({type(exc).__name__}: {exc}); skipping it "
