@@ -134,7 +134,7 @@ def test_run_ends_with_the_signals_exit_code_and_one_line(tmp_path, signum, code
 @pytest.mark.slow
 def test_a_sigtermed_sweep_releases_its_claims_and_a_relaunch_finishes_it(tmp_path, capsys):
     sweep = ("sweep", "--models", "gru", "--tasks", "mqar", "--seeds", "0,1,2", "--preset", "smoke",
-             "--max-steps", "400", "--checkpoint-every", "5", "--results", str(tmp_path))
+             "--max-steps", "150", "--checkpoint-every", "5", "--results", str(tmp_path))
     proc = subprocess.Popen(_cli(*sweep, "--jobs", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=_env())
     _wait_for(lambda: len({p.parent for p in _checkpoints(tmp_path)}) == 2, proc, "two cells checkpointed")
