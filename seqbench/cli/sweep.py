@@ -133,7 +133,7 @@ def _launch(out, launcher, jobs: list) -> dict[str, int]:
         except RunInterrupted as exc:  # no further cell was claimed, and the running ones let go of theirs
             finished = sum(counts.values())
             raise RunInterrupted(exc.signum, note=(
-                f"{finished} of {len(jobs)} cells ended before it, the other {len(jobs) - finished} have no row; "
-                "the same sweep command runs them (resuming each from its checkpoint, if it has one)")) from None
+                f"{finished} of {len(jobs)} cells ended before it; {len(jobs) - finished} left without a row, which "
+                "the same sweep command runs (each resuming from its checkpoint, if it has one)")) from None
     out.print("done: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return counts
