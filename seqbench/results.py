@@ -149,10 +149,11 @@ class FileFormat:
     folder: str
     schema: pa.Schema  # the declared columns; any other column must be numeric and is read as float64
     required: tuple[str, ...]  # every writer fills these: a file without one, or with a null, is skipped
+    json_objects: tuple[str, ...] = ()  # JSON-object columns: a row where one does not parse is skipped
 
 
 RUNS = FileFormat("runs", RUN_SCHEMA, required=("run_id", "model", "variant", "task", "task_version", "preset",
-                                                 "seed", "status"))
+                                                 "seed", "status"), json_objects=("config_json",))
 CURVES = FileFormat("curves", CURVE_SCHEMA, required=("run_id", "step"))
 BENCH = FileFormat("bench", BENCH_SCHEMA, required=("bench_id", "model", "variant", "preset", "mode", "seq_len",
                                                     "status", "device"))
@@ -253,6 +254,19 @@ def run_table(row: dict[str, Any]) -> pa.Table:
     return _one_row(RUN_SCHEMA, row)
 
 
+def evals_path(results_dir: Path, run_id: str) -> Path:
+    return Path(results_dir) / EVALS.folder / f"{run_id}.parquet"
+
+
+def read_run_evals(results_dir: Path, run_id: str) -> list[dict[str, Any]]:
+    """One run's earlier length evaluations ([] when none); raises when the file does not read as evals."""
+    path = evals_path(results_dir, run_id)
+    if not path.exists():
+        return []
+    conforming_schema(pq.read_schema(path), EVALS)
+    return pq.read_table(path).to_pylist()
+
+
 def write_evals(results_dir: Path, run_id: str, rows: list[dict[str, Any]]) -> Path:
     """One run's length evaluations, as one file, written atomically: the new rows replace earlier rows
     at the same lengths (``seqbench eval`` run again), the others stay."""
@@ -340,6 +354,7 @@ def read_folder(folder: Path, fmt: FileFormat, on_unreadable: Callable[[Path, Ex
             empty = [name for name in fmt.required if name in table.column_names and table.column(name).null_count]
             if empty:
                 raise SchemaMismatch(f"column {empty[0]!r} has nulls")
+            table = _without_bad_json(table, fmt, path, on_unreadable)
             tables.append(table.cast(pa.schema([schema.field(name) for name in table.column_names])))
         except Exception as exc:
             if on_unreadable is None:
@@ -349,6 +364,37 @@ def read_folder(folder: Path, fmt: FileFormat, on_unreadable: Callable[[Path, Ex
     if not tables:
         return None
     return pa.concat_tables(tables, promote_options="permissive")
+
+
+class BadRow(ValueError):
+    """A row of a results file that the other rows of the file do not share the fault of."""
+
+
+def _json_object(text: str | None) -> bool:
+    if text is None:
+        return True
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+def _without_bad_json(table: pa.Table, fmt: FileFormat, path: Path,
+                      on_unreadable: Callable[[Path, Exception], None] | None) -> pa.Table:
+    """``table`` without the rows whose JSON columns do not parse, each reported like an unreadable file."""
+    for name in fmt.json_objects:
+        if name not in table.column_names:
+            continue
+        good = [_json_object(text) for text in table.column(name).to_pylist()]
+        for index in (i for i, ok in enumerate(good) if not ok):
+            exc = BadRow(f"row {index}: column {name!r} is not a JSON object")
+            if on_unreadable is None:
+                warnings.warn(f"skipping unreadable results file {path}: {exc}", stacklevel=3)
+            else:
+                on_unreadable(path, exc)
+        if not all(good):
+            table = table.filter(pa.array(good))
+    return table
 
 
 def read_runs(results_dir: Path, on_unreadable: Callable[[Path, Exception], None] | None = None,

@@ -18,7 +18,11 @@ import pytest
 import torch
 
 from seqbench.cli import main
+from seqbench.configure.resolve import planned_task_info, resolve_run_config
+from seqbench.registry import build_registries, load_spec_target
 from seqbench.results import write_run
+from seqbench.sweeps.experiments import load_experiment, merge
+from seqbench.train.checkpoints import save_model
 
 SMOKE = ("--preset", "smoke", "--no-progress")
 RUN = ("run", "--model", "gru", "--task", "mqar", *SMOKE, "--results", "{R}")
@@ -208,6 +212,51 @@ MISTAKES = [
     (("report", "--results", "{R}", "--claims", "{W}/wiki-latin1/wiki.train.tokens"), "wiki.train.tokens"),
     *((("report", "--results", "{R}", "--claims", f"{{W}}/claims/{name}"), name) for name in CLAIMS_FILES),
 ]
+# issue 22: the mistakes that gave a traceback, were accepted silently, printed the config first or hung
+SAVED = "20260101-000000-gru-mqar-s0-saved0"  # a saved model (untrained weights) the workspace holds
+MISTAKES += [
+    # absurd sizes: refused from the memory estimate, before anything is allocated
+    ((*RUN, "--set", "model.d_model=99999999"), "would need at least"),
+    ((*RUN, "--params", "1000g"), "would need at least"),
+    ((*SWEEP, "--set", "model.d_model=99999999"), "would need at least"),
+    # --from-config through the same typed path as --set
+    ((*RUN[:1], "--from-config", "{W}/configs/preset.json", *SMOKE[2:], "--results", "{R}"), "huge"),
+    ((*RUN[:1], "--from-config", "{W}/configs/variant.json", *SMOKE[2:], "--results", "{R}"), "fast"),
+    ((*RUN[:1], "--from-config", "{W}/configs/seed-text.json", *SMOKE[2:], "--results", "{R}"), "seed"),
+    ((*RUN[:1], "--from-config", "{W}/configs/sections-list.json", *SMOKE[2:], "--results", "{R}"), "model_config"),
+    ((*RUN[:1], "--from-config", "{W}/configs/lr-text.json", *SMOKE[2:], "--results", "{R}"), "train.lr"),
+    ((*RUN[:1], "--from-config", "{W}/configs/precision.json", *SMOKE[2:], "--results", "{R}"), "8-bit"),
+    ((*RUN[:1], "--from-config", "{W}/configs/variant-clash.json", *SMOKE[2:], "--results", "{R}"), "agree"),
+    ((*RUN[:1], "--from-config", "{W}/configs/huge.json", *SMOKE[2:], "--results", "{R}"), "would need at least"),
+    # values that were accepted
+    ((*RUN, "--set", "train.weight_decay=-1"), "train.weight_decay"),
+    ((*SWEEP, "--set", "train.weight_decay=-1"), "train.weight_decay"),
+    ((*SWEEP, "--grid", "train.lr=0.1,0.2", "--grid", "train.lr=0.3"), "train.lr twice"),
+    ((*SWEEP, "--grid", "train.lr=0.1,0.2", "--set", "train.lr=0.3"), "train.lr is both"),
+    ((*SWEEP, "--grid", "train.max_steps=5,6", "--max-steps", "7"), "train.max_steps is both"),
+    ((*SWEEP, "--tune", "train.bogus"), "train.bogus"),
+    (("plot", "--results", "{R}", "--tune", "train.bogus"), "train.bogus"),
+    ((*SWEEP[:-2], "--dry-run", "--results", "{W}/afile"), "afile"),
+    ((*SWEEP, "--gpus-per-cell", "nan"), "--gpus-per-cell"),
+    ((*SWEEP, "--gpus-per-cell", "inf"), "--gpus-per-cell"),
+    # checked before the config is printed (test_checks_that_need_no_training_come_before_the_config)
+    ((*RUN, "--checkpoint-every", "0"), "--checkpoint-every"),
+    ((*RUN, "--checkpoint-every", "5", "--keep-checkpoints", "0"), "--keep-checkpoints"),
+    ((*RUN, "--threads", "-1"), "--threads"),
+    ((*RUN, "--resume"), "--resume"),
+    ((*SWEEP, "--checkpoint-every", "0"), "--checkpoint-every"),
+    # hung
+    ((*RUN, "--num-nodes", "2"), "--num-nodes 2"),
+    ((*SWEEP, "--num-nodes", "2"), "--num-nodes 2"),
+    ((*RUN, "--max-steps", "99999999999999999999999"), "max_steps"),
+    ((*SWEEP, "--max-steps", "99999999999999999999999"), "max_steps"),
+    # eval: a bad model file, a bad evals file, checked before any evaluation
+    (("eval", "20260101-000000-gru-mqar-s0-empty0", "--results", "{R}"), "empty0.pt does not load"),
+    (("eval", "20260101-000000-gru-mqar-s0-junk00", "--results", "{R}"), "junk00.pt does not load"),
+    (("eval", "20260101-000000-gru-mqar-s0-other0", "--results", "{R}"), "not a seqbench model file"),
+    (("eval", "20260101-000000-gru-mqar-s0-shape0", "--results", "{R}"), "does not fit its own config"),
+    (("eval", SAVED, "--results", "{R}"), "earlier evaluations"),
+]
 if NO_CUDA:  # on a CUDA machine these are not mistakes
     MISTAKES += [((*RUN, "--device", "cuda"), "--device cuda"), ((*SWEEP, "--device", "cuda"), "--device cuda"),
                  ((*BENCH, "--device", "cuda"), "--device cuda")]
@@ -235,7 +284,50 @@ def workspace(tmp_path_factory) -> Path:
            "task_version": 1, "preset": "smoke", "seed": 0, "status": "ok", "accuracy": 0.5, "loss": 1.0,
            "config_hash": "0" * 16, "config_json": "{}", "started_at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)}
     write_run(w / "results", row, [{"step": 1.0, "loss": 1.0, "accuracy": 0.5}])
+    _saved_models(w / "results")
+    _configs(w / "configs")
     return w
+
+
+def _saved_models(results: Path) -> None:
+    """Model files for `eval`: one whose earlier evals file is damaged, one that loads and can be evaluated
+    (the read-only test), and damaged ones."""
+    registries = build_registries()
+    config = resolve_run_config(registries, "gru", "mqar", preset="smoke")
+    info = planned_task_info(registries.tasks.get("mqar"), config.task_config)
+    module = load_spec_target(registries.models.get("gru"), "build")(config.model_config, info)
+    save_model(results, SAVED, module, config.to_json())
+    save_model(results, SAVED + "b", module, config.to_json())
+    (results / "evals").mkdir()
+    (results / "evals" / f"{SAVED}.parquet").write_bytes(b"PAR1 not really")
+    models = results / "models"
+    (models / "20260101-000000-gru-mqar-s0-empty0.pt").write_bytes(b"")
+    (models / "20260101-000000-gru-mqar-s0-junk00.pt").write_bytes(b"\x00junk" * 100)
+    torch.save({"weights": [1, 2]}, models / "20260101-000000-gru-mqar-s0-other0.pt")
+    bigger = resolve_run_config(registries, "gru", "mqar", preset="smoke", overrides=["model.d_model=24"])
+    other = load_spec_target(registries.models.get("gru"), "build")(bigger.model_config, info)
+    torch.save({"run_id": "x", "config_json": config.to_json(), "state_dict": other.state_dict()},
+               models / "20260101-000000-gru-mqar-s0-shape0.pt")
+
+
+def _configs(folder: Path) -> None:
+    """--from-config files, each a real config_json with one thing wrong."""
+    registries = build_registries()
+    gru = resolve_run_config(registries, "gru", "mqar", preset="smoke").to_dict()
+    tgn = resolve_run_config(registries, "tgn", "mqar", preset="smoke").to_dict()
+    folder.mkdir()
+    cases = {
+        "preset": {**gru, "preset": "huge"},
+        "variant": {**gru, "variant": "fast"},
+        "seed-text": {**gru, "seed": "zero"},
+        "sections-list": {**gru, "model_config": [1, 2]},
+        "lr-text": {**gru, "train": {**gru["train"], "lr": "fast"}},
+        "precision": {**gru, "precision": "8-bit"},
+        "variant-clash": {**tgn, "variant": "serial"},  # model_config.variant says parallel
+        "huge": {**gru, "model_config": {**gru["model_config"], "d_model": 99999999}},
+    }
+    for name, config in cases.items():
+        (folder / f"{name}.json").write_text(json.dumps(config))
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -288,7 +380,7 @@ def test_a_read_only_results_folder_fails_before_any_work(workspace, capsys, mon
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
     before = snapshot(workspace)
-    for template in (RUN, SWEEP, BENCH):
+    for template in (RUN, SWEEP, BENCH, ("eval", SAVED + "b", "--results", "{R}")):
         assert main(_argv(template, workspace)) == 2
         assert "cannot write to --results" in capsys.readouterr().err
     assert main(_argv((*RUN[:-1], "{W}/new/results"), workspace)) == 2
@@ -341,3 +433,42 @@ def test_the_writability_check_removes_the_folders_it_made_when_a_deeper_one_fai
     with pytest.raises(UserError, match="cannot write to --results"):
         check_writable_dir(tmp_path / "a" / "b" / "c")
     assert list(tmp_path.iterdir()) == []
+
+
+NEED_NO_TRAINING = [case for case in MISTAKES if case[0][:1] in (("run",), ("sweep",)) and case[1] in (
+    "--checkpoint-every", "--keep-checkpoints", "--threads", "--resume", "would need at least", "--num-nodes 2")]
+
+
+@pytest.mark.parametrize("case", NEED_NO_TRAINING, ids=_id)
+def test_checks_that_need_no_training_come_before_the_config(case, workspace, capsys, monkeypatch):
+    monkeypatch.chdir(workspace)
+    assert main(_argv(case[0], workspace)) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1, out + err
+
+
+def test_a_missing_logger_extra_is_refused_before_the_config(workspace, capsys, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else find_spec(name, *a))
+    before = snapshot(workspace)
+    assert main(_argv((*RUN, "--logger", "mlflow"), workspace)) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "pip install" in err
+    assert snapshot(workspace) == before
+
+
+def test_an_experiment_file_takes_every_sweep_flag_with_the_flags_own_type(tmp_path):
+    path = tmp_path / "e.toml"
+    path.write_text("models = ['gru']\ntasks = ['mqar']\ncheckpoint_every = 2\nkeep_checkpoints = 3\n"
+                    "params = 100000\nmax_steps = 5\nclaim_timeout = 60\njobs = 2\ngpus_per_cell = 1\n"
+                    "num_nodes = 1\nretry_failed = true\ndevices = 2\nslurm_time = 90\ncpus_per_cell = 4\n"
+                    "slurm_array_parallelism = 8\n")
+    args = merge(load_experiment(path))
+    assert (args.checkpoint_every, args.keep_checkpoints, args.params, args.max_steps) == (2, 3, "100000", 5)
+    assert args.claim_timeout == 60.0 and args.retry_failed is True and args.devices == "2"
+    assert (args.launch.jobs, args.launch.gpus_per_cell, args.launch.slurm_time) == (2, 1.0, "90")
+    path.write_text("checkpoint_every = 'two'\n")
+    with pytest.raises(Exception, match="checkpoint_every must be an integer"):
+        load_experiment(path)

@@ -12,11 +12,11 @@ from seqbench import cli
 from seqbench.analyse import leaderboard
 from seqbench.analyse.plots import make_plots
 from seqbench.analyse.report import build_report, claim_commands, load_claims
-from seqbench.cli.output import console, load_registries, warn, warn_unreadable
+from seqbench.cli.output import check_tune_keys, console, load_registries, warn, warn_unreadable
 from seqbench.configure.options import check_readable_results, check_writable_dir, path_option
 from seqbench.errors import UserError
 from seqbench.registry import check_preset, unknown_name_message
-from seqbench.results import atomic_write_text, iter_rows, read_evals, read_runs
+from seqbench.results import atomic_write_text, config_settings, iter_rows, read_evals, read_runs
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -55,6 +55,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     results = path_option(args.results)
     check_readable_results(results)
+    if args.tune:
+        rows = iter_rows(read_runs(results, on_unreadable=lambda path, exc: None, columns=["config_json"]))
+        check_tune_keys(args.tune, [config_settings(r) for r in rows], f"no run in {results}")
     out = path_option(args.out, "--out") if args.out is not None else results / "plots"
     check_writable_dir(out, "--out")
     written = make_plots(results, out, on_unreadable=warn_unreadable,

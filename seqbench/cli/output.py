@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from seqbench import registry
+from seqbench.errors import UserError
 
 
 def load_registries(warn_broken: bool = True) -> registry.Registries:
@@ -36,3 +37,13 @@ def warn(text: str) -> None:
 def warn_unreadable(path: Path, exc: Exception) -> None:
     console(stderr=True).print(f"[yellow]warning:[/] skipping unreadable results file {escape(str(path))}: "
                                f"{type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
+
+
+def check_tune_keys(keys, settings: list[dict], where: str) -> None:
+    """``--tune`` keys must be settings (``section.key``) that ``settings`` (one dict per run or cell) have:
+    an unknown key would otherwise be dropped in silence, and the figures or rows not tuned at all."""
+    known = set().union(*settings) if settings else set()
+    for key in keys:
+        if key not in known:
+            raise UserError(f"--tune {key}: {where} has no setting {key}; tune a SECTION.KEY the grid varies, "
+                            "e.g. train.lr (sections: model, task, train)")

@@ -19,6 +19,7 @@ from seqbench.results import Status
 from seqbench.train.evals import length_configs, parse_lengths
 from seqbench.train.evaluate import evaluate_saved_model
 from seqbench.train.headline import hard_gate_collapsed, headline
+from seqbench.train.preflight import check_before_training
 from seqbench.train.runner import launched_as_rank_zero, run
 
 
@@ -59,6 +60,7 @@ def _recorded_config(args: argparse.Namespace, registries):
 def cmd_run(args: argparse.Namespace) -> int:
     registries = load_registries()
     params, eval_lengths = param_budget(args), lengths_option(args)
+    notes: list[str] = []  # said once the checks pass: a refused run is one line
     if args.from_run or args.from_config:
         config = _recorded_config(args, registries)
     elif not (args.model and args.task):
@@ -66,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         config = resolve_run_config(registries, args.model, args.task, variant=args.variant, preset=args.preset,
                                     seed=args.seed, overrides=_overrides(args), precision=args.precision,
-                                    params=params, note=warn)
+                                    params=params, note=notes.append)
     length_configs(registries, config, eval_lengths)  # an impossible length stops here, before training
     options = RunOptions(results_dir=path_option(args.results), device=args.device, devices=args.devices,
                          strategy=args.strategy, num_nodes=args.num_nodes, progress=not args.no_progress,
@@ -75,6 +77,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                          keep_checkpoints=args.keep_checkpoints, resume=args.resume, save_model=args.save_model,
                          threads=args.threads)
     check_run_options(options, config.precision)
+    check_before_training(registries, config, options)  # before the config is printed: a mistake is one line
+    for note in notes:
+        warn(note)
     out = console()
     out.quiet = not launched_as_rank_zero()  # DDP runs this command once per rank: rank 0 speaks
     out.print(f"[bold]seqbench run[/] {escape(f'{config.model}/{config.variant} on {config.task}')} "

@@ -8,15 +8,16 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from seqbench.cli.output import console, load_registries, warn, warn_unreadable
+from seqbench.cli.output import check_tune_keys, console, load_registries, warn, warn_unreadable
 from seqbench.configure.options import RunOptions, check_run_options, path_option
-from seqbench.errors import UserError
-from seqbench.results import Status
+from seqbench.errors import RunInterrupted, UserError
+from seqbench.results import Status, config_settings
 from seqbench.sweeps.experiments import comparison_settings, convert, load_experiment, merge
 from seqbench.sweeps.launchers import check_settings, get_launcher, threads_per_cell
 from seqbench.sweeps.sweep import SweepSpec, expand, make_jobs, parse_shard, pending, shard
 from seqbench.sweeps.sweep_progress import SweepProgress
 from seqbench.train.evals import length_configs
+from seqbench.train.preflight import check_checkpoint_settings, check_memory
 from seqbench.train.runner import launched_as_rank_zero
 from seqbench.train.tracking import check_loggers
 
@@ -49,13 +50,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     params, eval_lengths = comparison_settings(settings)
     check_settings(settings.launch)
     check_loggers(settings.logger)  # before any cell: a missing extra is one error, not a failed row per cell
+    check_checkpoint_settings(settings.checkpoint_every, settings.keep_checkpoints)
     if not settings.claim_timeout > 0:
         raise UserError(f"--claim-timeout must be > 0 seconds, got {settings.claim_timeout}")
     index, count = parse_shard(settings.shard)
     registries = load_registries()
     cells = _cells(registries, settings, params, eval_lengths)
+    check_tune_keys(settings.tune, [config_settings({"config_json": c.config.to_json()}) for c in cells],
+                    "no cell of the grid")
     mine = shard(cells, index, count)
     results = path_option(settings.results)
+    if args.dry_run and results.exists() and not results.is_dir():
+        raise UserError(f"--results {results} is a file, not a folder: pass the results folder")
     # absolute: Ray tasks and SLURM jobs may start in another working directory
     options = RunOptions(results_dir=results.resolve(), device=settings.device, devices=settings.devices,
                          strategy=settings.strategy, num_nodes=settings.num_nodes, progress=False,
@@ -99,6 +105,7 @@ def _cells(registries, settings, params: int | None, eval_lengths: tuple[int, ..
     cells = expand(registries, spec, note=note)
     for cell in cells:
         length_configs(registries, cell.config, eval_lengths)
+        check_memory(registries, cell.config)
     return cells
 
 
@@ -121,6 +128,12 @@ def _launch(out, launcher, jobs: list) -> dict[str, int]:
         counts[state] = counts.get(state, 0) + 1
 
     with SweepProgress(out, len(jobs)) as progress:
-        launcher.run(jobs, lambda job, outcome: (count_outcome(job, outcome), progress.done(job, outcome)))
+        try:
+            launcher.run(jobs, lambda job, outcome: (count_outcome(job, outcome), progress.done(job, outcome)))
+        except RunInterrupted as exc:  # no further cell was claimed, and the running ones let go of theirs
+            finished = sum(counts.values())
+            raise RunInterrupted(exc.signum, note=(
+                f"{finished} of {len(jobs)} cells ended before it; {len(jobs) - finished} left without a row, which "
+                "the same sweep command runs (each resuming from its checkpoint, if it has one)")) from None
     out.print("done: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return counts

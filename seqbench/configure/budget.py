@@ -1,4 +1,5 @@
-"""Matched budgets: solve a model's width for a parameter count (``--params N``), and its state size.
+"""Matched budgets: solve a model's width for a parameter count (``--params N``), its state size, and
+the memory a configuration would need (checked against the machine before anything is built).
 
 Candidates are built on PyTorch's meta device: parameters get shapes but no memory and no
 initialisation cost, so trying a few dozen widths takes well under a second and needs no data.
@@ -10,8 +11,10 @@ caller is told how far off it is (e.g. a budget below the smallest width's embed
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -128,3 +131,72 @@ def state_size(model_spec: ModelSpec, config: Any, info: Any) -> int | None:
     if model_spec.state_size is None:
         return None
     return int(load_target(model_spec.state_size)(config, info))
+
+
+# ---------------------------------------------------------------------------------- memory
+
+# fp32 weights, their gradients and AdamW's two moments: 4 bytes each per parameter
+TRAINING_BYTES_PER_PARAM = 16
+# a split's tokens and targets, int64 each, per position (sequence targets are smaller: an upper bound)
+DATA_BYTES_PER_POSITION = 16
+GIB = 1024**3
+
+
+def meta_param_count(model_spec: ModelSpec, config: Any, info: Any) -> int | None:
+    """Parameters counted on the meta device, or None for a build that has no meta version (it computes
+    from data): such a build is never refused for its size, since counting would allocate it."""
+    try:
+        with torch.device("meta"):
+            module = load_spec_target(model_spec, "build")(config, info)
+    except (NotImplementedError, RuntimeError):
+        return None
+    return sum(p.numel() for p in module.parameters())
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """A lower bound of what training needs in memory: parameters (with gradients and optimizer state)
+    and the generated splits. Activations come on top, so passing this check does not promise a fit."""
+
+    n_params: int | None
+    param_bytes: int
+    data_bytes: int
+
+    @property
+    def total(self) -> int:
+        return self.param_bytes + self.data_bytes
+
+
+def estimate_memory(model_spec: ModelSpec, model_config: Any, task_config: Any, info: Any) -> MemoryEstimate:
+    n = meta_param_count(model_spec, model_config, info)
+    positions = sum(int(getattr(task_config, f"num_{split}", 0) or 0) for split in ("train", "val", "test"))
+    data = positions * int(info.seq_len) * DATA_BYTES_PER_POSITION
+    return MemoryEstimate(n, (n or 0) * TRAINING_BYTES_PER_PARAM, data)
+
+
+def machine_memory_bytes() -> int | None:
+    """This machine's memory (or its cgroup's limit, when lower), None where it cannot be read."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return total
+
+
+def check_fits_memory(name: str, estimate: MemoryEstimate, available: int | None = None) -> None:
+    """UserError when ``estimate`` alone exceeds the machine's memory, saying how much it would need."""
+    available = machine_memory_bytes() if available is None else available
+    if available is None or estimate.total <= available:
+        return
+    params = f"{estimate.n_params:,} parameters" if estimate.n_params is not None else "the parameters"
+    raise UserError(f"{name} would need at least {estimate.total / GIB:,.1f} GiB ({params} x "
+                    f"{TRAINING_BYTES_PER_PARAM} bytes for weights, gradients and AdamW's moments: "
+                    f"{estimate.param_bytes / GIB:,.1f} GiB; the data: {estimate.data_bytes / GIB:,.1f} GiB), more "
+                    f"than this machine's {available / GIB:,.1f} GiB of memory; make it smaller (model.d_model, "
+                    "model.n_layers, --params, task.num_train, task.seq_len)")

@@ -20,6 +20,10 @@ from typing import Any, Literal
 from seqbench.configure.options import check_seed
 from seqbench.errors import UserError
 
+# A bound on step counts: far above any preset (the paper's train for thousands of steps), and it refuses
+# the absurd values that used to hang the run (--max-steps 99999999999999999999999, issue 22).
+MAX_STEPS = 10**9
+
 
 class ConfigError(UserError):
     """An invalid configuration value; the message names the field."""
@@ -53,7 +57,11 @@ class TrainConfig:
         require(self.patience is None or self.patience > 0, "train.patience",
                 f"must be > 0 evaluations (none: no plateau stop), got {self.patience}")
         require(self.min_delta >= 0, "train.min_delta", f"must be >= 0, got {self.min_delta}")
+        for name in ("max_steps", "eval_every", "warmup_steps"):
+            require(getattr(self, name) <= MAX_STEPS, f"train.{name}", f"must be at most {MAX_STEPS:,}, got "
+                    f"{getattr(self, name):,}")
         require(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
+        require(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0 (0 disables it), got {self.weight_decay}")
         require(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
         require(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)")
 

@@ -174,12 +174,37 @@ def check_strategy(strategy: str) -> None:
                         "cannot read back; use --strategy ddp (it runs the command once per rank)")
 
 
+def cluster_environment() -> str | None:
+    """The name of the multi-node environment Lightning would detect here, or None."""
+    from lightning.fabric.plugins.environments import (
+        LSFEnvironment,
+        MPIEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
+
+    for environment in (SLURMEnvironment, TorchElasticEnvironment, LSFEnvironment, MPIEnvironment):
+        try:
+            if environment.detect():
+                return environment.__name__
+        except Exception:  # a detector whose optional package is broken detects nothing
+            continue
+    if all(os.environ.get(name) for name in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK")):
+        return "LightningEnvironment"  # set by hand on every node
+    return None
+
+
 def check_trainer_settings(options: RunOptions, precision: str) -> str:
     """Device, devices, strategy, nodes and precision, checked together; returns the accelerator."""
     accelerator = pick_accelerator(options.device)
     devices = lightning_devices(options.devices)
     if options.num_nodes < 1:
         raise UserError(f"bad --num-nodes {options.num_nodes}: it must be at least 1")
+    if options.num_nodes > 1 and cluster_environment() is None:
+        # without one, Lightning's default environment waits for the other nodes to connect: forever
+        raise UserError(f"--num-nodes {options.num_nodes} needs a multi-node launch (srun under SLURM, torchrun, "
+                        "LSF, MPI, or MASTER_ADDR, MASTER_PORT and NODE_RANK set on every node); none is detected "
+                        "here, so the run would wait forever for the other nodes. Use --num-nodes 1 on one machine")
     check_strategy(options.strategy)
     if accelerator == "cpu" and isinstance(devices, list):
         raise UserError(f"bad --devices {options.devices!r}: on the CPU --devices is a process count (e.g. 2); "

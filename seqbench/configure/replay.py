@@ -16,18 +16,42 @@ import pyarrow.parquet as pq
 
 from seqbench.configure.config import RunConfig, TrainConfig, apply_overrides
 from seqbench.errors import UserError
-from seqbench.registry import Registries, load_spec_target
+from seqbench.registry import Registries, check_preset, load_spec_target
 
 _REQUIRED = ("model", "variant", "task", "task_version", "preset", "seed", "precision", "model_config",
              "task_config", "train")
+_TYPES = {"model": str, "variant": str, "task": str, "preset": str, "precision": str, "seed": int,
+          "task_version": int, "model_config": dict, "task_config": dict, "train": dict}
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")  # those `run --precision` offers
+
+
+def _check_fields(data: dict[str, Any], where: str) -> None:
+    """The top level of a config_json: each field of its JSON type (the sections go through the typed
+    apply_overrides, like ``--set``)."""
+    for key, kind in _TYPES.items():
+        value = data[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            wanted = {str: "a string", int: "an integer", dict: "an object"}[kind]
+            raise UserError(f"{where}: {key} must be {wanted}, got {value!r}")
+    if data["precision"] not in PRECISIONS:
+        raise UserError(f"{where}: unknown precision {data['precision']!r}: choose one of {', '.join(PRECISIONS)}")
 
 
 def config_from_dict(registries: Registries, data: dict[str, Any], where: str = "the config") -> RunConfig:
     missing = [k for k in _REQUIRED if k not in data] if isinstance(data, dict) else list(_REQUIRED)
     if missing:
         raise UserError(f"{where} is not a seqbench config_json: it lacks {', '.join(missing)}")
+    _check_fields(data, where)
     model_spec = registries.models.get(data["model"])
     task_spec = registries.tasks.get(data["task"])
+    check_preset(data["preset"])
+    if data["variant"] not in model_spec.variants:
+        raise UserError(f"{where}: model {data['model']!r} has no variant {data['variant']!r}: choose one of "
+                        f"{', '.join(model_spec.variants)}")
+    recorded_variant = data["model_config"].get("variant", data["variant"])
+    if recorded_variant != data["variant"]:
+        raise UserError(f"{where}: variant {data['variant']!r} but model_config.variant {recorded_variant!r}; "
+                        "they must agree")
     if data["task_version"] != task_spec.version:
         raise UserError(f"{where} was recorded with task {data['task']!r} version {data['task_version']}, but the "
                         f"installed task is version {task_spec.version}: its data differ, so it cannot be re-run "

@@ -104,8 +104,12 @@ def _create(path: Path, owner: Owner) -> bool:
             continue
     else:
         raise OSError(f"cannot create the claim {path}: its folder keeps disappearing")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"host": owner.host, "pid": owner.pid, "started_at": owner.started_at, "token": owner.token}, f)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({"host": owner.host, "pid": owner.pid, "started_at": owner.started_at, "token": owner.token}, f)
+    except BaseException:  # a full disk, a signal: an empty claim would block the cell for BREAK_GRACE_S
+        path.unlink(missing_ok=True)
+        raise
     return True
 
 

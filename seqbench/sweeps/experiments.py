@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,12 +135,23 @@ def _assignments(key: str, value: Any, axis: bool) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _scalar(key: str, value: Any, default: Any) -> Any:
-    kind = type(default) if default is not None else (int if key == "max_steps" else str)
+def _field_kind(key: str) -> type:
+    """The type a setting's flag parses to: its SweepArgs/LaunchSettings annotation, Optional removed."""
+    hints = {**typing.get_type_hints(SweepArgs), **typing.get_type_hints(LaunchSettings)}
+    kinds = [k for k in typing.get_args(hints[key]) if k is not type(None)] or [hints[key]]
+    return kinds[0]
+
+
+def _scalar(key: str, value: Any) -> Any:
+    kind = _field_kind(key)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if kind is str and isinstance(value, int) and not isinstance(value, bool) and key in ("devices", "slurm_time"):
-        return str(value)  # devices = 2, slurm_time = 90 read naturally as numbers
+    if kind is float and isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{key} must be a finite number, got {value!r}")
+    # devices = 2, slurm_time = 90, params = 100000 read naturally as numbers; their flags take text
+    if kind is str and isinstance(value, int) and not isinstance(value, bool) and key in ("devices", "slurm_time",
+                                                                                          "params"):
+        return str(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         wanted = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[kind]
         raise UserError(f"{key} must be {wanted}, got {value!r}")
@@ -155,11 +168,7 @@ def convert(key: str, value: Any) -> Any:
         return _assignments(key, value, axis=True)
     if key in ("set", "sets"):
         return _assignments("set", value, axis=False)
-    defaults = {**{f.name: f.default for f in dataclasses.fields(SweepArgs) if f.name != "launch"},
-                **{f.name: f.default for f in dataclasses.fields(LaunchSettings)}}
-    if key == "gpus_per_cell" and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return _scalar(key, value, defaults[key])
+    return _scalar(key, value)
 
 
 def load_experiment(path: Path) -> dict[str, Any]:

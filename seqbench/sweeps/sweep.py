@@ -17,6 +17,7 @@ every launcher (:mod:`seqbench.sweeps.launchers`) runs per cell, in this process
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gc
 import itertools
 import time
@@ -83,8 +84,23 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-def parse_grid(items: tuple[str, ...]) -> list[list[str]]:
-    """``["task.num_nodes=20,40"]`` -> ``[["task.num_nodes=20", "task.num_nodes=40"]]`` (checked by parse_overrides)."""
+def _key(item: str) -> str:
+    return item.partition("=")[0].strip()
+
+
+def parse_grid(items: tuple[str, ...], sets: tuple[str, ...] = ()) -> list[list[str]]:
+    """``["task.num_nodes=20,40"]`` -> ``[["task.num_nodes=20", "task.num_nodes=40"]]`` (checked by parse_overrides).
+
+    One key is one axis: two axes on a key would keep only the last value and mislabel the cells, and a
+    key both on an axis and in ``sets`` (``--set``, ``--max-steps``) would be set twice."""
+    keys = [_key(item) for item in items]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise UserError(f"--grid gives {twice[0]} twice: list all its values in one axis, e.g. "
+                        f"--grid {twice[0]}=V1,V2,V3")
+    both = sorted(set(keys) & {_key(item) for item in sets})
+    if both:
+        raise UserError(f"{both[0]} is both a --grid axis and a --set (or --max-steps) value: keep one of them")
     axes = []
     for item in items:
         key, sep, values = item.partition("=")
@@ -107,7 +123,7 @@ def expand(registries, spec: SweepSpec, note: Callable[[str], None] | None = Non
         registries.tasks.get(task)
     if len(set(spec.seeds)) != len(spec.seeds):
         raise UserError(f"--seeds lists a seed twice: {', '.join(map(str, spec.seeds))}")
-    axes = parse_grid(spec.grid)
+    axes = parse_grid(spec.grid, spec.sets)
     cells: list[Cell] = []
     seen: set[str] = set()
     for model_spec, variant in pairs:
@@ -151,6 +167,8 @@ def run_cell(registries, config: RunConfig, options) -> dict[str, Any]:
     except (KeyboardInterrupt, UserError):  # a user's mistake stops the sweep: it is no cell's result
         raise
     except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # a full disk is no cell's result, and would fail every cell after it: the sweep stops
         status = Status.OOM if is_oom(exc) else Status.FAILED
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         if status == Status.FAILED:

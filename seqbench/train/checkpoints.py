@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import Sampler
 
 from seqbench.errors import UserError
@@ -129,24 +131,66 @@ def checkpoint_dir(results_dir: Path, config_hash: str) -> Path:
 
 def checkpoint_callback(folder: Path, every_steps: int, keep: int) -> ModelCheckpoint:
     """Lightning's ModelCheckpoint every ``every_steps`` optimizer steps, keeping the ``keep`` latest
-    (ranked by step, the largest kept)."""
-    if every_steps < 1:
-        raise UserError(f"--checkpoint-every must be >= 1 step, got {every_steps}")
-    if keep < 1:
-        raise UserError(f"--keep-checkpoints must be >= 1, got {keep}")
+    (ranked by step, the largest kept; both counts checked by seqbench.train.preflight)."""
     return ModelCheckpoint(dirpath=folder, filename="step={step}", auto_insert_metric_name=False,
                            monitor="step", mode="max", save_top_k=keep, every_n_train_steps=every_steps,
                            save_on_train_epoch_end=False, enable_version_counter=False)
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The checkpoint of the highest step in ``folder``, or None."""
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing to a temp file beside the checkpoint and renaming it into
+    place (:func:`seqbench.results.atomic_write`). Lightning's own "atomic" save stages the file in the
+    system's temp folder and moves it, which is a copy, not a rename, when the results folder is on
+    another file system (a cluster's shared one): a job killed meanwhile leaves a truncated checkpoint."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
+        parent = super()
+        atomic_write(Path(path), lambda tmp: parent.save_checkpoint(checkpoint, tmp, storage_options))
+
+
+def checkpoints_newest_first(folder: Path) -> list[Path]:
+    """The checkpoints in ``folder``, the highest step first."""
     steps = []
     for path in Path(folder).glob(f"step=*{CHECKPOINT_SUFFIX}"):
         match = re.fullmatch(rf"step=(\d+){re.escape(CHECKPOINT_SUFFIX)}", path.name)
         if match:
             steps.append((int(match.group(1)), path))
-    return max(steps)[1] if steps else None
+    return [path for _, path in sorted(steps, reverse=True)]
+
+
+# (path, mtime_ns): each damaged file is named once per process, and each good one loaded once to check
+# it (a run's checks, its resume and a sweep's cell all ask; a rewritten file has another mtime)
+_warned: set[tuple[str, int]] = set()
+_loaded: set[tuple[str, int]] = set()
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint of the highest step in ``folder`` that loads, or None.
+
+    One that does not load (truncated by a full disk or a copy, damaged) is skipped with a warning
+    naming it, and the next older one is tried: a damaged newest checkpoint costs the steps since the
+    one before it, never the cell. ``run --resume`` and a sweep's automatic resume both come here."""
+    for path in checkpoints_newest_first(folder):
+        key = (str(path), _mtime_ns(path))
+        if key in _loaded:
+            return path
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+            _loaded.add(key)
+            return path
+        except Exception as exc:
+            if key not in _warned:
+                _warned.add(key)
+                warnings.warn(f"checkpoint {path} does not load ({type(exc).__name__}: {exc}); skipping it "
+                              "for the next older one", stacklevel=2)
+    return None
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 def checkpoint_run_id(path: Path) -> str | None:
@@ -172,8 +216,18 @@ def save_model(results_dir: Path, run_id: str, module: torch.nn.Module, config_j
 
 
 def load_model_file(results_dir: Path, run_id: str) -> dict[str, Any]:
+    """A saved model (:func:`save_model`); UserError naming the file when it is absent or does not load."""
     path = model_path(results_dir, run_id)
     if not path.exists():
         raise UserError(f"no saved model for run {run_id} at {path}: only runs made with --save-model can be "
                         "evaluated again")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"saved model {path} does not load ({type(exc).__name__}: {exc}); it is damaged: "
+                        "re-run the run with --save-model") from None
+    if not (isinstance(saved, dict) and isinstance(saved.get("config_json"), str)
+            and isinstance(saved.get("state_dict"), dict)):
+        raise UserError(f"saved model {path} is not a seqbench model file (no config_json and state_dict); "
+                        "re-run the run with --save-model")
+    return saved

@@ -5,8 +5,9 @@ A task's data module is a :class:`seqbench.api.TaskData`; :func:`build_task_data
 :func:`seqbench.configure.resolve.task_info`). A task subclasses :class:`TensorTaskData` and implements ``info()``
 and ``generate(split, generator)``. The base class gives every task the same guarantees: each split has its own seed
 stream (train, val and test never share one), generated splits are cached on disk under a key of
-(task, version, config, seed, split, source), each entry with the sha256 of its tensors, checked on load
-(a mismatch warns and regenerates), and a data fingerprint hashes the tensors actually used.
+(task, version, config, seed, split, source), each entry with that identity and the sha256 of its
+tensors, both checked on load (a mismatch warns and regenerates), and a data fingerprint hashes the
+tensors actually used.
 
 A split may hold extra tensors besides "tokens" and "targets" (e.g. a 0-d "vocab_size" for a task
 whose vocabulary comes from its data); they are cached and fingerprinted but not batched.
@@ -18,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from seqbench.configure.resolve import construct_task_data
 from seqbench.contracts import TaskData, TaskInfo
 from seqbench.registry import TaskSpec
+from seqbench.results import atomic_write
 from seqbench.train.checkpoints import EpochBatches
 
 SPLITS = ("train", "val", "test")
@@ -140,11 +141,17 @@ class TensorTaskData(L.LightningDataModule):
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, sampler=sampler)
 
+    def cache_identity(self, split: str) -> dict[str, Any]:
+        """What a cache entry of ``split`` holds: task, version, config, seed, split and source. It is
+        the entry's key (hashed into its file name) and is stored in the entry, so an entry copied or
+        renamed over another's is recognised as not what was asked for."""
+        return json.loads(json.dumps({"task": self.cache_name(), "version": self.version,
+                                      "seed": self.seed if self.seeded else None, "split": split,
+                                      "config": dataclasses.asdict(self.config), "source": self.source_key()},
+                                     sort_keys=True, default=str))
+
     def cache_key(self, split: str) -> str:
-        blob = json.dumps({"task": self.cache_name(), "version": self.version,
-                           "seed": self.seed if self.seeded else None, "split": split,
-                           "config": dataclasses.asdict(self.config), "source": self.source_key()},
-                          sort_keys=True)
+        blob = json.dumps(self.cache_identity(split), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def cache_path(self, split: str) -> Path | None:
@@ -166,7 +173,7 @@ class TensorTaskData(L.LightningDataModule):
         start = time.perf_counter()
         if path is not None and path.exists():
             try:
-                data = _read_entry(path)
+                data = _read_entry(path, self.cache_identity(split))
                 self.load_report[split] = ("cache", time.perf_counter() - start)
                 return data
             except Exception as exc:  # a corrupt, truncated or altered entry is regenerated, never trusted
@@ -176,12 +183,10 @@ class TensorTaskData(L.LightningDataModule):
         data = self.generate(split, split_generator(self.seed, split))
         _check_split(data)
         self.load_report[split] = ("generated", time.perf_counter() - start)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            os.close(fd)
-            torch.save({"tensors": data, "sha256": tensors_sha256(data)}, tmp)
-            os.replace(tmp, path)
+        if path is not None:  # a temp file renamed into place, removed if the write fails (a full disk)
+            entry = {"tensors": data, "sha256": tensors_sha256(data),
+                     "identity": json.dumps(self.cache_identity(split), sort_keys=True)}
+            atomic_write(path, lambda tmp: torch.save(entry, tmp))
         return data
 
 
@@ -205,12 +210,19 @@ def chance_level(targets: torch.Tensor, ignore_index: int) -> float | None:
     return float(torch.bincount(labels).max()) / labels.numel()
 
 
-def _read_entry(path: Path) -> dict[str, torch.Tensor]:
-    """A cache entry's split, once its tensors match the sha256 stored beside them when it was written:
-    an entry changed since (a disk error, a hand edit) must not silently become a run's data."""
+def _read_entry(path: Path, identity: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """A cache entry's split, once it says it holds ``identity`` (task, config, split, seed) and its tensors
+    match the sha256 stored beside them when it was written: an entry changed since (a disk error, a hand
+    edit) or copied over another's (validation over test) must not silently become a run's data."""
     entry = torch.load(path, weights_only=True)
     if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and "tensors" in entry):
         raise ValueError("it holds no digest of its tensors: damaged, or written by an older seqbench")
+    if not isinstance(entry.get("identity"), str):
+        raise ValueError("it does not record what it holds: written by an older seqbench")
+    held = json.loads(entry["identity"])
+    if held != identity:
+        differ = ", ".join(f"{k} {held.get(k)!r} not {identity[k]!r}" for k in identity if held.get(k) != identity[k])
+        raise ValueError(f"it holds other data than asked for ({differ})")
     data = entry["tensors"]
     _check_split(data)
     if tensors_sha256(data) != entry["sha256"]:

@@ -31,6 +31,7 @@ from seqbench.errors import UserError
 from seqbench.registry import Registries, load_spec_target
 from seqbench.results import Status, write_run
 from seqbench.train.checkpoints import (
+    AtomicCheckpointIO,
     ResumeState,
     checkpoint_callback,
     checkpoint_dir,
@@ -40,7 +41,9 @@ from seqbench.train.checkpoints import (
 )
 from seqbench.train.data import build_task_data, chance_level
 from seqbench.train.evals import evaluate_lengths
+from seqbench.train.interrupt import StopOnSignal, interruptible_fit
 from seqbench.train.lit import SeqbenchModule, ShareCores, ThroughputMeter
+from seqbench.train.preflight import check_before_training
 from seqbench.train.progress import RunProgress
 from seqbench.train.stopping import early_stopping, row_columns
 from seqbench.train.threads import CoreShare, apply_threads, policy_decides
@@ -83,6 +86,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     accelerator = pick_accelerator(options.device)
     check_strategy(options.strategy)  # also here: run() is the Python API, not only the CLI's
     check_loggers(options.loggers)
+    check_before_training(registries, config, options)  # also here: run() is the Python API, not only the CLI's
     folder = checkpoint_dir(options.results_dir, config.config_hash())
     resume_from = latest_checkpoint(folder) if options.resume else None
     if options.resume and resume_from is None:
@@ -106,6 +110,8 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     if options.checkpoint_every is not None:
         callbacks.append(checkpoint_callback(folder, options.checkpoint_every, options.keep_checkpoints))
+    # SIGTERM/SIGINT: a checkpoint of the step reached (with checkpoints on), then no row (seqbench.train.interrupt)
+    callbacks.append(StopOnSignal(folder if options.checkpoint_every is not None else None))
     if options.progress:
         callbacks.append(RunProgress(config.train.max_steps, info.metric))
     stoppers = early_stopping(config.train, info.metric)  # none unless train.stop_at / train.patience ask
@@ -127,8 +133,10 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
             enable_model_summary=False, enable_progress_bar=False, callbacks=callbacks,
             deterministic=accelerator == "cpu",
             use_distributed_sampler=False,  # the training order shards itself (seqbench.train.checkpoints.EpochBatches)
+            plugins=[AtomicCheckpointIO()],
         )
-        trainer.fit(lit, datamodule=data, ckpt_path=resume_from, weights_only=True)
+        with interruptible_fit(lambda: lit.finite_steps, folder if options.checkpoint_every is not None else None):
+            trainer.fit(lit, datamodule=data, ckpt_path=resume_from, weights_only=True)
         if not lit.diverged:
             # the final validation pass reads the whole split (curve points read eval_batches of it);
             # it and the test use the last step's weights

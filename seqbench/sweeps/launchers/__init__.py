@@ -9,6 +9,7 @@ Ray and submitit are optional extras; :func:`get_launcher` names the extra to in
 from __future__ import annotations
 
 import importlib.util
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,7 @@ def check_settings(settings: LaunchSettings) -> None:
         raise UserError(f"--jobs must be >= 1, got {settings.jobs}")
     if settings.cpus_per_cell < 1:
         raise UserError(f"--cpus-per-cell must be >= 1, got {settings.cpus_per_cell}")
-    if settings.gpus_per_cell < 0:
+    if not (math.isfinite(settings.gpus_per_cell) and settings.gpus_per_cell >= 0):
         raise UserError(f"--gpus-per-cell must be >= 0, got {settings.gpus_per_cell}")
     if settings.launcher == "ray":
         _need("ray", "ray", "ray")
