@@ -286,9 +286,9 @@ def _fused_inputs(batch: int, length: int, dim: int, d_state: int, rank: int, dt
     def leaf(*shape, scale=1.0):
         return (scale * torch.randn(*shape, dtype=dtype)).requires_grad_()
     A = (-torch.rand(dim, d_state, dtype=dtype) - 0.2).requires_grad_()
+    D, z, delta_bias = (leaf(dim), leaf(batch, length, dim), leaf(dim)) if optional else (None, None, None)
     return (leaf(batch, length, dim), leaf(batch, length, rank or dim), A, leaf(batch, length, d_state),
-            leaf(batch, length, d_state), leaf(dim) if optional else None, leaf(batch, length, dim) if optional else None,
-            leaf(dim) if optional else None, leaf(dim, rank, scale=0.5) if rank else None)
+            leaf(batch, length, d_state), D, z, delta_bias, leaf(dim, rank, scale=0.5) if rank else None)
 
 
 def _reference_time_major(u, delta, A, B, C, D, z, delta_bias, weight):
