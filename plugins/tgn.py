@@ -49,7 +49,6 @@ from seqbench_plugins.common import Readout, TokenEmbedding
 from seqbench_plugins.tgn_attention import SubsetCausalAttention
 from seqbench_plugins.transformer import FeedForward
 
-
 # Without autograd the position-wise FFN runs over this many positions at a time: at L = 32K its
 # (L, 4 d) hidden activation is 32 MiB, a fresh mmap (page faults) that falls out of cache between the
 # two matmuls and GELU. Blocks of 2048 took one layer's FFN from ~81 to ~42 ms there (1 thread); the
