@@ -309,3 +309,19 @@ def test_blocked_ffn_without_autograd_gives_the_same_outputs(variant, monkeypatc
             blocked = model(x).logits
         monkeypatch.setattr(tgn_module, "FFN_BLOCK", 2048)
         torch.testing.assert_close(blocked, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_hard_mode_runs_under_bf16_autocast_and_stays_close_to_fp32(variant):
+    """bf16-mixed on the CPU (--precision bf16-mixed): the hard path's chunk attention merges float32
+    log-sum-exps with bf16 outputs."""
+    model = tiny(variant)
+    model.set_gate_mode("hard")
+    with torch.no_grad():
+        for block in model.blocks:  # open every gate, so the gathered-attention path runs
+            block.gate_override = 0.9
+        expected = model(tokens()).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model(tokens()).logits
+    assert torch.isfinite(got).all()
+    assert float((got.float() - expected).abs().max()) < 0.1 * float(expected.abs().max())
