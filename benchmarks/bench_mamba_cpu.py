@@ -1,4 +1,8 @@
-"""Forward+backward time of one Mamba-1 layer: seqbench's PyTorch path vs mambapy's parallel scan.
+"""Forward+backward time of one Mamba-1 layer: seqbench's CPU path vs mambapy's parallel scan.
+
+seqbench's path is the compiled scan with its fused backward (plugins/cpu_scan.c) where a C compiler
+builds it, else the chunked PyTorch scan; the first line printed names the one that ran.
+``SEQBENCH_KERNELS=ref`` times the PyTorch scan instead (the before figure of issue 23).
 
 Both layers get the same weights (the parameter names match, so mambapy's state dict loads into
 ours) and the same input; their outputs are checked to agree before timing. Repeats alternate
@@ -7,6 +11,7 @@ seqbench's sequential reference is timed too, at a small size only (it is ~100x 
 
     python benchmarks/bench_mamba_cpu.py                      # d_model 64, L 1024, batch 8, 7 repeats
     python benchmarks/bench_mamba_cpu.py --repeats 11 --threads 2
+    SEQBENCH_KERNELS=ref python benchmarks/bench_mamba_cpu.py --threads 2   # the PyTorch scan
 
 Needs mambapy (in the ``test`` extra). Prints both medians and mambapy / seqbench (>1: ours is faster).
 """

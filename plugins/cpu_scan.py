@@ -1,4 +1,4 @@
-"""A compiled CPU kernel for Mamba-1's selective scan, forward only: the inference fast path on CPU.
+"""A compiled CPU kernel for Mamba-1's selective scan, forward and fused backward: Mamba's CPU fast path.
 
 mamba-ssm's kernels are CUDA-only and no maintained library ships a CPU selective scan, so this one
 is ours: ``cpu_scan.c``, a short C file built with the system C compiler on first use and loaded with
@@ -6,9 +6,16 @@ ctypes (it also has Mamba's causal conv + SiLU in the time-major layout the scan
 (128 channels, 16 states), L = 8192 it runs one layer's scan in ~3 ms on 2 cores, against ~35 ms for
 the chunked PyTorch scan, whose per-step Python dispatch is most of its cost.
 
-It has no backward: the Mamba block uses it only when no gradient is needed (evaluation, inference
-benchmarks) and the policy allows (``SEQBENCH_KERNELS`` is ``auto``); training keeps the PyTorch
-scan. Without a C compiler, or when the build fails, :func:`available` is False (the reason is in
+:func:`selective_scan_cpu` is the forward alone (no autograd: evaluation, inference benchmarks).
+:func:`selective_scan_cpu_train` is differentiable: its forward saves only the state before every
+``SAVE_CHUNK`` steps and its C backward re-runs each chunk from there (mamba-ssm's CUDA pattern), with
+dt_proj, softplus, the D skip and the SiLU gate fused in both directions. At d 64 (128 channels), L 1024,
+batch 8, 1 thread: ~7 ms forward, ~25 ms backward for the scan; the whole Mamba layer's forward+backward
+~0.075 s against mambapy's ~1.3 s (``benchmarks/bench_mamba_cpu.py``, on a busy machine). The source
+also compiles as double (``_f64`` functions), so ``torch.autograd.gradcheck`` checks the backward.
+
+The Mamba block uses the kernel whenever the policy allows (``SEQBENCH_KERNELS`` is ``auto``). Without a
+C compiler, or when the build fails, :func:`available` is False (the reason is in
 :func:`unavailable_reason`) and the PyTorch path runs; the row's ``kernels`` column says which ran.
 
 Builds are cached under ``~/.cache/seqbench/kernels`` (``SEQBENCH_KERNEL_CACHE`` to move it), keyed by
@@ -39,6 +46,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_scan.c")
 CACHE_ENV = "SEQBENCH_KERNEL_CACHE"
+SAVE_CHUNK = 32  # steps between the states the training forward saves; the backward re-runs each chunk
 MAX_STATE = 256  # N: the kernel keeps each channel block's (N, 64) state on its thread's stack
 # -ffast-math lets gcc call glibc's vector expf; it goes to the compile step only: linking a shared
 # library with it (gcc < 13) adds crtfastmath.o, which flushes denormals to zero for the whole process.
@@ -103,9 +111,12 @@ def _matches_its_build(library: Path) -> bool:
 def _compile(compiler: str, flags: tuple[str, ...], target: Path) -> None:
     """Compile and link into ``target`` atomically, its sha256 beside it; CalledProcessError on failure."""
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        obj, lib = Path(scratch) / "cpu_scan.o", Path(scratch) / target.name
-        for command in ([compiler, *flags, "-c", str(SOURCE), "-o", str(obj)],
-                        [compiler, *LINK_FLAGS, str(obj), "-o", str(lib), "-lm"]):
+        # the float kernel, and the same source as double (functions suffixed _f64) for gradcheck
+        objects = [str(Path(scratch) / name) for name in ("cpu_scan.o", "cpu_scan_f64.o")]
+        lib = Path(scratch) / target.name
+        for command in ([compiler, *flags, "-c", str(SOURCE), "-o", objects[0]],
+                        [compiler, *flags, "-DSCAN_DOUBLE", "-c", str(SOURCE), "-o", objects[1]],
+                        [compiler, *LINK_FLAGS, *objects, "-o", str(lib), "-lm"]):
             subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
         digest = _digest_path(lib)
         digest.write_text(_sha256(lib) + "\n")
@@ -154,15 +165,22 @@ def _build() -> _Build:
         return build
     int64, pointer = ctypes.c_int64, ctypes.c_void_p
     # the C signatures, argument for argument (a mismatch here corrupts memory, so keep them in step)
-    build.library.selective_scan_forward.argtypes = [
-        int64, int64, int64, int64,  # batch, T, E, N
-        pointer, pointer, int64, int64, pointer,  # u, delta, delta_stride, delta_rank, delta_weight
-        pointer, pointer, pointer, pointer, int64,  # delta_bias, A, Bm, Cm, bc_stride
-        pointer, pointer, int64, pointer,  # D, z, z_stride, y
-        ctypes.c_int, ctypes.c_int]  # block, threads
+    inputs = [int64, int64, int64, int64,  # batch, T, E, N
+              pointer, pointer, int64, int64, pointer,  # u, delta, delta_stride, delta_rank, delta_weight
+              pointer, pointer, pointer, pointer, int64,  # delta_bias, A, Bm, Cm, bc_stride
+              pointer, pointer, int64]  # D, z, z_stride
+    for suffix in ("", "_f64"):
+        forward = getattr(build.library, "selective_scan_forward" + suffix)
+        forward.argtypes = [*inputs, pointer, pointer, int64,  # y, starts, chunk
+                            ctypes.c_int, ctypes.c_int]  # block, threads
+        forward.restype = None
+        backward = getattr(build.library, "selective_scan_backward" + suffix)
+        backward.argtypes = [*inputs, pointer, int64, pointer,  # starts, chunk, grad_y
+                             pointer, pointer, pointer, pointer, pointer, pointer, pointer,  # grad_u ... grad_C
+                             ctypes.c_int, ctypes.c_int]  # block, threads
+        backward.restype = ctypes.c_int
     build.library.causal_conv_silu.argtypes = [int64] * 4 + [pointer, int64] + [pointer] * 3 + [ctypes.c_int]
-    for function in (build.library.selective_scan_forward, build.library.causal_conv_silu):
-        function.restype = None
+    build.library.causal_conv_silu.restype = None
     return build
 
 
@@ -175,12 +193,12 @@ def unavailable_reason() -> str | None:
     return _build().failure
 
 
-def _rows(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """A (batch, T, width) float32 tensor whose time rows are contiguous and evenly spaced, and that spacing.
+def _rows(tensor: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, int]:
+    """A (batch, T, width) tensor of ``dtype`` whose time rows are contiguous and evenly spaced, and that spacing.
 
     Column slices of a projection's output qualify as they are (no copy); anything else is copied.
     """
-    tensor = tensor.detach().float()
+    tensor = tensor.detach().to(dtype)
     batch_stride, row_stride, column_stride = tensor.stride()
     if column_stride == 1 and row_stride >= tensor.shape[2] and batch_stride == tensor.shape[1] * row_stride:
         return tensor, row_stride
@@ -204,7 +222,8 @@ def _check(name: str, tensor: torch.Tensor | None, shape: tuple[int, ...]) -> No
 
 def _no_grad_needed(*tensors: torch.Tensor | None) -> None:
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        raise RuntimeError("cpu_scan kernels have no backward; use selective_scan_fast when training")
+        raise RuntimeError("selective_scan_cpu and causal_conv_silu have no backward; "
+                           "train with selective_scan_cpu_train (or selective_scan_fast)")
 
 
 def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -224,6 +243,86 @@ def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
     return out
 
 
+class _ScanInputs:
+    """The scan's inputs checked and laid out for the C code (time rows evenly spaced, one dtype), kept
+    alive while it reads their raw pointers, and the leading arguments of both C functions."""
+
+    def __init__(self, u, delta, A, B, C, D, z, delta_bias, delta_proj_weight):
+        batch, length, channels = u.shape
+        d_state = A.shape[1]
+        rank = 0 if delta_proj_weight is None else delta_proj_weight.shape[1]
+        delta_shape = (batch, length, rank or channels)
+        for name, tensor, shape in (("u", u, u.shape), ("delta", delta, delta_shape), ("A", A, (channels, d_state)),
+                                    ("B", B, (batch, length, d_state)), ("C", C, (batch, length, d_state)),
+                                    ("D", D, (channels,)), ("z", z, u.shape), ("delta_bias", delta_bias, (channels,)),
+                                    ("delta_proj_weight", delta_proj_weight, (channels, rank))):
+            _check(name, tensor, tuple(shape))
+        if d_state > MAX_STATE:
+            raise ValueError(f"cpu_scan: d_state {d_state} is over the kernel's {MAX_STATE}; use selective_scan_fast")
+        if A.numel() and float(A.max()) > 0:
+            raise ValueError("cpu_scan: A must be <= 0 (decaying states; Mamba uses A = -exp(A_log))")
+        # float64 only when everything is (gradcheck); else float32, as mamba-ssm keeps its state
+        given = [t for t in (u, delta, A, B, C, D, z, delta_bias, delta_proj_weight) if t is not None]
+        self.dtype = torch.float64 if all(t.dtype == torch.float64 for t in given) else torch.float32
+        self.suffix = "_f64" if self.dtype == torch.float64 else ""
+        self.shape, self.rank = (batch, length, channels, d_state), rank
+        self.u = u.detach().to(self.dtype).contiguous()
+        self.delta, delta_stride = _rows(delta, self.dtype)
+        self.B, bc_stride = _rows(B, self.dtype)
+        self.C, c_stride = _rows(C, self.dtype)
+        if c_stride != bc_stride:
+            self.B, self.C = self.B.contiguous(), self.C.contiguous()
+            bc_stride = d_state
+        self.A_t = A.detach().to(self.dtype).t().contiguous()  # (N, E)
+        self.weight_t = (None if delta_proj_weight is None
+                         else delta_proj_weight.detach().to(self.dtype).t().contiguous())  # (R, E)
+        self.D = None if D is None else D.detach().to(self.dtype).contiguous()
+        self.delta_bias = (self.u.new_zeros(channels) if delta_bias is None
+                           else delta_bias.detach().to(self.dtype).contiguous())
+        self.z, z_stride = (None, 0) if z is None else _rows(z, self.dtype)
+        self.arguments = (batch, length, channels, d_state, self.u.data_ptr(), self.delta.data_ptr(), delta_stride,
+                          rank, _address(self.weight_t), self.delta_bias.data_ptr(), self.A_t.data_ptr(),
+                          self.B.data_ptr(), self.C.data_ptr(), bc_stride, _address(self.D), _address(self.z),
+                          z_stride)
+
+    def block(self, threads: int) -> int:
+        """The widest channel block that still gives every thread one (see cpu_scan.c)."""
+        batch, _, channels, _ = self.shape
+        return next((w for w in (64, 32) if batch * -(-channels // w) >= threads), 16)
+
+    def forward(self, starts: torch.Tensor | None = None) -> torch.Tensor:
+        """y (batch, T, E); with ``starts`` (batch, ceil(T / SAVE_CHUNK), N, E), the chunks' start states too."""
+        batch, length, channels, _ = self.shape
+        y = torch.empty(batch, length, channels, dtype=self.dtype)
+        threads = torch.get_num_threads()
+        getattr(_build().library, "selective_scan_forward" + self.suffix)(
+            *self.arguments, y.data_ptr(), _address(starts), SAVE_CHUNK, self.block(threads), threads)
+        return y
+
+    def backward(self, starts: torch.Tensor, grad_y: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """dL/du, dL/d(delta + delta_bias) before softplus ("delta_pre"), dL/dz, dL/dA (E, N), dL/dD,
+        dL/dB, dL/dC, from the forward's ``starts`` and dL/dy."""
+        batch, length, channels, d_state = self.shape
+        threads = torch.get_num_threads()
+        block = self.block(threads)
+        blocks = -(-channels // block)
+        grad_y = grad_y.to(self.dtype).contiguous()
+        new = functools.partial(torch.empty, dtype=self.dtype)
+        grads = {"u": new(batch, length, channels), "delta_pre": new(batch, length, channels),
+                 "z": None if self.z is None else new(batch, length, channels),
+                 "A": new(batch, d_state, channels), "D": new(batch, channels),
+                 "B": new(batch, blocks, length, d_state), "C": new(batch, blocks, length, d_state)}
+        status = getattr(_build().library, "selective_scan_backward" + self.suffix)(
+            *self.arguments, starts.data_ptr(), SAVE_CHUNK, grad_y.data_ptr(),
+            *(_address(grads[name]) for name in ("u", "delta_pre", "z", "A", "D", "B", "C")), block, threads)
+        if status != 0:
+            raise MemoryError("cpu_scan: the backward could not allocate its per-thread work buffer")
+        # the per-row and per-block partial sums (no two threads write one value in the C code)
+        grads["A"], grads["D"] = grads["A"].sum(0).t(), grads["D"].sum(0)
+        grads["B"], grads["C"] = grads["B"].sum(1), grads["C"].sum(1)
+        return grads
+
+
 def selective_scan_cpu(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                        D: torch.Tensor | None = None, z: torch.Tensor | None = None,
                        delta_bias: torch.Tensor | None = None,
@@ -235,39 +334,45 @@ def selective_scan_cpu(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B:
     With ``delta_proj_weight`` (E, R), as in mamba-ssm's ``mamba_inner_fn``, delta is the low-rank
     (batch, T, R) input and the kernel computes ``delta @ delta_proj_weight.T`` itself.
     """
-    batch, length, channels = u.shape
-    d_state = A.shape[1]
-    rank = 0 if delta_proj_weight is None else delta_proj_weight.shape[1]
-    delta_shape = (batch, length, rank or channels)
-    for name, tensor, shape in (("u", u, u.shape), ("delta", delta, delta_shape), ("A", A, (channels, d_state)),
-                                ("B", B, (batch, length, d_state)), ("C", C, (batch, length, d_state)),
-                                ("D", D, (channels,)), ("z", z, u.shape), ("delta_bias", delta_bias, (channels,)),
-                                ("delta_proj_weight", delta_proj_weight, (channels, rank))):
-        _check(name, tensor, tuple(shape))
     _no_grad_needed(u, delta, A, B, C, D, z, delta_bias, delta_proj_weight)
-    if d_state > MAX_STATE:
-        raise ValueError(f"cpu_scan: d_state {d_state} is over the kernel's {MAX_STATE}; use selective_scan_fast")
-    if A.numel() and float(A.max()) > 0:
-        raise ValueError("cpu_scan: A must be <= 0 (decaying states; Mamba uses A = -exp(A_log))")
-    # float32 and alive until the call returns: the C code reads raw pointers
-    u = u.detach().float().contiguous()
-    delta, delta_stride = _rows(delta)
-    B, bc_stride = _rows(B)
-    C, c_stride = _rows(C)
-    if c_stride != bc_stride:
-        B, C = B.contiguous(), C.contiguous()
-        bc_stride = d_state
-    A_t = A.detach().float().t().contiguous()  # (N, E)
-    weight_t = None if delta_proj_weight is None else delta_proj_weight.detach().float().t().contiguous()  # (R, E)
-    D = None if D is None else D.detach().float().contiguous()
-    delta_bias = (u.new_zeros(channels) if delta_bias is None else delta_bias).detach().float().contiguous()
-    z, z_stride = (None, 0) if z is None else _rows(z)
-    y = torch.empty(batch, length, channels, dtype=torch.float32)
-    threads = torch.get_num_threads()
-    # the widest channel block that still gives every thread one (see cpu_scan.c)
-    block = next((w for w in (64, 32) if batch * -(-channels // w) >= threads), 16)
-    _build().library.selective_scan_forward(batch, length, channels, d_state, u.data_ptr(), delta.data_ptr(),
-                                            delta_stride, rank, _address(weight_t), delta_bias.data_ptr(),
-                                            A_t.data_ptr(), B.data_ptr(), C.data_ptr(), bc_stride, _address(D),
-                                            _address(z), z_stride, y.data_ptr(), block, threads)
-    return y
+    return _ScanInputs(u, delta, A, B, C, D, z, delta_bias, delta_proj_weight).forward()
+
+
+def selective_scan_cpu_train(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                             C: torch.Tensor, D: torch.Tensor | None = None, z: torch.Tensor | None = None,
+                             delta_bias: torch.Tensor | None = None,
+                             delta_proj_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`selective_scan_cpu` with a backward (the fused C one): the same arguments, differentiable in all.
+
+    float32 (float64 when every input is, for gradcheck); the result has u's dtype.
+    """
+    return _FusedScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_proj_weight)
+
+
+class _FusedScan(torch.autograd.Function):
+    """The C forward saving the state before every SAVE_CHUNK steps; the C backward re-running each chunk."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_proj_weight):
+        inputs = _ScanInputs(u, delta, A, B, C, D, z, delta_bias, delta_proj_weight)
+        batch, length, channels, d_state = inputs.shape
+        starts = torch.empty(batch, -(-length // SAVE_CHUNK), d_state, channels, dtype=inputs.dtype)
+        y = inputs.forward(starts)
+        ctx.inputs, ctx.starts = inputs, starts  # detached: no reference cycle through the graph
+        ctx.dtypes = [None if t is None else t.dtype for t in (u, delta, A, B, C, D, z, delta_bias, delta_proj_weight)]
+        return y.to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        inputs = ctx.inputs
+        grads = inputs.backward(ctx.starts, grad_y)
+        grad_pre = grads["delta_pre"]  # (batch, T, E)
+        grad_delta, grad_weight = grad_pre, None
+        if inputs.rank:  # delta = low-rank input @ weight.T + bias, before softplus
+            grad_delta = grad_pre @ inputs.weight_t.t()  # (batch, T, R)
+            grad_weight = grad_pre.flatten(0, 1).t() @ inputs.delta.flatten(0, 1)  # (E, R)
+        grad_bias = grad_pre.sum((0, 1))
+        result = (grads["u"], grad_delta, grads["A"], grads["B"], grads["C"], grads["D"], grads["z"], grad_bias,
+                  grad_weight)
+        return tuple(None if g is None or dtype is None or not need else g.to(dtype)
+                     for g, dtype, need in zip(result, ctx.dtypes, ctx.needs_input_grad))

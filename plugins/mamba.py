@@ -5,9 +5,10 @@ and SiLU on x; x_proj to (dt, B, C); dt_proj and softplus; the selective scan wi
 output gated by SiLU(z); out_proj. Its initialisation (dt bias, S4D-real A) is mamba_simple's too.
 
 Kernels: mamba-ssm's ``selective_scan_fn`` (and causal-conv1d's ``causal_conv1d_fn`` when present)
-run on CUDA. On the CPU, passes that need no gradient (evaluation, inference) run the compiled kernel
-of ``seqbench_plugins.cpu_scan`` when it builds; everything else runs the pure-PyTorch chunked scan in
-``seqbench_plugins.selective_scan``. ``SEQBENCH_KERNELS`` (see seqbench.train.kernels) chooses (``ref``:
+run on CUDA. On the CPU, the compiled kernel of ``seqbench_plugins.cpu_scan`` runs when it builds: its
+forward for passes without gradients, and for training its forward and fused backward (the causal conv
+then runs in PyTorch); without a C compiler the pure-PyTorch chunked scan in
+``seqbench_plugins.selective_scan`` runs. ``SEQBENCH_KERNELS`` (see seqbench.train.kernels) chooses (``ref``:
 PyTorch only), and ``kernel_path`` lists every path that ran.
 """
 
@@ -93,15 +94,16 @@ class MambaBlock(nn.Module):
         return ",".join(sorted(self.paths_run))
 
     def scan_path(self, hidden: torch.Tensor) -> str:
-        """"cuda" (mamba-ssm), "cpu-kernel" (compiled, gradient-free passes only) or "torch" (chunked scan)."""
+        """"cuda" (mamba-ssm), "cpu-kernel" (compiled; its fused backward when training) or "torch" (chunked scan)."""
         if resolve_kernel("mamba", selective_scan_fn is not None, hidden.is_cuda) == "fast":
             return "cuda"
-        needs_grad = torch.is_grad_enabled() and (hidden.requires_grad
-                                                  or any(p.requires_grad for p in self.parameters()))
-        if (hidden.device.type == "cpu" and not needs_grad and cpu_kernel_allowed()
+        if (hidden.device.type == "cpu" and cpu_kernel_allowed()
                 and self.d_state <= cpu_scan.MAX_STATE and cpu_scan.available()):
             return "cpu-kernel"
         return "torch"
+
+    def _needs_grad(self, hidden: torch.Tensor) -> bool:
+        return torch.is_grad_enabled() and (hidden.requires_grad or any(p.requires_grad for p in self.parameters()))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         path = self.scan_path(hidden)
@@ -129,13 +131,23 @@ class MambaBlock(nn.Module):
         return self.out_proj(y.transpose(1, 2))  # (B, T, D)
 
     def _forward_cpu_kernel(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The same computation, gradient-free, time-major (B, T, E) throughout: no transposed copies."""
-        x, z = self.in_proj(hidden).float().chunk(2, dim=-1)  # (B, T, E) views, rows 2E apart
-        x = cpu_scan.causal_conv_silu(x, self.conv1d.weight.squeeze(1), self.conv1d.bias)  # (B, T, E)
+        """The same computation, time-major (B, T, E) throughout; with gradients, the kernel's fused backward."""
+        if self._needs_grad(hidden):  # the C conv has no backward: torch's, on the transposed view
+            x, z = self.in_proj(hidden).float().chunk(2, dim=-1)  # (B, T, E) views, rows 2E apart
+            x = F.silu(self.conv1d(x.transpose(1, 2))[..., :hidden.shape[1]]).transpose(1, 2)  # (B, T, E)
+            scan = cpu_scan.selective_scan_cpu_train
+        else:
+            # x and z as two matmuls: at L = 32K one (T, 2E) output is a 32 MiB allocation, which glibc
+            # always maps fresh (page faults on every call); two halves come from its heap (layer ~10% faster)
+            inner = self.out_proj.in_features
+            x = F.linear(hidden, self.in_proj.weight[:inner]).float()  # (B, T, E)
+            z = F.linear(hidden, self.in_proj.weight[inner:]).float()  # (B, T, E)
+            x = cpu_scan.causal_conv_silu(x, self.conv1d.weight.squeeze(1), self.conv1d.bias)  # (B, T, E)
+            scan = cpu_scan.selective_scan_cpu
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)  # column views
         # the kernel applies dt_proj (weight and bias) and softplus itself: no (B, T, E) delta is stored
-        y = cpu_scan.selective_scan_cpu(x, dt, -torch.exp(self.A_log.float()), B, C, self.D, z,
-                                        delta_bias=self.dt_proj.bias, delta_proj_weight=self.dt_proj.weight)
+        y = scan(x, dt, -torch.exp(self.A_log.float()), B, C, self.D, z, delta_bias=self.dt_proj.bias,
+                 delta_proj_weight=self.dt_proj.weight)
         self.paths_run.add("mamba:cpu-kernel")
         return self.out_proj(y.to(hidden.dtype))
 

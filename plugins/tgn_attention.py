@@ -114,7 +114,8 @@ def _chunk_prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r
     sizes = [hi - lo for lo, hi in bounds]
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]  # where each chunk's queries start in q
     parts, part_lses, starts = [], [], []  # per segment: its result over the queries q[:, start:]
-    own, own_lse = q.new_empty(q.shape), q.new_empty(q.shape[:-1])  # (nh, Q, hs), (nh, Q)
+    # the kernel's log-sum-exps are float32 whatever q's dtype (bf16 under autocast): keep them, and merge, so
+    own, own_lse = q.new_empty(q.shape), q.new_empty(q.shape[:-1], dtype=torch.float32)  # (nh, Q, hs), (nh, Q)
     for size in sorted(set(sizes)):  # the chunks' own causal blocks: their keys sit at the queries' positions
         chosen = [i for i, s in enumerate(sizes) if s == size]
         at = torch.cat([torch.arange(offsets[i], offsets[i] + size) for i in chosen])  # indices into q
@@ -134,12 +135,12 @@ def _chunk_prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r
         previous = lo
     # softmax over all keys = each part's softmax weighted by exp(its lse - the union's lse); a query's
     # missing parts (segments after its chunk) count as lse = -inf
-    lses = q.new_full((len(parts) + 1, n_heads, n_queries), float("-inf"))
+    lses = q.new_full((len(parts) + 1, n_heads, n_queries), float("-inf"), dtype=torch.float32)
     lses[0] = own_lse
     for i, (start, part_lse) in enumerate(zip(starts, part_lses), 1):
         lses[i, :, start:] = part_lse
     weights = (lses - torch.logsumexp(lses, dim=0)).exp_().unsqueeze(-1)  # (parts + 1, nh, Q, 1)
-    out = own.mul_(weights[0])
+    out = own.float().mul_(weights[0])
     for i, (start, part) in enumerate(zip(starts, parts), 1):
-        out[:, start:].addcmul_(part, weights[i, :, start:])
-    return out
+        out[:, start:].addcmul_(part.float(), weights[i, :, start:])
+    return out.to(q.dtype)

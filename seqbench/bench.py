@@ -14,6 +14,11 @@ FLOPs are counted, not derived by hand: ``torch.utils.flop_counter.FlopCounterMo
 for a training step (forward + backward). MFU = achieved FLOP/s over the peak FLOP/s of a large
 matmul measured in the same process (before every length; the best so far), in the benchmark's dtype.
 
+Precision: ``precisions`` lists Lightning's names, ``32-true`` (fp32) and ``bf16-mixed`` (the forward under
+``torch.autocast`` to bfloat16, as Lightning's bf16-mixed does; on CPUs with AMX its matmuls run ~9x faster
+than fp32's). The row's ``dtype`` column holds the precision, MFU is against the peak matmul of that dtype,
+and :func:`speedups` gives each bf16 row's tokens/s over the fp32 row of the same call.
+
 Every row is written atomically as its own file under ``<results>/bench/``; a length that runs out of
 memory or over its time budget is recorded with status ``oom`` / ``timeout`` and the benchmark goes on.
 """
@@ -53,6 +58,8 @@ GPU_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768)  # the paper's Fig. 24 rang
 CPU_TOKENS_PER_STEP = 8192
 GPU_TOKENS_PER_STEP = 32768
 BENCH_VOCAB = 256  # a byte-level vocabulary: the embedding and readout stay small next to the mixer
+# Lightning's precision names -> (the autocast dtype, or None for none; the dtype of the peak matmul)
+PRECISIONS = {"32-true": (None, torch.float32), "bf16-mixed": (torch.bfloat16, torch.bfloat16)}
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ class BenchOptions:
     results_dir: Path = Path("results")
     params: int | None = None  # --params: each model's width solved for this many parameters
     missing_only: bool = False  # skip what already has an ok row in results_dir (report --run's resume)
+    precisions: tuple[str, ...] = ("32-true",)  # keys of PRECISIONS; each is a row of its own
 
 
 # ------------------------------------------------------------------------------ planning
@@ -231,15 +239,23 @@ def count_flops(module, tokens) -> float:
 class StepRunner:
     """One benchmark step of a model: a training step (forward, CE, backward, AdamW) or a forward."""
 
-    def __init__(self, module, mode: str, tokens, targets):
+    def __init__(self, module, mode: str, tokens, targets, autocast_dtype: torch.dtype | None = None):
         self.module, self.mode, self.tokens, self.targets = module, mode, tokens, targets
+        self.autocast_dtype = autocast_dtype
         self.optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4) if mode == "train" else None
         self.threshold = gate_threshold(module)
         self.gate_fractions: list[float] = []
 
+    def _forward(self):
+        """The module's forward, under autocast for a mixed precision (Lightning's bf16-mixed does the same)."""
+        if self.autocast_dtype is None:
+            return as_output(self.module(self.tokens))
+        with torch.autocast(self.tokens.device.type, dtype=self.autocast_dtype):
+            return as_output(self.module(self.tokens))
+
     def __call__(self) -> None:
         if self.mode == "train":
-            out = as_output(self.module(self.tokens))
+            out = self._forward()
             loss = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]).float(), self.targets.reshape(-1))
             if out.gates is not None:
                 loss = loss + 0.01 * out.gates.float().mean()  # the gate penalty is part of a TGN step
@@ -248,13 +264,13 @@ class StepRunner:
             self.optimizer.zero_grad(set_to_none=True)
         else:
             with torch.inference_mode():
-                out = as_output(self.module(self.tokens))
+                out = self._forward()
         if out.gates is not None:
             self.gate_fractions.append(float(gate_fraction(out.gates.detach(), self.threshold)))
 
 
 def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOptions, device,
-            peak_flops: float) -> dict[str, Any]:
+            peak_flops: float, precision: str = "32-true") -> dict[str, Any]:
     """One row: build the model for ``seq_len``, warm up, time ``repeats`` steps, count FLOPs."""
     tokens_per_step = options.tokens_per_step or (GPU_TOKENS_PER_STEP if device.type == "cuda"
                                                   else CPU_TOKENS_PER_STEP)
@@ -276,7 +292,7 @@ def measure(bench_model: BenchModel, mode: str, seq_len: int, options: BenchOpti
         generator = torch.Generator().manual_seed(seq_len)
         tokens = torch.randint(0, BENCH_VOCAB, (batch, seq_len), generator=generator).to(device)  # (B, T)
         targets = torch.randint(0, BENCH_VOCAB, (batch, seq_len), generator=generator).to(device)  # (B, T)
-        step = StepRunner(module, mode, tokens, targets)
+        step = StepRunner(module, mode, tokens, targets, PRECISIONS[precision][0])
         times: list[float] = []
         for i in range(options.warmup + options.repeats):
             seconds = _timed(device, step)
@@ -329,6 +345,10 @@ def run_bench(registries, options: BenchOptions, on_row: Callable[[dict[str, Any
         raise UserError(f"--gate-rate must be a fraction in [0, 1], got {options.gate_rate}")
     if options.warmup < 0 or options.repeats < 1:
         raise UserError("--warmup must be >= 0 and --repeats >= 1")
+    unknown = [p for p in options.precisions if p not in PRECISIONS]
+    if unknown or not options.precisions:
+        raise UserError(f"--precision {','.join(options.precisions)!r}: choose from {', '.join(PRECISIONS)} "
+                        "(comma-separated for several)")
     if options.tokens_per_step is not None and options.tokens_per_step < 1:
         raise UserError(f"--tokens-per-step must be >= 1, got {options.tokens_per_step}")
     if not options.timeout_s >= 0:  # also refuses nan; inf means no time limit
@@ -362,39 +382,67 @@ def run_bench(registries, options: BenchOptions, on_row: Callable[[dict[str, Any
     if options.missing_only and options.overrides:
         raise UserError("--missing-only cannot tell rows apart by --set overrides (bench rows do not record "
                         "them): run without --missing-only, or into a --results folder of their own")
-    peak = 0.0
-    common = {"preset": options.preset, "device": device_name(device.type), "dtype": "float32",
-              "param_budget": options.params,
+    peak = {precision: 0.0 for precision in options.precisions}
+    common = {"preset": options.preset, "device": device_name(device.type), "param_budget": options.params,
               "seqbench_version": __version__, "torch_version": torch.__version__, "git_sha": git_sha()}
     done = _measured(options.results_dir, common) if options.missing_only else set()
     for bench_model in models:
         for mode in options.modes:
             for seq_len in sorted(lengths):
-                if _bench_key(bench_model.name, bench_model.variant, mode, seq_len, options.gate_rate) in done:
-                    if note is not None:
-                        note(f"{bench_model.name}/{bench_model.variant} {mode} L={seq_len}: already measured "
-                             f"in {options.results_dir} (--missing-only), skipped")
-                    continue
-                # Re-measured before every length and the best kept: on a shared machine one throttled
-                # measurement would otherwise set a low peak (and an MFU above 100%) for the whole run.
-                peak = max(peak, measure_peak_flops(device))
-                started = dt.datetime.now(dt.timezone.utc)
-                row = {**common, **measure(bench_model, mode, seq_len, options, device, peak), "started_at": started,
-                       "bench_id": f"{started:%Y%m%d-%H%M%S}-{bench_model.name}-{bench_model.variant}-{mode}"
-                                   f"-L{seq_len}-{uuid.uuid4().hex[:6]}"}
-                row["path"] = str(write_bench_row(options.results_dir, row))
-                if on_row is not None:
-                    on_row(row)
-                yield row
+                for precision in options.precisions:  # innermost: fp32 and bf16 of one length run side by side
+                    key = _bench_key(bench_model.name, bench_model.variant, mode, seq_len, options.gate_rate,
+                                     precision)
+                    if key in done:
+                        if note is not None:
+                            shown = "" if precision == "32-true" else f" {precision}"
+                            note(f"{bench_model.name}/{bench_model.variant} {mode} L={seq_len}{shown}: already "
+                                 f"measured in {options.results_dir} (--missing-only), skipped")
+                        continue
+                    # Re-measured before every length and the best kept: on a shared machine one throttled
+                    # measurement would otherwise set a low peak (and an MFU above 100%) for the whole run.
+                    peak[precision] = max(peak[precision], measure_peak_flops(device, PRECISIONS[precision][1]))
+                    started = dt.datetime.now(dt.timezone.utc)
+                    row = {**common, "dtype": _dtype_name(precision),
+                           **measure(bench_model, mode, seq_len, options, device, peak[precision], precision),
+                           "started_at": started,
+                           "bench_id": f"{started:%Y%m%d-%H%M%S}-{bench_model.name}-{bench_model.variant}-{mode}"
+                                       f"-L{seq_len}{'' if precision == '32-true' else '-' + precision}"
+                                       f"-{uuid.uuid4().hex[:6]}"}
+                    row["path"] = str(write_bench_row(options.results_dir, row))
+                    if on_row is not None:
+                        on_row(row)
+                    yield row
 
 
-def _bench_key(model: str, variant: str, mode: str, seq_len: int, forced_gate_rate: float | None) -> tuple:
-    return model, variant, mode, seq_len, None if forced_gate_rate is None else round(forced_gate_rate, 9)
+def _dtype_name(precision: str) -> str:
+    """The bench row's ``dtype``: "float32" for 32-true (as rows have always said), else the precision's name."""
+    return "float32" if precision == "32-true" else precision
+
+
+def speedups(rows: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Each ok mixed-precision row's tokens/s over the ok float32 row of the same (model, variant, mode,
+    length, forced gate rate), keyed by its bench_id; rows without such a partner are left out."""
+    rows = [r for r in rows if r.get("status") == Status.OK and r.get("tokens_per_sec")]
+    fp32 = {_bench_key(r["model"], r["variant"], r["mode"], r["seq_len"], r.get("forced_gate_rate")): r
+            for r in rows if r.get("dtype") == "float32"}
+    ratios = {}
+    for r in rows:
+        partner = fp32.get(_bench_key(r["model"], r["variant"], r["mode"], r["seq_len"], r.get("forced_gate_rate")))
+        if r.get("dtype") != "float32" and partner is not None:
+            ratios[r["bench_id"]] = r["tokens_per_sec"] / partner["tokens_per_sec"]
+    return ratios
+
+
+def _bench_key(model: str, variant: str, mode: str, seq_len: int, forced_gate_rate: float | None,
+               precision: str = "32-true") -> tuple:
+    return (model, variant, mode, seq_len, None if forced_gate_rate is None else round(forced_gate_rate, 9),
+            _dtype_name(precision))
 
 
 def _measured(results_dir: Path, common: dict[str, Any]) -> set[tuple]:
     """What ``results_dir`` already holds an ok row of under the same preset, device (with its threads) and
     parameter budget: ``--missing-only`` skips these, so an interrupted ``report --run`` re-times nothing."""
-    return {_bench_key(r["model"], r["variant"], r["mode"], r["seq_len"], r.get("forced_gate_rate"))
+    return {(*_bench_key(r["model"], r["variant"], r["mode"], r["seq_len"], r.get("forced_gate_rate"))[:-1],
+             r.get("dtype") or "float32")
             for r in iter_rows(read_bench(results_dir))
             if r["status"] == Status.OK and all(r.get(k) == common[k] for k in ("preset", "device", "param_budget"))}

@@ -9,7 +9,7 @@ from fake_plugins import FakeModels
 from seqbench.bench import BenchOptions, batch_size_for, count_flops, run_bench
 from seqbench.errors import UserError
 from seqbench.registry import build_registries
-from seqbench.results import BENCH_SCHEMA, read_bench
+from seqbench.results import BENCH_SCHEMA, iter_rows, read_bench
 
 
 @pytest.fixture(scope="module")
@@ -155,5 +155,34 @@ def test_kernels_column_records_the_paths_the_timed_steps_ran(registries, tmp_pa
     monkeypatch.delenv(kernels.KERNELS_ENV, raising=False)
     rows = list(run_bench(registries, _options(tmp_path, models=("mamba",), modes=("train", "infer"), lengths=(32,))))
     by_mode = {r["mode"]: r for r in rows}
-    assert by_mode["train"]["kernels"] == "mamba:torch-chunked"  # gradients: the PyTorch scan
-    assert by_mode["infer"]["kernels"] == ("mamba:cpu-kernel" if cpu_scan.available() else "mamba:torch-chunked")
+    expected = "mamba:cpu-kernel" if cpu_scan.available() else "mamba:torch-chunked"
+    assert by_mode["train"]["kernels"] == expected  # the fused backward where the kernel builds
+    assert by_mode["infer"]["kernels"] == expected
+
+
+def test_bf16_mixed_rows_beside_fp32_with_their_speedup(registries, tmp_path):
+    from seqbench.bench import speedups
+
+    rows = list(run_bench(registries, _options(tmp_path, models=("gru",), lengths=(32,), modes=("train", "infer"),
+                                               precisions=("32-true", "bf16-mixed"))))
+    assert [(r["mode"], r["dtype"]) for r in rows] == [("train", "float32"), ("train", "bf16-mixed"),
+                                                        ("infer", "float32"), ("infer", "bf16-mixed")]
+    assert all(r["status"] == "ok" and r["tokens_per_sec"] > 0 for r in rows)
+    ratios = speedups(rows)
+    assert set(ratios) == {r["bench_id"] for r in rows if r["dtype"] == "bf16-mixed"}
+    train32, train16 = rows[0], rows[1]
+    assert ratios[train16["bench_id"]] == pytest.approx(train16["tokens_per_sec"] / train32["tokens_per_sec"])
+    # bf16's MFU is against bf16's own peak matmul, not fp32's
+    assert train16["peak_flops"] != train32["peak_flops"]
+    assert {r["dtype"] for r in iter_rows(read_bench(tmp_path))} == {"float32", "bf16-mixed"}
+
+
+def test_bench_precision_mistakes_exit_2_and_missing_only_tells_precisions_apart(registries, tmp_path, cli):
+    with pytest.raises(UserError, match="choose from 32-true, bf16-mixed"):
+        list(run_bench(registries, _options(tmp_path, precisions=("fp8",))))
+    code, _, err = cli("bench", "--models", "gru", "--lengths", "32", "--precision", "16-true", "--results", tmp_path)
+    assert code == 2 and "--precision" in err
+    list(run_bench(registries, _options(tmp_path, models=("gru",), lengths=(32,))))
+    again = list(run_bench(registries, _options(tmp_path, models=("gru",), lengths=(32,), missing_only=True,
+                                                precisions=("32-true", "bf16-mixed"))))
+    assert [r["dtype"] for r in again] == ["bf16-mixed"]  # fp32 was measured already, bf16 was not

@@ -258,9 +258,9 @@ def test_concurrent_runs_divide_the_cores_and_forget_dead_holders(tmp_path):
     from seqbench.train.threads import CoreShare
 
     folder = tmp_path / "shares"
-    with CoreShare(4, folder) as first:
+    with CoreShare(4, folder, load=None) as first:  # other programs' load: tests/test_threads.py
         assert first.fair_threads() == 4
-        with CoreShare(4, folder):
+        with CoreShare(4, folder, load=None):
             assert first.fair_threads() == 2  # a second run started: both take half
             (folder / "999999999-deadbeef").touch()  # a holder killed without cleaning up
             assert first.fair_threads() == 2 and not (folder / "999999999-deadbeef").exists()
@@ -274,8 +274,9 @@ def test_a_run_under_the_policy_takes_its_share_of_the_cores(registries, tmp_pat
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(thread_policy, "available_cores", lambda: 2)
     monkeypatch.setattr(thread_policy, "_shares_dir", lambda: tmp_path / "shares")
+    monkeypatch.setattr(thread_policy, "PROC", tmp_path / "no-proc")  # a busy test machine must not count
     config = resolve_run_config(registries, "gru", "mqar", preset="smoke")
-    with thread_policy.CoreShare(2, tmp_path / "shares"):  # another seqbench run is training meanwhile
+    with thread_policy.CoreShare(2, tmp_path / "shares", load=None):  # another seqbench run is training meanwhile
         row = run(registries, config, RunOptions(results_dir=tmp_path / "r", progress=False))
     assert row["threads"] == 1
     alone = run(registries, config, RunOptions(results_dir=tmp_path / "r", progress=False))

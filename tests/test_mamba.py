@@ -81,7 +81,8 @@ def test_reference_is_the_recurrence_written_out():
 # ------------------------------------------------------------------------------ the layer
 
 
-def test_block_maps_shape_and_is_causal():
+def test_block_maps_shape_and_is_causal(monkeypatch):
+    monkeypatch.delenv(kernels.KERNELS_ENV, raising=False)
     block = MambaBlock(16, d_state=4)
     x = torch.randn(2, 12, 16)
     y = block(x)
@@ -90,7 +91,7 @@ def test_block_maps_shape_and_is_causal():
     changed[:, 7] += 1.0
     torch.testing.assert_close(block(changed)[:, :7], y[:, :7])
     assert not torch.allclose(block(changed)[:, 7], y[:, 7])
-    assert block.kernel_path == "mamba:torch-chunked"
+    assert block.kernel_path == ("mamba:cpu-kernel" if cpu_scan.available() else "mamba:torch-chunked")
 
 
 def test_block_matches_mambapy_with_the_same_weights():
@@ -165,7 +166,7 @@ def test_auto_keeps_the_torch_path_for_cpu_inputs_even_with_a_kernel(monkeypatch
     monkeypatch.setattr(mamba_module, "selective_scan_fn", kernel_must_not_run)
     block = MambaBlock(8, d_state=4)
     block(torch.randn(1, 5, 8))
-    assert block.kernel_path == "mamba:torch-chunked"
+    assert block.kernel_path == ("mamba:cpu-kernel" if cpu_scan.available() else "mamba:torch-chunked")
 
 
 def test_cli_run_trains_and_records_the_kernel_path(tmp_path, monkeypatch):
@@ -175,8 +176,8 @@ def test_cli_run_trains_and_records_the_kernel_path(tmp_path, monkeypatch):
     assert code == 0
     (row,) = iter_rows(read_runs(tmp_path))
     assert row["status"] == "ok" and row["steps"] == 8
-    # training needs gradients (PyTorch scan); evaluation does not (the compiled CPU kernel, where it builds)
-    expected = "mamba:cpu-kernel,mamba:torch-chunked" if cpu_scan.available() else "mamba:torch-chunked"
+    # training (fused backward) and evaluation both run the compiled CPU kernel, where it builds
+    expected = "mamba:cpu-kernel" if cpu_scan.available() else "mamba:torch-chunked"
     assert row["kernels"] == expected
     assert 0.0 <= row["accuracy"] <= 1.0
 
@@ -251,31 +252,94 @@ def test_cpu_conv_matches_torch_conv():
 
 
 @needs_cpu_kernel
-def test_block_uses_cpu_kernel_only_without_gradients(monkeypatch):
+def test_block_trains_and_infers_on_the_cpu_kernel_and_matches_the_pytorch_path(monkeypatch):
+    """The whole block, forward and every parameter's gradient: the kernel (conv in torch, fused scan backward)
+    against the chunked PyTorch path with the same weights."""
     monkeypatch.delenv(kernels.KERNELS_ENV, raising=False)
     block = MambaBlock(32, d_state=8)
     with torch.no_grad():  # random rates and step sizes, so the scan is not near-trivial
         block.A_log.normal_()
         block.dt_proj.bias.normal_()
+    reference = MambaBlock(32, d_state=8)
+    reference.load_state_dict(block.state_dict())
     x = torch.randn(2, 50, 32)
-    trained = block(x)  # parameters require grad: the PyTorch scan
-    assert block.kernel_path == "mamba:torch-chunked"
+    grad_out = torch.randn(2, 50, 32)
+    trained = block(x)
+    trained.backward(grad_out)
+    assert block.kernel_path == "mamba:cpu-kernel"
+    monkeypatch.setenv(kernels.KERNELS_ENV, "ref")
+    expected = reference(x)
+    expected.backward(grad_out)
+    assert reference.kernel_path == "mamba:torch-chunked"  # ref: PyTorch only
+    assert relative_error(trained, expected) < TOLERANCE
+    for (name, ours), theirs in zip(block.named_parameters(), reference.parameters()):
+        assert relative_error(ours.grad, theirs.grad) < TOLERANCE, name
+    monkeypatch.delenv(kernels.KERNELS_ENV)
     with torch.inference_mode():
         inferred = block(x)
-    assert block.kernel_path == "mamba:cpu-kernel,mamba:torch-chunked"
-    assert relative_error(inferred, trained) < TOLERANCE
-    monkeypatch.setenv(kernels.KERNELS_ENV, "ref")
-    fresh = MambaBlock(32, d_state=8)
-    with torch.inference_mode():
-        fresh(x)
-    assert fresh.kernel_path == "mamba:torch-chunked"  # ref: PyTorch only
+    assert relative_error(inferred, expected) < TOLERANCE
+
+
+def _fused_inputs(batch: int, length: int, dim: int, d_state: int, rank: int, dtype: torch.dtype,
+                  optional: bool) -> tuple[torch.Tensor | None, ...]:
+    """selective_scan_cpu_train's arguments, time-major, all requiring grad (absent optional ones are None)."""
+    def leaf(*shape, scale=1.0):
+        return (scale * torch.randn(*shape, dtype=dtype)).requires_grad_()
+    A = (-torch.rand(dim, d_state, dtype=dtype) - 0.2).requires_grad_()
+    D, z, delta_bias = (leaf(dim), leaf(batch, length, dim), leaf(dim)) if optional else (None, None, None)
+    return (leaf(batch, length, dim), leaf(batch, length, rank or dim), A, leaf(batch, length, d_state),
+            leaf(batch, length, d_state), D, z, delta_bias, leaf(dim, rank, scale=0.5) if rank else None)
+
+
+def _reference_time_major(u, delta, A, B, C, D, z, delta_bias, weight):
+    """selective_scan_ref on the fused kernel's time-major arguments (dt_proj applied first)."""
+    if weight is not None:
+        delta = delta @ weight.t()
+    channels_first = [None if t is None else t.transpose(1, 2) for t in (u, delta, B, C, z)]
+    u, delta, B, C, z = channels_first
+    return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus=True).transpose(1, 2)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("rank", [0, 3])
+@pytest.mark.parametrize("optional", [True, False])
+def test_fused_backward_passes_gradcheck_in_float64(rank, optional):
+    """The C backward (its double build) against finite differences, across two saved chunks and a partial block."""
+    assert cpu_scan.available(), cpu_scan.unavailable_reason()
+    length = cpu_scan.SAVE_CHUNK + 5
+    inputs = _fused_inputs(2, length, 5, 3, rank, torch.float64, optional)
+    assert torch.autograd.gradcheck(cpu_scan.selective_scan_cpu_train, inputs, eps=1e-6, atol=1e-5)
+    expected = _reference_time_major(*inputs)
+    assert relative_error(cpu_scan.selective_scan_cpu_train(*inputs), expected) < 1e-12
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize(("batch", "length", "dim", "rank"), [(3, 100, 70, 4), (1, 64, 16, 0), (2, 33, 130, 2)])
+def test_fused_backward_matches_the_chunked_pytorch_path_in_float32(batch, length, dim, rank):
+    """float32 kernel gradients against the chunked PyTorch scan's (itself held to the reference above)."""
+    inputs = _fused_inputs(batch, length, dim, 16, rank, torch.float32, optional=True)
+    copies = [None if t is None else t.detach().clone().requires_grad_() for t in inputs]
+    y = cpu_scan.selective_scan_cpu_train(*inputs)
+    grad_out = torch.randn_like(y)
+    y.backward(grad_out)
+    u, delta, A, B, C, D, z, delta_bias, weight = copies
+    if weight is not None:
+        delta = delta @ weight.t()
+    expected = selective_scan_fast(u.transpose(1, 2), delta.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2),
+                                   D, z.transpose(1, 2), delta_bias, delta_softplus=True).transpose(1, 2)
+    expected.backward(grad_out)
+    assert relative_error(y, expected) < TOLERANCE
+    names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "delta_proj_weight")
+    for name, ours, theirs in zip(names, inputs, copies):
+        if ours is not None:
+            assert relative_error(ours.grad, theirs.grad) < TOLERANCE, name
 
 
 @needs_cpu_kernel
 def test_cpu_kernel_refuses_gradients_bad_shapes_growing_states_and_big_d_state():
     u = torch.randn(1, 8, 4, requires_grad=True)
     A, B = -torch.rand(4, 3), torch.randn(1, 8, 3)
-    with pytest.raises(RuntimeError, match="no backward"):
+    with pytest.raises(RuntimeError, match="have no backward"):
         cpu_scan.selective_scan_cpu(u, u.detach().abs(), A, B, B)
     with pytest.raises(ValueError, match="C has shape"):
         cpu_scan.selective_scan_cpu(u.detach(), u.detach().abs(), A, B, B[:, :5])

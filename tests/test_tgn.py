@@ -290,3 +290,38 @@ def test_scattered_token_attention_equals_full_causal_attention_at_those_rows():
     rows = torch.tensor([0, 3, 4, 9, 22])
     with torch.no_grad():
         torch.testing.assert_close(at_positions(attn, x, [[rows]])[0, rows], attn(x)[0, rows], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["parallel", "chunked"])
+def test_blocked_ffn_without_autograd_gives_the_same_outputs(variant, monkeypatch):
+    """Inference runs the FFN over blocks of positions (tgn.FFN_BLOCK); it is position-wise, so the outputs
+    are those of the whole-sequence FFN, in soft and hard mode."""
+    import seqbench_plugins.tgn as tgn_module
+
+    model = tiny(variant).eval()
+    x = tokens()
+    for mode in ("soft", "hard"):
+        model.set_gate_mode(mode)
+        with torch.no_grad():
+            expected = model(x).logits  # T below FFN_BLOCK: the whole-sequence FFN
+        monkeypatch.setattr(tgn_module, "FFN_BLOCK", 5)  # blocks that do not divide T
+        with torch.no_grad():
+            blocked = model(x).logits
+        monkeypatch.setattr(tgn_module, "FFN_BLOCK", 2048)
+        torch.testing.assert_close(blocked, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_hard_mode_runs_under_bf16_autocast_and_stays_close_to_fp32(variant):
+    """bf16-mixed on the CPU (--precision bf16-mixed): the hard path's chunk attention merges float32
+    log-sum-exps with bf16 outputs."""
+    model = tiny(variant)
+    model.set_gate_mode("hard")
+    with torch.no_grad():
+        for block in model.blocks:  # open every gate, so the gathered-attention path runs
+            block.gate_override = 0.9
+        expected = model(tokens()).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model(tokens()).logits
+    assert torch.isfinite(got).all()
+    assert float((got.float() - expected).abs().max()) < 0.1 * float(expected.abs().max())

@@ -7,7 +7,7 @@ import argparse
 from rich.markup import escape
 from rich.table import Table
 
-from seqbench.bench import BenchOptions, run_bench
+from seqbench.bench import BenchOptions, run_bench, speedups
 from seqbench.cli.output import console, load_registries, warn
 from seqbench.cli.run import param_budget
 from seqbench.configure.options import check_writable_dir, path_option, pick_accelerator
@@ -36,29 +36,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
         overrides=tuple(args.set or ()), tokens_per_step=args.tokens_per_step, warmup=args.warmup,
         repeats=args.repeats, timeout_s=args.timeout, gate_rate=args.gate_rate, device=args.device,
         threads=args.threads, results_dir=path_option(args.results), params=param_budget(args),
-        missing_only=args.missing_only)
+        missing_only=args.missing_only, precisions=_csv(args.precision, flag="--precision"))
     pick_accelerator(options.device)
     check_writable_dir(options.results_dir, "--results", subdirs=("bench",))
     apply_threads(args.threads)
     out = console()
     table = Table(title=escape(f"seqbench bench (preset {options.preset}) -> {options.results_dir}/bench"),
                   title_justify="left")
-    for name in ("model", "variant", "mode", "seq_len", "batch", "status", "tokens/s", "peak mem", "MFLOP/token",
-                 "MFU", "gate rate"):
-        table.add_column(name, justify="left" if name in ("model", "variant", "mode", "status") else "right")
-    statuses = []
+    mixed = options.precisions != ("32-true",)
+    columns = ("model", "variant", "mode", "seq_len", *(("precision",) if mixed else ()), "batch", "status",
+               "tokens/s", *(("vs fp32",) if mixed else ()), "peak mem", "MFLOP/token", "MFU", "gate rate")
+    for name in columns:
+        table.add_column(name, justify="left" if name in ("model", "variant", "mode", "precision", "status")
+                         else "right")
+    statuses, rows = [], []
     for row in run_bench(load_registries(), options,
                          on_row=lambda r: out.print(escape(f"  {r['model']}/{r['variant']} {r['mode']} "
-                                                               f"L={r['seq_len']}: {r['status']}"), style="dim"),
+                                                               f"L={r['seq_len']} {r['dtype']}: {r['status']}"),
+                                                    style="dim"),
                          note=warn):
         statuses.append(row["status"])
+        rows.append(row)
+    ratios = speedups(rows)  # each bf16 row over the fp32 row of the same call
+    for row in rows:
         if row.get("forced_gate_rate") is not None:
             gate = f"{row['forced_gate_rate']:.3f} (forced)"
         else:
             gate = "—" if row.get("gate_rate") is None else f"{row['gate_rate']:.3f} (learned)"
-        table.add_row(escape(row["model"]), escape(row["variant"]), row["mode"], str(row["seq_len"]),
+        precision = (row["dtype"],) if mixed else ()
+        ratio = (_num(ratios.get(row["bench_id"]), ".2f", "x"),) if mixed else ()
+        table.add_row(escape(row["model"]), escape(row["variant"]), row["mode"], str(row["seq_len"]), *precision,
                       str(row["batch_size"]),
-                      row["status"], _num(row.get("tokens_per_sec"), ",.0f"),
+                      row["status"], _num(row.get("tokens_per_sec"), ",.0f"), *ratio,
                       _num(row.get("peak_mem_bytes") and row["peak_mem_bytes"] / 2**20, ",.0f", " MiB"),
                       _num(row.get("flops_per_token") and row["flops_per_token"] / 1e6, ",.3f"),
                       _num(row.get("mfu"), ".1%"), gate)

@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     p.add_argument("--repeats", type=int, default=5, help="timed steps; the median is reported (default 5)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per length before status timeout")
+    p.add_argument("--precision", default="32-true",
+                   help="comma-separated: 32-true, bf16-mixed (default 32-true; with both, each bf16 row shows "
+                        "its tokens/s over fp32's)")
     p.add_argument("--missing-only", action="store_true",
                    help="skip each (model, variant, mode, length) that --results already holds an ok row of "
                         "(same preset, device, threads, --params, --gate-rate); report --run resumes this way")
