@@ -8,7 +8,9 @@ import torch
 
 from seqbench.api import TaskInfo
 from seqbench.configure.budget import state_size
-from seqbench.configure.resolve import resolve_model_config
+from seqbench.cli import main
+from seqbench.configure.resolve import resolve_model_config, resolve_run_config
+from seqbench.errors import UserError
 from seqbench.registry import build_registries
 from seqbench_plugins.graph_common import laplacian_pe
 from seqbench_plugins.graphgps import GraphGPSConfig
@@ -118,3 +120,33 @@ def test_state_sizes_of_the_recurrences_match_the_states_the_modules_carry():
     for hook in hooks:
         hook.remove()
     assert sum(kv) == HAND_COUNTS[("transformer", None)]
+
+
+def test_a_scoped_setting_applies_to_its_model_only():
+    """``MODEL:SECTION.KEY=VALUE``: the ring's 1-layer Transformer beside a 3-layer GCN in one sweep."""
+    registries = build_registries()
+    sets = ["transformer:model.n_layers=1", "gcn:model.n_layers=4", "train.lr=3e-3"]
+    transformer = resolve_run_config(registries, "transformer", "ring_distance", preset="smoke", overrides=sets)
+    gcn = resolve_run_config(registries, "gcn", "ring_distance", preset="smoke", overrides=sets)
+    graphgps = resolve_run_config(registries, "graphgps", "ring_distance", preset="smoke", overrides=sets)
+    assert (transformer.model_config.n_layers, gcn.model_config.n_layers, graphgps.model_config.n_layers) == (1, 4, 1)
+    assert transformer.train.lr == gcn.train.lr == graphgps.train.lr == 3e-3
+
+
+def test_a_scope_that_names_no_model_is_refused_with_a_suggestion():
+    with pytest.raises(UserError, match="'transfomer' is not a model. Did you mean transformer"):
+        resolve_run_config(build_registries(), "gcn", "ring_distance", preset="smoke",
+                           overrides=["transfomer:model.n_layers=1"])
+
+
+def test_a_sweep_configures_each_model_by_its_scoped_settings(tmp_path, capsys):
+    code = main(["sweep", "--models", "gcn,transformer", "--tasks", "ring_distance", "--preset", "smoke",
+                 "--set", "transformer:model.n_layers=1", "--dry-run", "--results", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert not (tmp_path / "r").exists()
+    one_layer = resolve_run_config(build_registries(), "transformer", "ring_distance", preset="smoke",
+                                   overrides=["model.n_layers=1"])
+    two_layers = resolve_run_config(build_registries(), "transformer", "ring_distance", preset="smoke",
+                                    overrides=["model.n_layers=2"])
+    assert one_layer.config_hash() in out and two_layers.config_hash() not in out

@@ -111,6 +111,32 @@ def train_dict(train: TrainConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- overrides
 
 
+def overrides_for_model(items: list[str], model: str, models: list[str]) -> list[str]:
+    """The ``--set`` items that apply to ``model``: every plain ``SECTION.KEY=VALUE`` item, and each
+    ``MODEL:SECTION.KEY=VALUE`` item scoped to it, without its scope.
+
+    A scope lets one sweep configure each model as its authors ran it (e.g. the ring's 1-layer
+    Transformer beside a 3-layer GCN: ``transformer:model.n_layers=1``); items scoped to another of
+    ``models`` are left out. A scope that names no model in ``models`` is a UserError.
+    """
+    kept = []
+    for item in items:
+        key = item.partition("=")[0]
+        scope, colon, rest = item.partition(":")
+        if not colon or ":" not in key:
+            kept.append(item)
+            continue
+        scope = scope.strip()
+        if scope not in models:
+            close = difflib.get_close_matches(scope, models, n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise UserError(f"bad --set {item!r}: {scope!r} is not a model.{hint} Scoped settings read "
+                            f"MODEL:SECTION.KEY=VALUE with MODEL one of {', '.join(models)}")
+        if scope == model:
+            kept.append(rest)
+    return kept
+
+
 def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, dict[str, str]]:
     """``["model.d_model=64", "task.seq_len=128"]`` -> ``{"model": {...}, "task": {...}}``.
 
