@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from seqbench.api import TaskInfo
-from seqbench.configure.budget import state_size
 from seqbench.cli import main
+from seqbench.configure.budget import state_size
 from seqbench.configure.resolve import resolve_model_config, resolve_run_config
 from seqbench.errors import UserError
 from seqbench.registry import build_registries
