@@ -3,10 +3,13 @@ cells need, and state sizes checked against counts by hand (zoology #34-#37 is w
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from seqbench.api import TaskInfo
+from seqbench.analyse.report import select_runs
 from seqbench.cli import main
 from seqbench.configure.budget import state_size
 from seqbench.configure.resolve import resolve_model_config, resolve_run_config
@@ -150,3 +153,19 @@ def test_a_sweep_configures_each_model_by_its_scoped_settings(tmp_path, capsys):
     two_layers = resolve_run_config(build_registries(), "transformer", "ring_distance", preset="smoke",
                                     overrides=["model.n_layers=2"])
     assert one_layer.config_hash() in out and two_layers.config_hash() not in out
+
+
+def test_a_claim_reads_each_model_at_its_scoped_setting():
+    """A ring claim's ``transformer:model.n_layers=1`` selects the 1-layer Transformer's rows and says
+    nothing about GCN's (whose n_layers is 3)."""
+    def row(model, n_layers):
+        return {"status": "ok", "task": "ring_distance", "preset": "cpu", "model": model, "variant": "default",
+                "config_json": json.dumps({"model_config": {"n_layers": n_layers}, "task_config": {}, "train": {}})}
+
+    rows = [row("transformer", 1), row("transformer", 2), row("gcn", 3)]
+    claim = {"measure": {"task": "ring_distance"},
+             "presets": {"cpu": {"set": ["transformer:model.n_layers=1"]}}}
+    transformer = select_runs(rows, claim, "cpu", {"model": "transformer"})
+    gcn = select_runs(rows, claim, "cpu", {"model": "gcn"})
+    assert [json.loads(r["config_json"])["model_config"]["n_layers"] for r in transformer] == [1]
+    assert [r["model"] for r in gcn] == ["gcn"]

@@ -59,6 +59,7 @@ from seqbench.analyse.stats import (
     proportion_interval,
 )
 from seqbench.analyse.tuning import tune
+from seqbench.configure.config import split_scope
 from seqbench.errors import UserError
 from seqbench.registry import PRESETS, check_preset
 from seqbench.results import Status, config_settings, iter_rows, read_bench, read_cells, read_curves
@@ -179,6 +180,9 @@ def commands(claim: dict[str, Any], preset: str, results: Path) -> list[str]:
 
 def _matches(row: dict[str, Any], flat: dict[str, str], sets: list[str]) -> bool:
     for item in sets:
+        scope, item = split_scope(item)
+        if scope is not None and scope != row["model"]:
+            continue  # e.g. transformer:model.n_layers=1 says nothing about the GCN's rows
         key, _, value = item.partition("=")
         have = flat.get(key.strip())
         if value.strip().lower() in ("none", "null"):  # e.g. train.stop_at=none: also rows from before the key

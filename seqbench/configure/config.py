@@ -111,6 +111,16 @@ def train_dict(train: TrainConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- overrides
 
 
+def split_scope(item: str) -> tuple[str | None, str]:
+    """``"transformer:model.n_layers=1"`` -> ``("transformer", "model.n_layers=1")``; an item without a
+    scope -> ``(None, item)``. Only a colon before the ``=`` is a scope (values may hold colons)."""
+    key = item.partition("=")[0]
+    if ":" not in key:
+        return None, item
+    scope, _, rest = item.partition(":")
+    return scope.strip(), rest
+
+
 def overrides_for_model(items: list[str], model: str, models: list[str]) -> list[str]:
     """The ``--set`` items that apply to ``model``: every plain ``SECTION.KEY=VALUE`` item, and each
     ``MODEL:SECTION.KEY=VALUE`` item scoped to it, without its scope.
@@ -121,12 +131,10 @@ def overrides_for_model(items: list[str], model: str, models: list[str]) -> list
     """
     kept = []
     for item in items:
-        key = item.partition("=")[0]
-        scope, colon, rest = item.partition(":")
-        if not colon or ":" not in key:
+        scope, rest = split_scope(item)
+        if scope is None:
             kept.append(item)
             continue
-        scope = scope.strip()
         if scope not in models:
             close = difflib.get_close_matches(scope, models, n=1)
             hint = f" Did you mean {close[0]}?" if close else ""
