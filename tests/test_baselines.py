@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from seqbench.api import TaskInfo
 from seqbench.analyse.report import select_runs
+from seqbench.api import TaskInfo
 from seqbench.cli import main
 from seqbench.configure.budget import state_size
 from seqbench.configure.resolve import resolve_model_config, resolve_run_config
