@@ -37,6 +37,7 @@ loss has only dropped a little (e.g. ~3% of lambda_max after a 17% drop).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -234,7 +235,8 @@ class TGN(nn.Module):
         """Modules whose outputs (hidden states) the effective-rank probe reads, one per layer."""
         return list(self.blocks)
 
-    def forward(self, tokens: torch.Tensor) -> ModelOutput:
+    def hidden(self, tokens: torch.Tensor) -> ModelOutput:
+        """The last block's hidden states ``(B, T, D)`` in ``logits``' place, with the gates and extras."""
         hard = self.gate_mode == "hard"
         if hard:
             self._apply_forced_rate(tokens.shape[1])
@@ -247,7 +249,16 @@ class TGN(nn.Module):
         spent = sum(b.attn.pairs for b in self.blocks)
         full = sum(b.attn.full_pairs for b in self.blocks)
         extras = {"attn_flop_fraction": torch.tensor(spent / full)}
-        return ModelOutput(self.readout(x), gates=torch.stack(gates), extras=extras)  # gates: (n_layers, B, n)
+        return ModelOutput(x, gates=torch.stack(gates), extras=extras)  # gates: (n_layers, B, n)
+
+    def forward(self, tokens: torch.Tensor) -> ModelOutput:
+        out = self.hidden(tokens)
+        return dataclasses.replace(out, logits=self.readout(out.logits))
+
+    def read_out_at(self, tokens: torch.Tensor, positions: torch.Tensor) -> ModelOutput:
+        """The logits at ``positions`` only, ``(N, C)``, with every gate (seqbench.api.PositionReadout)."""
+        out = self.hidden(tokens)
+        return dataclasses.replace(out, logits=self.readout(out.logits[positions]))
 
     def get_extra_state(self) -> dict:
         """The adaptive lambda schedule's memory, so a checkpoint resumes it exactly (it is not a tensor)."""

@@ -98,11 +98,18 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
         self.readout = Readout(info, c.d_model)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens)  # (B, T, D)
         for block in self.blocks:
             x = block(x)
-        return self.readout(x)
+        return x
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.hidden(tokens))
+
+    def read_out_at(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The logits at ``positions`` only, ``(N, C)`` (seqbench.api.PositionReadout)."""
+        return self.readout(self.hidden(tokens)[positions])
 
     def max_seq_len(self) -> int | None:
         """Learned positions exist only up to the training length; rope and none run at any length."""
