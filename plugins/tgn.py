@@ -60,7 +60,10 @@ class TGNConfig:
     mlp_ratio: int = 4  # FFN hidden width = mlp_ratio * d_model
     positions: bool = False  # learned absolute positions; off: the recurrence already gives order
     gate: Literal["linear", "mlp"] = "linear"  # Gate: Linear(D, 1), or Linear-GELU-Linear with D/4 hidden
-    gate_bias: float = 0.0  # initial gate logit: 0 starts at g = 0.5
+    # The initial gate, as a logit: g starts near sigmoid(gate_bias). At 0 every gate starts at 0.5 = tau, so
+    # a gate rate that peaks at the start is built in; the paper describes a low gate during incubation,
+    # which e.g. -3 (g ~ 0.05) starts from. Curve claims on the gate's course depend on it: state it.
+    gate_bias: float = 0.0
     tau: float = 0.5  # hard mode: attention runs where g > tau; also the gate_rate threshold
     # training switches to hard mode's mix (straight-through) once the loss has fallen this far (the adaptive
     # schedule's progress, 1 - EMA(loss) / first loss); 1 never: the paper's soft training throughout
