@@ -26,8 +26,10 @@ class TokenEmbedding(nn.Module):
 class Readout(nn.Module):
     """Final LayerNorm and a linear head, shaped by the task's target.
 
-    Token targets get logits at every position; sequence targets read the last position, which is
-    the end of the input because variable-length inputs are left-padded (see seqbench.api).
+    Token targets get logits at every position of ``(B, T, D)`` hidden states, or at the positions
+    already picked out of them (``(N, D)``: a model's ``read_out_at``, seqbench.api.PositionReadout);
+    sequence targets read the last position, which is the end of the input because variable-length
+    inputs are left-padded (see seqbench.api).
     """
 
     def __init__(self, info: TaskInfo, d_model: int):

@@ -2,8 +2,14 @@
 
 Each layer is PyG's ``GPSConv``: a local MPNN (``GINConv`` by default, or ``GCNConv``) and multi-head
 attention over all nodes of the graph, summed, then an MLP. Node features are the token embedding
-plus a projected Laplacian eigenvector positional encoding (GraphGPS's usual PE; without one a
-1-layer model could not tell where on a ring its attention looked).
+concatenated with a Laplacian eigenvector positional encoding in channels of its own (GraphGPS's
+LapPE; without one a 1-layer model could not tell where on a ring its attention looked), built as
+PyG's ``examples/graph_gps.py`` and GraphGPS's ``LapPENodeEncoder`` build it: the raw eigenvectors
+are batch-normalised, each eigenvector's sign is flipped at random in training (an eigenvector's
+sign is arbitrary, so the model must not depend on it), and a linear map takes them to
+``pe_channels`` of the ``d_model`` channels; the token embedding fills the rest. Added instead of
+concatenated, unnormalised, the encoding's signal shrinks as 1/sqrt(N) (unit-norm eigenvectors: rms
+0.057 at N = 100 against a token embedding of ~1).
 
 Causal tasks: the chain's edges already point only forward (``graph_common``), but ``GPSConv`` calls
 its ``nn.MultiheadAttention`` with a padding mask only. :class:`CausalMultiheadAttention` is that same
@@ -31,6 +37,7 @@ class GraphGPSConfig:
     n_heads: int = 4
     local: Literal["gin", "gcn"] = "gin"  # the local MPNN inside each GPSConv
     pe_dim: int = 8  # Laplacian eigenvectors used as positional encoding; 0 disables it
+    pe_channels: int = 8  # of d_model, the channels the encoding gets (PyG's example: 8 of 64)
     dropout: float = 0.0  # GPSConv's dropout on the MPNN, attention and MLP outputs
     attn_dropout: float = 0.0  # dropout on attention weights
 
@@ -40,6 +47,9 @@ class GraphGPSConfig:
         require(self.d_model % self.n_heads == 0, "model.n_heads",
                 f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         require(self.pe_dim >= 0, "model.pe_dim", f"must be >= 0, got {self.pe_dim}")
+        require(self.pe_dim == 0 or 0 < self.pe_channels < self.d_model, "model.pe_channels",
+                f"must be in [1, d_model) = [1, {self.d_model}) so tokens keep channels of their own, "
+                f"got {self.pe_channels}")
         require(0 <= self.dropout < 1, "model.dropout", f"must be in [0, 1), got {self.dropout}")
         require(0 <= self.attn_dropout < 1, "model.attn_dropout", f"must be in [0, 1), got {self.attn_dropout}")
 
@@ -67,11 +77,14 @@ class GraphGPS(nn.Module):
     def __init__(self, c: GraphGPSConfig, info: TaskInfo):
         super().__init__()
         self.graph = PositionGraph(info)
-        self.embed = nn.Embedding(info.vocab_size, c.d_model)
         self.pe_dim = c.pe_dim
+        self.embed = nn.Embedding(info.vocab_size, c.d_model - c.pe_channels if c.pe_dim else c.d_model)
         if c.pe_dim:
             self.register_buffer("pe", laplacian_pe(info.seq_len, info.topology, c.pe_dim), persistent=False)
-            self.pe_proj = nn.Linear(c.pe_dim, c.d_model)
+            # over the batch's nodes: the encoding depends on the graph's shape only, so this norm mixes
+            # no token information across positions (causal tasks stay causal)
+            self.pe_norm = nn.BatchNorm1d(c.pe_dim)
+            self.pe_proj = nn.Linear(c.pe_dim, c.pe_channels)
         self.layers = nn.ModuleList()
         for _ in range(c.n_layers):
             layer = GPSConv(c.d_model, local_mpnn(c.local, c.d_model), heads=c.n_heads, dropout=c.dropout,
@@ -87,13 +100,22 @@ class GraphGPS(nn.Module):
             return self.pe  # (T, pe_dim)
         return laplacian_pe(T, self.graph.topology, self.pe_dim).to(device)  # shorter inputs, e.g. in tests
 
+    def encoded_positions(self, B: int, T: int, device: torch.device) -> torch.Tensor:
+        """``(B * T, pe_channels)``: the normalised, (in training) sign-flipped, projected encoding."""
+        pe = self.positional_encoding(T, device)  # (T, pe_dim)
+        if self.training:
+            # GraphGPS's LapPENodeEncoder: one random sign per eigenvector per batch
+            signs = torch.randint(0, 2, (self.pe_dim,), device=device).to(pe.dtype) * 2 - 1  # (pe_dim,)
+            pe = pe * signs
+        pe = self.pe_norm(pe.repeat(B, 1))  # (B * T, pe_dim)
+        return self.pe_proj(pe)  # (B * T, pe_channels)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         B, T = tokens.shape
         edge_index, batch = self.graph(B, T, tokens.device)  # (2, B * E), (B * T,)
-        x = self.embed(tokens)  # (B, T, D)
+        x = self.embed(tokens).reshape(B * T, -1)  # (B * T, D - pe_channels)
         if self.pe_dim:
-            x = x + self.pe_proj(self.positional_encoding(T, tokens.device))  # (B, T, D)
-        x = x.reshape(B * T, -1)  # (B * T, D)
+            x = torch.cat([x, self.encoded_positions(B, T, tokens.device)], dim=-1)  # (B * T, D)
         for layer in self.layers:
             x = layer(x, edge_index, batch)  # (B * T, D)
         return self.readout(x, batch, tokens)

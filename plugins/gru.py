@@ -31,9 +31,15 @@ class GRU(nn.Module):
                           dropout=c.dropout if c.n_layers > 1 else 0.0)
         self.readout = Readout(info, c.d_model)
 
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.rnn(self.embed(tokens))[0]  # (B, T, D)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        hidden, _ = self.rnn(self.embed(tokens))  # (B, T, D)
-        return self.readout(hidden)
+        return self.readout(self.hidden(tokens))
+
+    def read_out_at(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The logits at ``positions`` only, ``(N, C)`` (seqbench.api.PositionReadout)."""
+        return self.readout(self.hidden(tokens)[positions])
 
 
 def build(config: GRUConfig, info: TaskInfo) -> GRU:

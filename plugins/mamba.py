@@ -171,11 +171,18 @@ class Mamba(nn.Module):
         self.layers = nn.ModuleList(ResidualMamba(c) for _ in range(c.n_layers))
         self.readout = Readout(info, c.d_model)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens)  # (B, T, D)
         for layer in self.layers:
             x = layer(x)
-        return self.readout(x)
+        return x
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.hidden(tokens))
+
+    def read_out_at(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The logits at ``positions`` only, ``(N, C)`` (seqbench.api.PositionReadout)."""
+        return self.readout(self.hidden(tokens)[positions])
 
 
 def build(config: MambaConfig, info: TaskInfo) -> Mamba:

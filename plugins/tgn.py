@@ -37,6 +37,7 @@ loss has only dropped a little (e.g. ~3% of lambda_max after a 17% drop).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -66,7 +67,10 @@ class TGNConfig:
     mlp_ratio: int = 4  # FFN hidden width = mlp_ratio * d_model
     positions: bool = False  # learned absolute positions; off: the recurrence already gives order
     gate: Literal["linear", "mlp"] = "linear"  # Gate: Linear(D, 1), or Linear-GELU-Linear with D/4 hidden
-    gate_bias: float = 0.0  # initial gate logit: 0 starts at g = 0.5
+    # The initial gate, as a logit: g starts near sigmoid(gate_bias). At 0 every gate starts at 0.5 = tau, so
+    # a gate rate that peaks at the start is built in; the paper describes a low gate during incubation,
+    # which e.g. -3 (g ~ 0.05) starts from. Curve claims on the gate's course depend on it: state it.
+    gate_bias: float = 0.0
     tau: float = 0.5  # hard mode: attention runs where g > tau; also the gate_rate threshold
     # training switches to hard mode's mix (straight-through) once the loss has fallen this far (the adaptive
     # schedule's progress, 1 - EMA(loss) / first loss); 1 never: the paper's soft training throughout
@@ -251,7 +255,8 @@ class TGN(nn.Module):
         """Modules whose outputs (hidden states) the effective-rank probe reads, one per layer."""
         return list(self.blocks)
 
-    def forward(self, tokens: torch.Tensor) -> ModelOutput:
+    def hidden(self, tokens: torch.Tensor) -> ModelOutput:
+        """The last block's hidden states ``(B, T, D)`` in ``logits``' place, with the gates and extras."""
         hard = self.gate_mode == "hard"
         if hard:
             self._apply_forced_rate(tokens.shape[1])
@@ -264,7 +269,16 @@ class TGN(nn.Module):
         spent = sum(b.attn.pairs for b in self.blocks)
         full = sum(b.attn.full_pairs for b in self.blocks)
         extras = {"attn_flop_fraction": torch.tensor(spent / full)}
-        return ModelOutput(self.readout(x), gates=torch.stack(gates), extras=extras)  # gates: (n_layers, B, n)
+        return ModelOutput(x, gates=torch.stack(gates), extras=extras)  # gates: (n_layers, B, n)
+
+    def forward(self, tokens: torch.Tensor) -> ModelOutput:
+        out = self.hidden(tokens)
+        return dataclasses.replace(out, logits=self.readout(out.logits))
+
+    def read_out_at(self, tokens: torch.Tensor, positions: torch.Tensor) -> ModelOutput:
+        """The logits at ``positions`` only, ``(N, C)``, with every gate (seqbench.api.PositionReadout)."""
+        out = self.hidden(tokens)
+        return dataclasses.replace(out, logits=self.readout(out.logits[positions]))
 
     def get_extra_state(self) -> dict:
         """The adaptive lambda schedule's memory, so a checkpoint resumes it exactly (it is not a tensor)."""

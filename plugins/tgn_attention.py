@@ -2,10 +2,14 @@
 
 Soft (training) mode runs ordinary causal attention over every position. Hard mode gathers the
 gated query positions and attends them over the keys of their whole causal prefix, so the work of
-ungated positions is skipped, not masked. Each call records the work it actually did
-(``query_rows``: query rows projected and attended; ``pairs``: query-key scores computed) next to the
-work full causal attention would have done (``full_pairs``), so callers can report the fraction of
-attention FLOPs spent and tests can check that work scales with the number of gated positions.
+ungated positions is skipped, not masked. Each call records the work it did (``query_rows``: query
+rows projected and attended; ``pairs``: the query-key scores a causal pass at those queries needs, a
+query at position p scoring the p + 1 keys up to it) next to the work full causal attention does
+(``full_pairs``), so callers can report the fraction of attention FLOPs spent (never above 1) and
+tests can check that work scales with the number of gated positions. ``pairs`` counts what causal
+attention at the gated queries needs, not what a kernel happens to score: the masked path for
+scattered tokens scores a row's whole gated block against its longest prefix and masks the rest,
+which counted as work read up to 1.89 of full attention on MQAR.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ class SubsetCausalAttention(nn.Module):
                                in zip(q.split([len(g) for g in groups], dim=1), groups, bounds)], dim=1)
             results.append((rows, self.out(y.transpose(0, 1).reshape(len(rows), D))))
             self.query_rows += len(rows)
-            self.pairs += sum(len(g) * hi for (_, hi), g in zip(bounds, groups))
+            self.pairs += int((rows + 1).sum())  # each gated query's causal prefix
         return results
 
 

@@ -23,14 +23,16 @@ class TransformerConfig:
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 4
-    mlp_ratio: int = 4  # FFN hidden width = mlp_ratio * d_model
+    mlp_ratio: int = 4  # FFN hidden width = mlp_ratio * d_model; 0: attention-only blocks (zoology's "no MLP")
     dropout: float = 0.0
     positions: Literal["learned", "rope", "none"] = "learned"  # see the module docstring
     rope_base: float = 10_000.0  # RoPE: frequencies base ** (-2i / head_dim)
 
     def __post_init__(self) -> None:
-        for name in ("d_model", "n_layers", "n_heads", "mlp_ratio"):
+        for name in ("d_model", "n_layers", "n_heads"):
             require(getattr(self, name) > 0, f"model.{name}", f"must be > 0, got {getattr(self, name)}")
+        require(self.mlp_ratio >= 0, "model.mlp_ratio",
+                f"must be >= 0 (0 drops the feed-forward sublayer), got {self.mlp_ratio}")
         require(self.d_model % self.n_heads == 0, "model.n_heads",
                 f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         require(0 <= self.dropout < 1, "model.dropout", f"must be in [0, 1), got {self.dropout}")
@@ -78,12 +80,14 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(c.d_model)
         self.attn = CausalSelfAttention(c.d_model, c.n_heads, c.dropout,
                                         rope_base=c.rope_base if c.positions == "rope" else None)
-        self.norm2 = nn.LayerNorm(c.d_model)
-        self.ffn = FeedForward(c.d_model, c.mlp_ratio, c.dropout)
+        # mlp_ratio 0: no feed-forward sublayer at all (its norm included), as zoology's attention-only
+        # MQAR baselines; an identity FFN would still add a LayerNorm's parameters and a residual
+        self.norm2 = nn.LayerNorm(c.d_model) if c.mlp_ratio else None
+        self.ffn = FeedForward(c.d_model, c.mlp_ratio, c.dropout) if c.mlp_ratio else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
+        return x if self.ffn is None else x + self.ffn(self.norm2(x))
 
 
 class Transformer(nn.Module):
@@ -94,11 +98,18 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
         self.readout = Readout(info, c.d_model)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens)  # (B, T, D)
         for block in self.blocks:
             x = block(x)
-        return self.readout(x)
+        return x
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.hidden(tokens))
+
+    def read_out_at(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The logits at ``positions`` only, ``(N, C)`` (seqbench.api.PositionReadout)."""
+        return self.readout(self.hidden(tokens)[positions])
 
     def max_seq_len(self) -> int | None:
         """Learned positions exist only up to the training length; rope and none run at any length."""

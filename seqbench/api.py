@@ -31,6 +31,7 @@ from seqbench.contracts import (
     LengthLimited,
     ModelBuilder,
     ModelOutput,
+    PositionReadout,
     SequenceModel,
     TaskData,
     TaskInfo,
@@ -56,7 +57,8 @@ _LAZY = ("TensorTaskData", "MAX_FRUITLESS_BATCHES", "earlier_splits", "row_diges
 __all__ = [
     "IGNORE_INDEX", "MAX_FRUITLESS_BATCHES", "ConfigError", "ForcibleGates", "GateModes", "GateSchedule",
     "GateThreshold", "KernelReport", "LayerProbes", "LengthLimited", "ModelBuilder", "ModelOutput", "ModelSpec",
-    "PluginError", "SequenceModel", "TaskData", "TaskInfo", "TaskSpec", "TensorTaskData", "UserError",
+    "PluginError", "PositionReadout", "SequenceModel", "TaskData", "TaskInfo", "TaskSpec", "TensorTaskData",
+    "UserError",
     "cpu_kernel_allowed", "earlier_splits", "hookimpl", "require", "resolve_kernel", "row_digests", "take_new_rows",
 ]
 

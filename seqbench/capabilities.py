@@ -17,6 +17,7 @@ from seqbench.contracts import (
     KernelReport,
     LayerProbes,
     LengthLimited,
+    PositionReadout,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +45,10 @@ def forcible_gates(module: nn.Module) -> list[ForcibleGates]:
 
 def layer_probes(module: nn.Module) -> LayerProbes | None:
     return module if isinstance(module, LayerProbes) else None
+
+
+def position_readout(module: nn.Module) -> PositionReadout | None:
+    return module if isinstance(module, PositionReadout) else None
 
 
 def max_seq_len(module: nn.Module) -> int | None:

@@ -8,8 +8,8 @@ returns a :class:`SequenceModel`: a plain ``nn.Module`` whose ``forward(tokens)`
 
 A model may offer optional capabilities, each declared below as a ``Protocol`` (:class:`GateSchedule`,
 :class:`GateThreshold`, :class:`GateModes`, :class:`ForcibleGates`, :class:`LayerProbes`,
-:class:`KernelReport`). A model has one by defining its members; the harness asks for them only through
-:mod:`seqbench.capabilities`.
+:class:`KernelReport`, :class:`PositionReadout`). A model has one by defining its members; the
+harness asks for them only through :mod:`seqbench.capabilities`.
 
 Shapes: ``tokens`` is ``(B, T)`` int64. For ``info.target == "token"`` logits are ``(B, T, C)`` and
 targets ``(B, T)`` with ``ignore_index`` at unscored positions; for ``"sequence"`` logits are
@@ -46,6 +46,11 @@ class TaskInfo:
     ignore_index: int = IGNORE_INDEX
     metric: Literal["accuracy", "perplexity"] = "accuracy"
     ordinal: bool = False  # classes are ordered numbers (e.g. distances): also record ``mae`` of argmax
+    # Which training targets the evaluation also scores: "all" of them, or only each row's "last"
+    # (associative recall trains on every next token but scores only the answer). A gated model's
+    # adaptive lambda follows the loss there: the unscored positions' loss (the next random key) is
+    # irreducible, and would hold lambda far below its maximum.
+    eval_scores: Literal["all", "last"] = "all"
 
 
 @dataclass
@@ -140,6 +145,18 @@ class KernelReport(Protocol):
     from every submodule after a run or a bench measurement: the row's ``kernels`` column."""
 
     kernel_path: str
+
+
+@runtime_checkable
+class PositionReadout(Protocol):
+    """A token model that can compute its logits at chosen positions only. For token targets the
+    harness calls ``read_out_at(tokens, positions)`` instead of the model, with ``positions`` the
+    ``(B, T)`` bool mask of the scored targets; it returns what the model's call would, but with logits
+    ``full_logits[positions]`` of shape ``(N, C)``, and never runs the output head elsewhere. Sparse
+    targets are common (MQAR scores 4 of 64 positions; associative recall's evaluation only the answer)
+    and at a vocabulary of 8,192 the head is most of a training step's cost."""
+
+    def read_out_at(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor | ModelOutput: ...
 
 
 # ------------------------------------------------------------------------------ the task

@@ -23,7 +23,8 @@ def seqbench_register_tasks(registry):
             # ~0.65 of a batch of 64. With lr 3e-3 the task is learned by step ~500; the remaining steps let the
             # adaptive lambda close the gate (gate rate 0.42 at the end, hard-gated accuracy 0.96).
             "default": {"task": {}, "train": {"max_steps": 900, "batch_size": 32, "lr": 3e-3, "eval_every": 100}},
-            # the paper's 512 tokens / 64 pairs / vocab 8192 at a quarter of the length, an eighth of the pairs.
+            # zoology's 512 tokens / 64 pairs / vocab 8192 (the paper gives no MQAR sizes) at a quarter of the
+            # length, an eighth of the pairs.
             # Probes (TGN parallel, lr 3e-3): 16 pairs at batch 16 had not left chance after 600 steps; 8 pairs
             # at batch 32 passed 0.94 at step 510. 700 steps is what the 3-hour budget leaves beside Mamba's cost.
             "cpu": {"task": {"vocab_size": 128, "seq_len": 128, "num_kv_pairs": 8, "num_train": 20_000,

@@ -116,8 +116,9 @@ def generate_assoc_recall(c: AssocRecallConfig, num_examples: int, generator: to
 class AssocRecallData(TensorTaskData):
     def info(self) -> TaskInfo:
         c = self.config
+        # evaluation scores only the answer, each row's last position (the module docstring)
         return TaskInfo(vocab_size=c.vocab_size, seq_len=c.seq_len, num_classes=c.vocab_size,
-                        target="token")
+                        target="token", eval_scores="last")
 
     def generate(self, split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
         c = self.config

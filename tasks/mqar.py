@@ -3,8 +3,10 @@
 Each sequence first lists ``num_kv_pairs`` key-value pairs (keys from the lower half of the
 vocabulary, values from the upper half, both distinct within a sequence). Then every key is queried
 once, at positions whose gaps follow a power law (``power_a``, zoology's 0.01), and the model must
-emit the key's value right at the query position. Other positions hold random filler tokens and are
-not scored: accuracy = correct query positions / query positions.
+emit the key's value right at the query position. Other positions hold filler tokens and are not
+scored: accuracy = correct query positions / query positions. The filler is random tokens by default;
+``random_non_queries=False`` makes it token 0 (a key or value never), zoology's setting of the same
+name in its ICLR'24 Figure 2 configs.
 
 Worked example (vocab_size=16, seq_len=16, num_kv_pairs=2; keys in 1..7, values in 8..15)::
 
@@ -34,6 +36,7 @@ class MQARConfig:
     seq_len: int = 64
     num_kv_pairs: int = 8
     power_a: float = 0.01  # power-law exponent of the query gaps (zoology's default)
+    random_non_queries: bool = True  # filler: random tokens (True) or token 0 (False, zoology's Figure 2)
     num_train: int = 20_000
     num_val: int = 500
     num_test: int = 1_000
@@ -71,7 +74,10 @@ def generate_mqar(config: MQARConfig, num_examples: int, generator: torch.Genera
     gaps = _sample_without_replacement(gap_weights / gap_weights.sum(), n, k, generator)  # (n, k)
     query_pos = context + 2 * gaps  # (n, k)
 
-    tokens = torch.randint(0, V, (n, T), generator=generator)
+    if config.random_non_queries:
+        tokens = torch.randint(0, V, (n, T), generator=generator)
+    else:
+        tokens = torch.zeros(n, T, dtype=torch.long)
     tokens[:, 0:context:2] = key_ids
     tokens[:, 1:context:2] = value_ids
     tokens[rows, query_pos] = key_ids

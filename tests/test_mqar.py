@@ -62,3 +62,20 @@ def test_query_gaps_favour_short_distances():
     positions = (data["targets"] != IGNORE_INDEX).nonzero()[:, 1].float() - 2 * config.num_kv_pairs
     first_half = (positions < (256 - 16) / 2).float().mean()
     assert first_half > 0.6  # power law with alpha=0.01 puts most queries early
+
+
+def test_zero_filler_keeps_the_pairs_and_queries_and_zeroes_the_rest():
+    """``random_non_queries=False`` (zoology's Figure 2): same pairs, queries and targets, filler 0."""
+    random_filler = MQARConfig(vocab_size=64, seq_len=64, num_kv_pairs=4)
+    zero_filler = MQARConfig(vocab_size=64, seq_len=64, num_kv_pairs=4, random_non_queries=False)
+    a = generate_mqar(random_filler, 100, torch.Generator().manual_seed(3))
+    b = generate_mqar(zero_filler, 100, torch.Generator().manual_seed(3))
+    assert torch.equal(a["targets"], b["targets"])
+    context = 2 * zero_filler.num_kv_pairs
+    query = b["targets"] != IGNORE_INDEX
+    assert torch.equal(a["tokens"][:, :context], b["tokens"][:, :context])
+    assert torch.equal(a["tokens"][query], b["tokens"][query])
+    filler = ~query
+    filler[:, :context] = False
+    assert (b["tokens"][filler] == 0).all()
+    assert (a["tokens"][filler] != 0).float().mean() > 0.9  # the default's filler is random tokens

@@ -100,9 +100,9 @@ def test_chunked_hard_work_scales_with_gated_chunks(gated_chunks):
     chosen = model.blocks[0].chunk_override
     assert int(chosen.sum()) == gated_chunks
     assert attn.query_rows == batch * gated_chunks * 4
-    # each gated chunk c scores its 4 queries against the keys of its prefix, 4 * (c + 1) of them
-    ends = [4 * (c + 1) for c in chosen.nonzero().squeeze(1).tolist()]
-    assert attn.pairs == batch * sum(4 * end for end in ends)
+    # chunk c's 4 queries sit at positions 4c .. 4c + 3 and need p + 1 keys each: 16c + 10 scores
+    assert attn.pairs == batch * sum(16 * c + 10 for c in chosen.nonzero().squeeze(1).tolist())
+    assert attn.pairs <= attn.full_pairs
     assert float(out.extras["attn_flop_fraction"]) == pytest.approx(attn.pairs / attn.full_pairs, rel=1e-6)
 
 
@@ -278,7 +278,8 @@ def test_chunk_attention_equals_full_causal_attention_at_those_rows(chunks):
     others = torch.ones(23, dtype=torch.bool)
     others[rows] = False
     assert torch.all(subset[0, others] == 0)
-    assert attn.pairs == sum((hi - lo) * hi for lo, hi in chunks) + (chunks[0][1] - chunks[0][0]) * chunks[0][1]
+    # a query at position p needs the p + 1 keys up to it
+    assert attn.pairs == sum(p + 1 for lo, hi in chunks for p in range(lo, hi)) + sum(p + 1 for p in range(*chunks[0]))
 
 
 def test_scattered_token_attention_equals_full_causal_attention_at_those_rows():
@@ -325,3 +326,19 @@ def test_hard_mode_runs_under_bf16_autocast_and_stays_close_to_fp32(variant):
             got = model(tokens()).logits
     assert torch.isfinite(got).all()
     assert float((got.float() - expected).abs().max()) < 0.1 * float(expected.abs().max())
+
+
+def test_attention_work_counts_each_gated_query_s_causal_prefix_never_more_than_full():
+    """Scattered gated tokens: the work is the p + 1 keys each query at p needs, so every gate open is
+    exactly full causal attention (the masked kernel's padded block once read 1.89 of it on MQAR)."""
+    from seqbench_plugins.tgn_attention import SubsetCausalAttention, causal_pairs
+
+    attn = SubsetCausalAttention(16, 2).eval()
+    x = torch.randn(1, 23, 16)
+    rows = torch.tensor([0, 3, 4, 9, 22])
+    with torch.no_grad():
+        at_positions(attn, x, [[rows]])
+        assert attn.pairs == 1 + 4 + 5 + 10 + 23
+        attn.reset_counters()
+        at_positions(attn, x, [[torch.arange(23)]])
+    assert attn.pairs == attn.full_pairs == causal_pairs(23)

@@ -15,6 +15,12 @@ verdict, and per preset the sweep that measures it. What to measure (``measure.k
 - ``needs``: a claim that needs data or hardware seqbench does not have where it runs; shown with
   what it needs and the command that would measure it, never with a verdict.
 
+A claim with ``"measure_only": true`` has no published number to hold it to (e.g. the other models
+run on a calibration cell beside the published one): it is measured like any other and reads
+``measured``, with no rule and no verdict. A claims file may name its document (``"document"``, default
+"Reproduction") and describe itself in ``"about"`` in place of the paper line (seqbench/analyse/claims/
+calibration.json: cells that others published).
+
 Building the report only reads results; ``run_claims`` runs the claims' commands (resumable sweeps
 and benchmarks) through seqbench's own command line first.
 
@@ -59,6 +65,7 @@ from seqbench.analyse.stats import (
     proportion_interval,
 )
 from seqbench.analyse.tuning import tune
+from seqbench.configure.config import split_scope
 from seqbench.errors import UserError
 from seqbench.registry import PRESETS, check_preset
 from seqbench.results import Status, config_settings, iter_rows, read_bench, read_cells, read_curves
@@ -73,6 +80,7 @@ RULES = {
 }
 KINDS = ("value", "difference", "curve", "joint", "ratio", "needs")
 NEEDS = "needs"
+MEASURED = "measured"  # a measure_only claim's verdict: measured, held to no rule
 
 
 @dataclass
@@ -132,7 +140,7 @@ def check_claims(claims: Any, path: Path | str) -> None:
         for side in ("a", "b"):
             if side in measure and not (isinstance(measure[side], dict) and "model" in measure[side]):
                 fail(f"{where}: measure.{side} must be an object naming a model")
-        for verdict in ("supported", "contradicted"):
+        for verdict in () if claim.get("measure_only") else ("supported", "contradicted"):
             rule = claim.get(verdict)
             arity = 2 if isinstance(rule, list) and rule and rule[0] in ("within", "outside") else 1
             if (not isinstance(rule, list) or not rule or rule[0] not in RULES or len(rule) != 1 + arity
@@ -164,14 +172,64 @@ def commands(claim: dict[str, Any], preset: str, results: Path) -> list[str]:
     if "commands" in block:
         return [f"{c} --results {shlex.quote(str(results))}" for c in block["commands"]]
     sweep = claim["sweep"]
+    seeds, staged = block.get("seeds", "0"), staged_seeds(claim, block)
     parts = ["seqbench sweep", f"--models {sweep['models']}", f"--tasks {sweep['tasks']}",
-             f"--seeds {block.get('seeds', '0')}"]
+             f"--seeds {staged[0] if staged else seeds}"]
     if sweep.get("variants"):
         parts.append(f"--variants {sweep['variants']}")
     parts += [f"--set {item}" for item in block.get("set", [])]
     parts += [f"--grid {item}" for item in block.get("grid", [])]
     parts += [f"--preset {preset}", f"--results {shlex.quote(str(results))}"]
-    return [" ".join(parts)]
+    if not staged:
+        return [" ".join(parts)]
+    tuned = " ".join(f"--set {key}=CHOSEN" for key in claim["tune"])
+    return [" ".join(parts), f"then, per model, at seed(s) {staged[1]}: the same sweep without the "
+            f"{', '.join(claim['tune'])} grid, with {tuned} (the value chosen on validation at seed {staged[0]})"]
+
+
+def tune_seeds(claim: dict[str, Any]) -> set[int] | None:
+    """The seeds a claim's tuned values are chosen on (``tune_seed``), None for all of them."""
+    return {int(claim["tune_seed"])} if "tune_seed" in claim else None
+
+
+def staged_seeds(claim: dict[str, Any], block: dict[str, Any]) -> tuple[str, str] | None:
+    """``(the tuning seed, the other seeds)`` when the claim chooses its tuned values at one seed
+    (``tune_seed``) and its block sweeps a grid of them; None when every seed runs the whole grid."""
+    if "tune_seed" not in claim or not any(item.partition("=")[0] in claim.get("tune", [])
+                                           for item in block.get("grid", [])):
+        return None
+    others = [s for s in str(block.get("seeds", "0")).split(",") if int(s) != int(claim["tune_seed"])]
+    return (str(claim["tune_seed"]), ",".join(others)) if others else None
+
+
+def chosen_seed_commands(claims: dict[str, Any], preset: str, results: Path) -> list[list[str]]:
+    """The second stage of claims that tune at one seed (``tune_seed``): per model of the sweep, the
+    other seeds at the values chosen on validation at the tuning seed (seqbench.analyse.tuning), as
+    seqbench argv lists. Run after the first stage's sweeps; a model whose tuning seed has no rows yet
+    gets none."""
+    runs = [r for r in read_cells(results)[0] if r["preset"] == preset] if results.is_dir() else []
+    seen: dict[str, list[str]] = {}
+    for claim in claims["claims"]:
+        block = claim["presets"].get(preset, {})
+        staged = staged_seeds(claim, block)
+        if staged is None or claim["measure"]["kind"] == NEEDS:
+            continue
+        sweep, axes = claim["sweep"], [item.partition("=")[0] for item in block.get("grid", [])]
+        for model in sweep["models"].split(","):
+            rows = [r for r in select_runs(runs, claim, preset, {"model": model}) if r["seed"] == int(staged[0])]
+            if not rows:
+                continue
+            on = tune_metric(claim, [str(claim["measure"].get("metric"))])
+            for choice in tune(rows, claim["tune"], metric=on).choices:
+                fixed = [f"{key}={choice.values[key] if key in choice.values else choice.group[key]}" for key in axes]
+                argv = ["sweep", "--models", model, "--tasks", sweep["tasks"], "--seeds", staged[1]]
+                if sweep.get("variants"):
+                    argv += ["--variants", sweep["variants"]]
+                for item in [*block.get("set", []), *fixed]:
+                    argv += ["--set", item]
+                argv += ["--preset", preset, "--results", str(results)]
+                seen.setdefault(" ".join(argv), argv)
+    return list(seen.values())
 
 
 # ---------------------------------------------------------------------------- measurement
@@ -179,6 +237,9 @@ def commands(claim: dict[str, Any], preset: str, results: Path) -> list[str]:
 
 def _matches(row: dict[str, Any], flat: dict[str, str], sets: list[str]) -> bool:
     for item in sets:
+        scope, item = split_scope(item)
+        if scope is not None and scope != row["model"]:
+            continue  # e.g. transformer:model.n_layers=1 says nothing about the GCN's rows
         key, _, value = item.partition("=")
         have = flat.get(key.strip())
         if value.strip().lower() in ("none", "null"):  # e.g. train.stop_at=none: also rows from before the key
@@ -240,7 +301,7 @@ def rows_for_statistics(rows: list[dict], claim: dict, metric: str | None = None
     settings = {tuple(str(config_settings(r).get(k)) for k in tuned) for r in rows}
     if len(settings) <= 1:  # one setting: nothing to choose
         return rows, None
-    chosen = tune(rows, tuned, metric=metric)
+    chosen = tune(rows, tuned, metric=metric, on_seeds=tune_seeds(claim))
     if chosen.skipped:
         if metric:
             return [], f"{NEEDS_RERUN}: rows lack {metric} (the validation metric this claim is tuned on)"
@@ -556,7 +617,9 @@ def _bench_name(side: dict[str, Any]) -> str:
 
 
 def _decide(claim: dict, text: str, seeds: str, mean: float, low: float, high: float) -> Measured:
-    if rule_holds(claim["supported"], low, high):
+    if claim.get("measure_only"):
+        verdict = MEASURED
+    elif rule_holds(claim["supported"], low, high):
         verdict = "supported"
     elif rule_holds(claim["contradicted"], low, high):
         verdict = "contradicted"
@@ -659,7 +722,7 @@ def sensitivity(claim: dict, runs: list[dict], preset: str) -> list[tuple[str, s
         reads = [c[0] for c in measure["all"]] if measure["kind"] == "joint" else [
             metric, measure.get("statistic", {}).get("when", {}).get("metric")]
         on = tune_metric(claim, reads)
-        chosen = tune(rows, tuned, metric=on)
+        chosen = tune(rows, tuned, metric=on, on_seeds=tune_seeds(claim))
         test_metric = metric if measure["kind"] != "curve" else None
         body = []
         # the groups chosen in, and those skipped for lack of the validation column (shown, with no choice)
@@ -782,10 +845,10 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
     wall, machines, shas = _provenance(runs, bench)
     command = command or f"seqbench report --results {results} --preset {preset} --run --out {out or 'FILE.md'}"
     lines = [
-        f"# Reproduction: {paper['title']}",
+        f"# {claims.get('document', 'Reproduction')}: {paper['title']}",
         "",
-        f"Paper: *{paper['title']}*, {paper['author']}, {paper['affiliation']}, {paper['date']}. "
-        f"{paper.get('note', '')}",
+        claims.get("about") or (f"Paper: *{paper['title']}*, {paper['author']}, {paper['affiliation']}, "
+                                f"{paper['date']}. {paper.get('note', '')}"),
         "",
         "## Scale",
         "",
@@ -829,11 +892,16 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
     for claim in claims["claims"]:
         result = evaluate(claim, runs, bench, preset, min_seeds, decisive=preset in decisive, curves=curves)
         outcomes.append((claim, result))
-        rule = ("—" if claim["measure"]["kind"] == NEEDS else
-                f"supported if {rule_text(claim['supported'])}; contradicted if {rule_text(claim['contradicted'])}")
+        if claim["measure"]["kind"] == NEEDS:
+            rule = "—"
+        elif claim.get("measure_only"):
+            rule = "— (measured beside the published cell: no published number)"
+        else:
+            rule = f"supported if {rule_text(claim['supported'])}; contradicted if {rule_text(claim['contradicted'])}"
         block = claim["presets"].get(preset, {})
         setting = ", ".join([*block.get("set", []), *block.get("grid", [])])
-        command_cell = "<br>".join(f"`{c}`" for c in commands(claim, preset, results)) or "(none at this preset)"
+        command_cell = "<br>".join(f"`{c}`" if c.startswith("seqbench") else c
+                                   for c in commands(claim, preset, results)) or "(none at this preset)"
         name = figure_for(claim, preset)
         figure = f"[{name}]({figures[name]})" if name in figures else "—"
         cite = claim["cite"]

@@ -8,6 +8,10 @@ the best mean validation metric over their seeds win (``val_accuracy`` up, or ``
 runs are kept. A claim chooses on the metric it reads (``metric``: ``val_accuracy_hard`` for hard-gated
 accuracy): a soft-accuracy tie broken by validation loss once picked a rate whose gate never opened.
 Test metrics take no part in the choice. Rows must already be one per cell (:func:`seqbench.results.one_per_cell`).
+
+``on_seeds``: choose on these seeds' runs only and keep every seed's runs of the choice. Where a grid
+at every seed does not fit (zoology's MQAR cell: ~15 minutes a run on one core), the grid runs at one
+seed and the chosen value at the others (seqbench.analyse.report's ``tune_seed``).
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ def selection_metric(rows: list[dict[str, Any]]) -> tuple[str, bool]:
     return "val_loss", False
 
 
-def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...], metric: str | None = None) -> Tuned:
+def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...], metric: str | None = None,
+         on_seeds: set[int] | None = None) -> Tuned:
     """Keep, per group, the runs of the tuned keys' values with the best mean validation metric:
     ``metric`` (higher is better, e.g. ``val_accuracy_hard`` for a claim on hard-gated accuracy) or the
     task's selection metric. A group none of whose runs has the metric is skipped, never chosen on
@@ -75,7 +80,10 @@ def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...], metric: 
         for row, setting in members:
             value = json.dumps({k: setting.get(k) for k in keys}, sort_keys=True)
             candidates.setdefault(value, []).append((row, setting))
-        scores = {value: mean_interval([r.get(chosen_on) for r, _ in runs if r.get("status") == Status.OK]).mean
+        def counted(row: dict[str, Any]) -> bool:
+            return row.get("status") == Status.OK and (on_seeds is None or row.get("seed") in on_seeds)
+
+        scores = {value: mean_interval([r.get(chosen_on) for r, _ in runs if counted(r)]).mean
                   for value, runs in candidates.items()}
         scored = [v for v, s in scores.items() if s is not None]
         if len(candidates) == 1:  # nothing to choose between: no validation metric needed
@@ -85,8 +93,7 @@ def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...], metric: 
             continue
         # Ties on the metric (several rates all at val_accuracy 1.0) go to the lower mean validation loss,
         # still a validation quantity; then to the value's text, so the choice never depends on row order.
-        losses = {v: mean_interval([r.get("val_loss") for r, _ in candidates[v]
-                                    if r.get("status") == Status.OK]).mean for v in scored}
+        losses = {v: mean_interval([r.get("val_loss") for r, _ in candidates[v] if counted(r)]).mean for v in scored}
         best = max(scored, key=lambda v: ((scores[v] or 0.0) if higher else -(scores[v] or 0.0),
                                           -losses[v] if losses[v] is not None else -math.inf, v))
         kept += [row for row, _ in candidates[best]]

@@ -11,7 +11,7 @@ from rich.markup import escape
 from seqbench import cli
 from seqbench.analyse import leaderboard
 from seqbench.analyse.plots import make_plots
-from seqbench.analyse.report import build_report, claim_commands, load_claims
+from seqbench.analyse.report import build_report, chosen_seed_commands, claim_commands, load_claims
 from seqbench.cli.output import check_tune_keys, console, load_registries, warn, warn_unreadable
 from seqbench.configure.options import check_readable_results, check_writable_dir, path_option
 from seqbench.errors import UserError
@@ -88,6 +88,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.run:
         check_writable_dir(results, "--results")
         run_claim_commands(claim_commands(claims, args.preset, results), args.jobs)
+        # claims that choose a value at one seed run their other seeds at it once the first stage is done
+        run_claim_commands(chosen_seed_commands(claims, args.preset, results), args.jobs)
     command = " ".join(["seqbench report", f"--results {results}", f"--preset {args.preset}",
                         *(["--run"] if args.run else []), *([f"--jobs {args.jobs}"] if args.jobs > 1 else []),
                         *([f"--claims {args.claims}"] if args.claims else []),

@@ -119,6 +119,40 @@ def train_dict(train: TrainConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- overrides
 
 
+def split_scope(item: str) -> tuple[str | None, str]:
+    """``"transformer:model.n_layers=1"`` -> ``("transformer", "model.n_layers=1")``; an item without a
+    scope -> ``(None, item)``. Only a colon before the ``=`` is a scope (values may hold colons)."""
+    key = item.partition("=")[0]
+    if ":" not in key:
+        return None, item
+    scope, _, rest = item.partition(":")
+    return scope.strip(), rest
+
+
+def overrides_for_model(items: list[str], model: str, models: list[str]) -> list[str]:
+    """The ``--set`` items that apply to ``model``: every plain ``SECTION.KEY=VALUE`` item, and each
+    ``MODEL:SECTION.KEY=VALUE`` item scoped to it, without its scope.
+
+    A scope lets one sweep configure each model as its authors ran it (e.g. the ring's 1-layer
+    Transformer beside a 3-layer GCN: ``transformer:model.n_layers=1``); items scoped to another of
+    ``models`` are left out. A scope that names no model in ``models`` is a UserError.
+    """
+    kept = []
+    for item in items:
+        scope, rest = split_scope(item)
+        if scope is None:
+            kept.append(item)
+            continue
+        if scope not in models:
+            close = difflib.get_close_matches(scope, models, n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise UserError(f"bad --set {item!r}: {scope!r} is not a model.{hint} Scoped settings read "
+                            f"MODEL:SECTION.KEY=VALUE with MODEL one of {', '.join(models)}")
+        if scope == model:
+            kept.append(rest)
+    return kept
+
+
 def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, dict[str, str]]:
     """``["model.d_model=64", "task.seq_len=128"]`` -> ``{"model": {...}, "task": {...}}``.
 

@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 
 from seqbench.configure.budget import solve_width
-from seqbench.configure.config import RunConfig, TrainConfig, apply_overrides, parse_overrides
+from seqbench.configure.config import RunConfig, TrainConfig, apply_overrides, overrides_for_model, parse_overrides
 from seqbench.contracts import TaskData, TaskInfo
 from seqbench.errors import PluginError, UserError
 from seqbench.registry import ModelSpec, Registries, TaskSpec, check_preset, load_spec_target
@@ -82,7 +82,7 @@ def resolve_run_config(registries: Registries, model: str, task: str, *, variant
             f"model {model!r} takes {', '.join(sorted(model_spec.inputs))} input, but task {task!r} offers "
             f"{', '.join(sorted(task_spec.views))}; pick a model and task with an input view in common"
         )
-    sets = parse_overrides(list(overrides))
+    sets = parse_overrides(overrides_for_model(list(overrides), model, registries.models.names()))
     model_config = resolve_model_config(model_spec, preset, variant, sets["model"])
     task_config = resolve_task_config(task_spec, preset, sets["task"])
     if params is not None:

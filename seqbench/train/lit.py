@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
@@ -13,11 +14,19 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from seqbench.capabilities import gate_modes, gate_schedule, gate_threshold
+from seqbench.capabilities import gate_modes, gate_schedule, gate_threshold, position_readout
 from seqbench.configure.config import TrainConfig
 from seqbench.contracts import ModelOutput, TaskInfo
 from seqbench.train.output_check import check_output
 from seqbench.train.probes import layer_ranks
+
+
+class Scored(NamedTuple):
+    """A model's output where the targets score (seqbench.train.lit.SeqbenchModule.scored)."""
+
+    out: ModelOutput  # logits (N, C) at the scored positions for token targets, else (B, C)
+    targets: torch.Tensor  # (N,) or (B,)
+    positions: torch.Tensor | None  # (B, T) bool mask of the scored positions; None for sequence targets
 
 
 def as_output(result: Any) -> ModelOutput:
@@ -161,30 +170,68 @@ class SeqbenchModule(L.LightningModule):
     def forward(self, tokens: torch.Tensor) -> ModelOutput:
         return as_output(self.module(tokens))
 
-    def checked_forward(self, tokens: torch.Tensor, targets: torch.Tensor, stage: str) -> ModelOutput:
-        """The model's output; on the stage's first batch, checked against the task (shape, finite)."""
-        out = self(tokens)
-        if stage not in self.checked_stages:
-            check_output(out, targets, self.info, self.model_name, stage, require_finite=not self.diverged)
+    def scored(self, tokens: torch.Tensor, targets: torch.Tensor, stage: str | None = None) -> Scored:
+        """The model's output where the targets score, and those targets.
+
+        Token targets: logits ``(N, C)`` and targets ``(N,)`` at the ``N`` scored positions. A model with
+        ``read_out_at`` (seqbench.api.PositionReadout) runs its output head only there; any other
+        model's full logits are checked, then picked at the positions. Sequence targets pass as they
+        are. ``stage``: the first output of each stage is checked against the task (shape, finite).
+        """
+        check = stage is not None and stage not in self.checked_stages
+        if self.info.target != "token":
+            out, positions, picked = self(tokens), None, targets
+            if check:
+                check_output(out, targets, self.info, self.model_name, stage, require_finite=not self.diverged)
+        else:
+            positions = targets != self.info.ignore_index  # (B, T)
+            picked = targets[positions]  # (N,)
+            reader = position_readout(self.module)
+            if reader is not None:
+                out = as_output(reader.read_out_at(tokens, positions))
+                if check:
+                    check_output(out, picked, self.info, self.model_name, stage, require_finite=not self.diverged,
+                                 at_positions=True)
+            else:
+                out = self(tokens)
+                if check:
+                    check_output(out, targets, self.info, self.model_name, stage, require_finite=not self.diverged)
+                out = dataclasses.replace(out, logits=out.logits[positions])
+        if check:
             self.checked_stages.add(stage)
-        return out
+        return Scored(out, picked, positions)
 
     def task_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                                ignore_index=self.info.ignore_index)
 
+    def lambda_signal(self, scored: Scored, loss: torch.Tensor) -> torch.Tensor:
+        """The task loss an adaptive lambda follows: at the positions the evaluation scores
+        (``TaskInfo.eval_scores``). Associative recall trains on every next token, half of them a
+        random key nothing can predict; their loss would hold lambda near a third of its maximum."""
+        if self.info.eval_scores == "all" or scored.positions is None:
+            return loss
+        last = torch.zeros_like(scored.positions)
+        last[:, -1] = True
+        keep = last[scored.positions]  # (N,): which scored targets are a row's last
+        if not bool(keep.any()):
+            return loss
+        return self.task_loss(scored.out.logits[keep], scored.targets[keep])
+
     def training_step(self, batch, batch_idx):
         tokens, targets = batch
-        out = self.checked_forward(tokens, targets, "training")
-        loss = self.task_loss(out.logits, targets)
+        scored = self.scored(tokens, targets, "training")
+        out = scored.out
+        loss = self.task_loss(out.logits, scored.targets)
         total = loss
         schedule = gate_schedule(self.module)
         if out.gates is not None and schedule is not None:
-            self.last_lambda = float(schedule.gate_lambda(self.global_step, loss.detach()))
+            signal = self.lambda_signal(scored, loss).detach()
+            self.last_lambda = float(schedule.gate_lambda(self.global_step, signal))
             total = loss + self.last_lambda * out.gates.mean()
             gates = out.gates.detach().float()
             point = {"step": float(self.global_step), "lambda": self.last_lambda,
-                     "train_loss": float(loss.detach()),
+                     "train_loss": float(loss.detach()), "lambda_loss": float(signal),
                      "train_gate_rate": float(gate_fraction(gates, gate_threshold(self.module))),
                      "train_gate_mean": float(gates.mean())}
             self.curve.append(point)
@@ -208,8 +255,8 @@ class SeqbenchModule(L.LightningModule):
         tokens, targets = batch
         if batch_idx == 0 and self.probe_tokens is None:
             self.probe_tokens = tokens
-        self.val_metrics.update(self.checked_forward(tokens, targets, "validation"), targets,
-                                gate_threshold(self.module))
+        scored = self.scored(tokens, targets, "validation")
+        self.val_metrics.update(scored.out, scored.targets, gate_threshold(self.module))
         self._update_hard(self.val_metrics_hard, tokens, targets)
 
     def _update_hard(self, metrics: EvalMetrics, tokens: torch.Tensor, targets: torch.Tensor) -> None:
@@ -219,7 +266,8 @@ class SeqbenchModule(L.LightningModule):
             return
         modes.set_gate_mode("hard")
         try:
-            metrics.update(self(tokens), targets, gate_threshold(self.module))
+            scored = self.scored(tokens, targets)
+            metrics.update(scored.out, scored.targets, gate_threshold(self.module))
         finally:
             modes.set_gate_mode("soft")
 
@@ -247,8 +295,8 @@ class SeqbenchModule(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         tokens, targets = batch
-        self.test_metrics_acc.update(self.checked_forward(tokens, targets, "test"), targets,
-                                     gate_threshold(self.module))
+        scored = self.scored(tokens, targets, "test")
+        self.test_metrics_acc.update(scored.out, scored.targets, gate_threshold(self.module))
         self._update_hard(self.test_metrics_hard, tokens, targets)  # tested twice: soft, then hard-gated
 
     def on_test_epoch_end(self) -> None:

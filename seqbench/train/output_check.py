@@ -21,11 +21,15 @@ def expected_logits_shape(targets: torch.Tensor, info: TaskInfo) -> tuple[int, .
 
 
 def check_output(out: ModelOutput, targets: torch.Tensor, info: TaskInfo, model: str, stage: str,
-                 require_finite: bool = True) -> None:
+                 require_finite: bool = True, at_positions: bool = False) -> None:
     """Raise PluginError unless ``out.logits`` is a tensor of the expected shape with (when
-    ``require_finite``: training has not diverged, which would explain them) finite values."""
+    ``require_finite``: training has not diverged, which would explain them) finite values.
+    ``at_positions``: the output of ``read_out_at``, checked against the scored targets ``(N,)``."""
     logits = out.logits
-    layout = "(batch, seq_len, num_classes)" if info.target == "token" else "(batch, num_classes)"
+    if at_positions:
+        layout = "(scored positions, num_classes) from read_out_at"
+    else:
+        layout = "(batch, seq_len, num_classes)" if info.target == "token" else "(batch, num_classes)"
     if not isinstance(logits, torch.Tensor):
         raise PluginError(f"model {model!r} returned {type(logits).__name__} on its first {stage} batch of task "
                           f"{info.name!r}; expected logits, a tensor {layout}, or a seqbench.api.ModelOutput")
