@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from seqbench.configure.config import ConfigError, require
+from seqbench.configure.config import ADDED_LATER, ConfigError, require
 from seqbench.contracts import (
     IGNORE_INDEX,
     ForcibleGates,
@@ -55,10 +55,10 @@ if TYPE_CHECKING:
 _LAZY = ("TensorTaskData", "MAX_FRUITLESS_BATCHES", "earlier_splits", "row_digests", "take_new_rows")
 
 __all__ = [
-    "IGNORE_INDEX", "MAX_FRUITLESS_BATCHES", "ConfigError", "ForcibleGates", "GateModes", "GateSchedule",
-    "GateThreshold", "KernelReport", "LayerProbes", "LengthLimited", "ModelBuilder", "ModelOutput", "ModelSpec",
-    "PluginError", "PositionReadout", "SequenceModel", "TaskData", "TaskInfo", "TaskSpec", "TensorTaskData",
-    "UserError",
+    "ADDED_LATER", "IGNORE_INDEX", "MAX_FRUITLESS_BATCHES", "ConfigError", "ForcibleGates", "GateModes",
+    "GateSchedule", "GateThreshold", "KernelReport", "LayerProbes", "LengthLimited", "ModelBuilder", "ModelOutput",
+    "ModelSpec", "PluginError", "PositionReadout", "SequenceModel", "TaskData", "TaskInfo", "TaskSpec",
+    "TensorTaskData", "UserError",
     "cpu_kernel_allowed", "earlier_splits", "hookimpl", "require", "resolve_kernel", "row_digests", "take_new_rows",
 ]
 

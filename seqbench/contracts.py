@@ -97,8 +97,9 @@ class ModelBuilder(Protocol):
 @runtime_checkable
 class GateSchedule(Protocol):
     """A gated model's penalty weight. Called once per training step, after the forward, with the
-    step and the task loss; the harness adds ``lambda * gates.mean()`` to the loss and records
-    ``lambda`` in the curves and the row."""
+    step and the task loss where the evaluation scores (:attr:`TaskInfo.eval_scores`; curves:
+    ``lambda_loss``); the harness adds ``lambda * gates.mean()`` to the loss and records ``lambda`` in
+    the curves and the row."""
 
     def gate_lambda(self, step: int, task_loss: torch.Tensor) -> float: ...
 

@@ -68,7 +68,9 @@ def seqbench_register_tasks(registry):
         }))
     registry.add(TaskSpec(
         "assoc_recall", build="seqbench_tasks.assoc_recall:AssocRecallData",
-        config="seqbench_tasks.assoc_recall:AssocRecallConfig", version=1, causal=True,
+        # version 2: declares that its evaluation scores only the answer (TaskInfo.eval_scores), which a gated
+        # model's adaptive lambda now follows: a TGN trains differently on the same data than under version 1
+        config="seqbench_tasks.assoc_recall:AssocRecallConfig", version=2, causal=True,
         length_key="input_seq_len",
         description="Associative recall (H3/Hyena): k v pairs, then => and a key; predict its value",
         presets={

@@ -23,11 +23,11 @@ its peak memory several GB when all 100,000 rows are drawn at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from seqbench.api import IGNORE_INDEX, TaskInfo, TensorTaskData, require
+from seqbench.api import ADDED_LATER, IGNORE_INDEX, TaskInfo, TensorTaskData, require
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,9 @@ class MQARConfig:
     seq_len: int = 64
     num_kv_pairs: int = 8
     power_a: float = 0.01  # power-law exponent of the query gaps (zoology's default)
-    random_non_queries: bool = True  # filler: random tokens (True) or token 0 (False, zoology's Figure 2)
+    # filler: random tokens (True) or token 0 (False, zoology's Figure 2); added later: at True, older
+    # runs' config hash is kept
+    random_non_queries: bool = field(default=True, metadata=ADDED_LATER)
     num_train: int = 20_000
     num_val: int = 500
     num_test: int = 1_000

@@ -4,6 +4,7 @@ cells need, and state sizes checked against counts by hand (zoology #34-#37 is w
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from seqbench.configure.budget import state_size
 from seqbench.configure.resolve import resolve_model_config, resolve_run_config
 from seqbench.errors import UserError
 from seqbench.registry import build_registries
+from seqbench.results import read_cells
 from seqbench_plugins.graph_common import laplacian_pe
 from seqbench_plugins.graphgps import GraphGPSConfig
 from seqbench_plugins.graphgps import build as build_graphgps
@@ -169,3 +171,21 @@ def test_a_claim_reads_each_model_at_its_scoped_setting():
     gcn = select_runs(rows, claim, "cpu", {"model": "gcn"})
     assert [json.loads(r["config_json"])["model_config"]["n_layers"] for r in transformer] == [1]
     assert [r["model"] for r in gcn] == ["gcn"]
+
+
+def test_a_setting_added_later_keeps_older_runs_config_hash_at_its_default():
+    """MQAR's random_non_queries came after the evidence was recorded: at its default (the old behaviour)
+    it stays out of a run's identity, so the committed rows' config hashes still name these runs."""
+    registries = build_registries()
+    default = resolve_run_config(registries, "tgn", "mqar", preset="cpu")
+    zeroed = resolve_run_config(registries, "tgn", "mqar", preset="cpu", overrides=["task.random_non_queries=false"])
+    assert "random_non_queries" not in json.loads(default.to_json())["task_config"]
+    assert json.loads(zeroed.to_json())["task_config"]["random_non_queries"] is False
+    assert default.config_hash() != zeroed.config_hash()
+    # an evidence row of the cpu MQAR cell, recorded before the setting existed, has the same hash
+    rows = [r for r in read_cells(Path(__file__).resolve().parent.parent / "evidence" / "cpu")[0]
+            if r["model"] == "tgn" and r["task"] == "mqar" and r["seed"] == 0]
+    assert rows
+    assert any(r["config_hash"] == resolve_run_config(
+        registries, "tgn", "mqar", variant=r["variant"], preset="cpu", seed=0,
+        overrides=[f"train.lr={json.loads(r['config_json'])['train']['lr']}"]).config_hash() for r in rows)

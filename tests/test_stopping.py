@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from torch import nn
 
-from seqbench.configure.config import ConfigError, TrainConfig, train_dict
+from seqbench.configure.config import ConfigError, TrainConfig, identity_dict
 from seqbench.configure.options import RunOptions
 from seqbench.configure.resolve import resolve_run_config
 from seqbench.train.runner import run
@@ -96,8 +96,8 @@ def test_diverged_wins_over_every_other_reason():
 
 def test_no_stopping_by_default_and_the_hash_of_a_run_without_it_is_unchanged():
     assert early_stopping(TrainConfig(), "accuracy") == []
-    assert "stop_at" not in train_dict(TrainConfig()) and "patience" not in train_dict(TrainConfig())
-    assert train_dict(TrainConfig(stop_at=0.99))["stop_at"] == 0.99
+    assert "stop_at" not in identity_dict(TrainConfig()) and "patience" not in identity_dict(TrainConfig())
+    assert identity_dict(TrainConfig(stop_at=0.99))["stop_at"] == 0.99
     with pytest.raises(ConfigError, match="train.patience"):
         TrainConfig(patience=0)
 

@@ -35,6 +35,13 @@ def require(condition: bool, field_name: str, message: str) -> None:
         raise ConfigError(f"invalid {field_name}: {message}")
 
 
+# A setting added after runs were recorded declares ``field(default=..., metadata=ADDED_LATER)`` (plugins:
+# seqbench.api.ADDED_LATER): at its default, which must be the old behaviour, it is left out of a run's
+# identity, so runs recorded before it existed keep their config hash and a sweep still finds them done.
+ADDED_LATER_KEY = "seqbench_added_later"
+ADDED_LATER = types.MappingProxyType({ADDED_LATER_KEY: True})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     max_steps: int = 1000  # optimizer steps
@@ -47,9 +54,9 @@ class TrainConfig:
     eval_batches: int = 4  # validation batches per curve point (the final test uses all)
     # Early stopping (seqbench.train.stopping, Lightning's EarlyStopping); max_steps stays the cap.
     # Both read the curve's validation accuracy (validation loss for language modelling).
-    stop_at: float | None = None  # stop once it reaches this (zoology: 0.99); None: no target
-    patience: int | None = None  # evaluations without a min_delta gain before a plateau stop; None: never
-    min_delta: float = 0.0  # the smallest gain that resets the patience count
+    stop_at: float | None = field(default=None, metadata=ADDED_LATER)  # stop once it reaches this (zoology: 0.99)
+    patience: int | None = field(default=None, metadata=ADDED_LATER)  # evaluations without a min_delta gain
+    min_delta: float = field(default=0.0, metadata=ADDED_LATER)  # the smallest gain that resets the patience count
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "eval_every", "eval_batches"):
@@ -93,9 +100,9 @@ class RunConfig:
             "preset": self.preset,
             "seed": self.seed,
             "precision": self.precision,
-            "model_config": dataclasses.asdict(self.model_config),
-            "task_config": dataclasses.asdict(self.task_config),
-            "train": train_dict(self.train),
+            "model_config": identity_dict(self.model_config),
+            "task_config": identity_dict(self.task_config),
+            "train": identity_dict(self.train),
         }
 
     def to_json(self) -> str:
@@ -106,14 +113,14 @@ class RunConfig:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
 
-# Settings added after runs were recorded: left out of a run's identity at their defaults, so a run
-# without early stopping keeps the config hash it had before these settings existed.
-LATER_TRAIN_DEFAULTS = {"stop_at": None, "patience": None, "min_delta": 0.0}
-
-
-def train_dict(train: TrainConfig) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(train).items()
-            if k not in LATER_TRAIN_DEFAULTS or v != LATER_TRAIN_DEFAULTS[k]}
+def identity_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as it enters a run's identity (``config_json``, the config hash): every field,
+    except one declared ``metadata=ADDED_LATER`` while it holds its default."""
+    values = dataclasses.asdict(config)
+    for f in dataclasses.fields(config):
+        if f.metadata.get(ADDED_LATER_KEY) and values[f.name] == f.default:
+            del values[f.name]
+    return values
 
 
 # ---------------------------------------------------------------------------- overrides
