@@ -3,6 +3,7 @@ dead sweep parent, a full disk, swapped cache entries. Signals and orphans go th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -103,6 +104,25 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
+@pytest.fixture
+def spawn():
+    """``subprocess.Popen`` for a test, whose process tree is killed at teardown if still running: a
+    test that fails while waiting on it must not leave a sweep and its workers training for ever."""
+    started: list[subprocess.Popen] = []
+
+    def popen(*args, **kwargs) -> subprocess.Popen:
+        started.append(subprocess.Popen(*args, **kwargs))
+        return started[-1]
+
+    yield popen
+    for proc in started:
+        for pid in (_descendants(proc.pid) | {proc.pid}) if proc.poll() is None else set():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            proc.communicate(timeout=30)
+
+
 def _wait_for(condition, proc: subprocess.Popen, what: str, limit_s: float = 300) -> None:
     deadline = time.monotonic() + limit_s  # a guard against a hang, not a timing assertion
     while not condition():
@@ -117,8 +137,8 @@ def _checkpoints(results: Path) -> list[Path]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_run_ends_with_the_signals_exit_code_and_one_line(tmp_path, signum, code):
-    proc = subprocess.Popen(_cli("run", *SMOKE_GRU, "--max-steps", "100000", "--checkpoint-every", "5",
+def test_run_ends_with_the_signals_exit_code_and_one_line(tmp_path, signum, code, spawn):
+    proc = spawn(_cli("run", *SMOKE_GRU, "--max-steps", "100000", "--checkpoint-every", "5",
                                  "--results", str(tmp_path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=_env())
     _wait_for(lambda: _checkpoints(tmp_path), proc, "a checkpoint")
@@ -132,10 +152,10 @@ def test_run_ends_with_the_signals_exit_code_and_one_line(tmp_path, signum, code
 
 
 @pytest.mark.slow
-def test_a_sigtermed_sweep_releases_its_claims_and_a_relaunch_finishes_it(tmp_path, capsys):
+def test_a_sigtermed_sweep_releases_its_claims_and_a_relaunch_finishes_it(tmp_path, capsys, spawn):
     sweep = ("sweep", "--models", "gru", "--tasks", "mqar", "--seeds", "0,1,2", "--preset", "smoke",
              "--max-steps", "150", "--checkpoint-every", "5", "--results", str(tmp_path))
-    proc = subprocess.Popen(_cli(*sweep, "--jobs", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = spawn(_cli(*sweep, "--jobs", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=_env())
     _wait_for(lambda: len({p.parent for p in _checkpoints(tmp_path)}) == 2, proc, "two cells checkpointed")
     proc.send_signal(signal.SIGTERM)
@@ -172,8 +192,8 @@ def _descendants(pid: int) -> set[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
-def test_kill_9_of_a_sweep_leaves_no_worker_behind(tmp_path):
-    proc = subprocess.Popen(_cli("sweep", "--models", "gru", "--tasks", "mqar", "--seeds", "0,1", "--preset",
+def test_kill_9_of_a_sweep_leaves_no_worker_behind(tmp_path, spawn):
+    proc = spawn(_cli("sweep", "--models", "gru", "--tasks", "mqar", "--seeds", "0,1", "--preset",
                                  "smoke", "--max-steps", "100000", "--jobs", "2", "--results", str(tmp_path)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
     claims = tmp_path / "claims"
