@@ -14,6 +14,7 @@ from seqbench.analyse.report import (
     commands,
     evaluate,
     load_claims,
+    select_runs,
 )
 from seqbench.analyse.tuning import tune
 from seqbench.cli import main
@@ -114,3 +115,30 @@ def test_report_runs_the_staged_cell_end_to_end_at_smoke(tmp_path, monkeypatch):
     text = out.read_text()
     assert text.startswith("# Calibration: ") and "zoology-mqar-attention" in text
     assert build_report(only, results, preset="smoke").count("zoology-mqar-attention") >= 1
+
+
+def test_a_claim_matches_a_boolean_setting_however_it_is_spelled(tmp_path):
+    """``--set task.random_non_queries=false`` (the claim) names rows whose settings read ``False``."""
+    claim = {"measure": {"task": "mqar"}, "presets": {"default": {"set": ["task.random_non_queries=false"]}}}
+    rows = []
+    for flag in (False, True):
+        rows.append({"status": "ok", "task": "mqar", "preset": "default", "model": "transformer", "variant": "default",
+                     "config_json": json.dumps({"task_config": {"random_non_queries": flag}})})
+    (picked,) = select_runs(rows, claim, "default", {"model": "transformer"})
+    assert json.loads(picked["config_json"])["task_config"]["random_non_queries"] is False
+
+
+def test_the_committed_calibration_regenerates_from_the_committed_evidence(monkeypatch, tmp_path):
+    """docs/calibration.md is what evidence/calibration's rows give: rendered by seqbench report, never by hand."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    published = (root / "docs" / "calibration.md").read_text()
+    monkeypatch.chdir(root)  # the document names the folder as its command gave it
+    text = build_report(calibration(), Path("evidence/calibration"), preset="default", out=tmp_path / "calibration.md")
+
+    def claims_onwards(document: str) -> str:
+        return document[document.index("## Claims"):]
+
+    assert claims_onwards(text) == claims_onwards(published)
+    assert published.startswith("# Calibration: ")

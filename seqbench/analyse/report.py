@@ -252,7 +252,8 @@ def _matches(row: dict[str, Any], flat: dict[str, str], sets: list[str]) -> bool
             if not math.isclose(float(have), float(value)):
                 return False
         except ValueError:
-            if have != value.strip():
+            # booleans as --set writes them (false) and as a row's settings read (False)
+            if have != value.strip() and not (have in ("True", "False") and have.lower() == value.strip().lower()):
                 return False
     return True
 
