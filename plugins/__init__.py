@@ -28,7 +28,8 @@ def seqbench_register_models(registry):
         "transformer", build="seqbench_plugins.transformer:build",
         config="seqbench_plugins.transformer:TransformerConfig",
         description="Pre-LN causal Transformer decoder (SDPA attention)", presets=_TRANSFORMER_SIZES,
-        width_multiple="n_heads", state_size="seqbench_plugins.transformer:state_size"))
+        width_multiple="n_heads", second_sizes={"mlp_ratio": (1, 8), "n_heads": (1, 16)},
+        state_size="seqbench_plugins.transformer:state_size"))
     registry.add(ModelSpec(
         "gru", build="seqbench_plugins.gru:build", config="seqbench_plugins.gru:GRUConfig",
         description="Stacked GRU: the pure-RNN baseline", presets=_SIZES,
@@ -36,12 +37,13 @@ def seqbench_register_models(registry):
     registry.add(ModelSpec(
         "mamba", build="seqbench_plugins.mamba:build", config="seqbench_plugins.mamba:MambaConfig",
         description="Mamba-1 selective SSM (mamba-ssm kernels on CUDA, chunked PyTorch scan elsewhere)",
-        presets=_SIZES, state_size="seqbench_plugins.mamba:state_size"))
+        presets=_SIZES, second_sizes={"expand": (1, 4)}, state_size="seqbench_plugins.mamba:state_size"))
     registry.add(ModelSpec(
         "tgn", build="seqbench_plugins.tgn:build", config="seqbench_plugins.tgn:TGNConfig",
         description="Thermodynamic Gated Network: GRU/Mamba + causal attention mixed by a sparse learned gate",
         variants=("parallel", "serial", "chunked"), presets=_TGN_SIZES,
-        width_multiple="n_heads", state_size="seqbench_plugins.tgn:state_size"))
+        width_multiple="n_heads", second_sizes={"mlp_ratio": (1, 8), "n_heads": (1, 16), "expand": (1, 4)},
+        state_size="seqbench_plugins.tgn:state_size"))
     # Graph models take the graph view and read any token task as a chain graph over its positions.
     registry.add(ModelSpec(
         "gcn", build="seqbench_plugins.gcn:build", config="seqbench_plugins.gcn:GCNConfig",
@@ -54,4 +56,4 @@ def seqbench_register_models(registry):
         inputs=frozenset({"graph", "tokens"}),
         presets={"smoke": {"d_model": 16, "n_heads": 2}, "default": {}, "cpu": {},
                  "paper": {"d_model": 128, "n_layers": 1}},
-        width_multiple="n_heads"))
+        width_multiple="n_heads", second_sizes={"n_heads": (1, 16)}))

@@ -42,7 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from seqbench import __version__
 from seqbench.capabilities import forcible_gates, gate_modes, gate_threshold, kernels_used
-from seqbench.configure.budget import solve_width
+from seqbench.configure.budget import solve_for_budget
 from seqbench.configure.config import parse_overrides
 from seqbench.configure.options import device_name, git_sha, pick_accelerator
 from seqbench.configure.resolve import resolve_model_config
@@ -99,7 +99,8 @@ def resolve_models(registries, options: BenchOptions, seq_len: int | None = None
     """(model, variant) pairs with their resolved configs; unknown names or variants raise UserError.
 
     With ``options.params`` each width is solved on the synthetic task at ``seq_len`` (the shortest
-    length: learned positions make a model grow with its length); ``note`` hears a missed tolerance."""
+    length: learned positions make a model grow with its length); ``note`` hears a second size moved and a
+    missed tolerance."""
     check_preset(options.preset)
     sets = parse_overrides(list(options.overrides))
     if sets["task"] or sets["train"]:
@@ -110,13 +111,8 @@ def resolve_models(registries, options: BenchOptions, seq_len: int | None = None
     for spec, variant in pairs:
         config = resolve_model_config(spec, options.preset, variant, sets["model"])
         if options.params is not None:
-            if spec.width_key in sets["model"]:
-                raise UserError(f"--params solves model.{spec.width_key} for {spec.name!r}; drop "
-                                f"--set model.{spec.width_key} or --params")
-            solved = solve_width(spec, config, bench_info(seq_len or min(CPU_LENGTHS)), options.params)
-            if note is not None and solved.warning(spec.name):
-                note(solved.warning(spec.name))
-            config = solved.config
+            config = solve_for_budget(spec, config, bench_info(seq_len or min(CPU_LENGTHS)), options.params,
+                                      fixed=set(sets["model"]), note=note)
         models.append(BenchModel(spec.name, variant, config, load_spec_target(spec, "build")))
     return models
 

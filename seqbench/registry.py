@@ -81,6 +81,9 @@ class ModelSpec:
     # a number or as another config key (e.g. "n_heads": the width must split into whole heads)
     width_key: str = "d_model"
     width_multiple: int | str = 1
+    # where no width alone comes within --params' tolerance, the solver may also move one of these integer
+    # config keys within its inclusive range (tried in this order, values nearest the config's own first)
+    second_sizes: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     # "module:fn", fn(config, info) -> int: elements carried from one token to the next at info.seq_len
     # (recurrent state, conv window, KV cache); recorded as the row's state_size. None: not recorded.
     state_size: str | None = None

@@ -39,8 +39,8 @@ def _add_scale_out(p: argparse.ArgumentParser) -> None:
 
 def _add_params(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default=None, metavar="N",
-                   help="solve each model's width for N parameters (e.g. 100k, 1.5M; within ±5%%, else the "
-                        "closest with a warning)")
+                   help="solve each model's width for N parameters (e.g. 100k, 1.5M; within ±5%%, moving a second "
+                        "size such as the MLP ratio where the width alone cannot, else the closest with a warning)")
 
 
 def _add_eval_lengths(p: argparse.ArgumentParser) -> None:

@@ -4,8 +4,11 @@ the memory a configuration would need (checked against the machine before anythi
 Candidates are built on PyTorch's meta device: parameters get shapes but no memory and no
 initialisation cost, so trying a few dozen widths takes well under a second and needs no data.
 The parameter count grows with the width, so a binary search over the width's allowed multiples
-finds the two widths around N; the closer one is taken. Within ``TOLERANCE`` it is a match, else the
-caller is told how far off it is (e.g. a budget below the smallest width's embeddings).
+finds the two widths around N; the closer one is taken. Within ``TOLERANCE`` it is a match. A width that
+must split into heads moves in steps too coarse for small budgets, so where no width alone matches, the
+solver also moves one of the spec's ``second_sizes`` (the MLP ratio, Mamba's expand, the head count),
+nearest values first, and says what it moved; else the caller is told how far off it is (e.g. a budget
+below the smallest width's embeddings).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -55,10 +58,12 @@ def count_params(model_spec: ModelSpec, config: Any, info: Any) -> int:
 
 @dataclass(frozen=True)
 class Solved:
-    config: Any  # the model config with its width set
+    config: Any  # the model config with its width (and any second size moved) set
     width: int
     n_params: int
     budget: int
+    # second sizes the solver moved, as (config key, the config's value, the solved value)
+    moved: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def off(self) -> float:
@@ -75,26 +80,35 @@ class Solved:
         return (f"--params {self.budget:,}: {name} has no width within ±{TOLERANCE:.0%}; the closest, "
                 f"{self.width}, gives {self.n_params:,} parameters ({self.off:+.1%})")
 
+    def moved_note(self, name: str) -> str | None:
+        """What the solver changed besides the width, said so a matched budget hides no change of shape."""
+        if not self.moved:
+            return None
+        changes = ", ".join(f"model.{key} {old} -> {new}" for key, old, new in self.moved)
+        return (f"--params {self.budget:,}: no width of {name} alone comes within ±{TOLERANCE:.0%}, so {changes} "
+                f"too; width {self.width} gives {self.n_params:,} parameters ({self.off:+.1%})")
+
+    def notes(self, name: str) -> list[str]:
+        return [text for text in (self.moved_note(name), self.warning(name)) if text]
+
 
 def width_step(model_spec: ModelSpec, config: Any) -> int:
     multiple = model_spec.width_multiple
     return int(getattr(config, multiple) if isinstance(multiple, str) else multiple)
 
 
-def solve_width(model_spec: ModelSpec, config: Any, info: Any, budget: int) -> Solved:
+def _solve_width_only(model_spec: ModelSpec, config: Any, info: Any, budget: int) -> Solved:
     """The width (a multiple of the spec's ``width_multiple``) whose parameter count is closest to ``budget``."""
     key = model_spec.width_key
-    if key not in {f.name for f in dataclasses.fields(config)}:
-        raise UserError(f"--params needs model {model_spec.name!r} to have a width key, but its config has no "
-                        f"{key!r} (its ModelSpec's width_key)")
     step = width_step(model_spec, config)
     cache: dict[int, tuple[Any, int] | None] = {}
 
     def at(k: int) -> tuple[Any, int] | None:
-        """(config, params) at the first valid width m*k, m*(k+1), ... (e.g. RoPE needs even head widths)."""
+        """(config, params) at the first valid width m*k, m*(k+1), ... (e.g. RoPE needs even head widths,
+        GraphGPS a width above its encoding's channels); checking validity costs no build, so look far."""
         if k not in cache:
             cache[k] = None
-            for j in range(k, k + 4):
+            for j in range(k, k + 64):
                 try:
                     candidate = dataclasses.replace(config, **{key: step * j})
                 except ConfigError:
@@ -124,6 +138,56 @@ def solve_width(model_spec: ModelSpec, config: Any, info: Any, budget: int) -> S
         raise UserError(f"--params: no valid width found for model {model_spec.name!r}")
     best, n = min(candidates, key=lambda c: abs(c[1] - budget))
     return Solved(best, getattr(best, key), n, budget)
+
+
+def solve_width(model_spec: ModelSpec, config: Any, info: Any, budget: int,
+                fixed: frozenset[str] | set[str] = frozenset()) -> Solved:
+    """The width whose parameter count is closest to ``budget``; where no width alone comes within
+    ``TOLERANCE`` (widths that must split into heads move in coarse steps), also a second size of the
+    spec's ``second_sizes`` (e.g. the MLP ratio), trying values nearest the config's own first so the shape
+    changes as little as a match allows. Keys in ``fixed`` (set by the user) are never moved."""
+    key = model_spec.width_key
+    if key not in {f.name for f in dataclasses.fields(config)}:
+        raise UserError(f"--params needs model {model_spec.name!r} to have a width key, but its config has no "
+                        f"{key!r} (its ModelSpec's width_key)")
+    best = _solve_width_only(model_spec, config, info, budget)
+    if best.matched:
+        return best
+    for second, (low, high) in model_spec.second_sizes.items():
+        own = getattr(config, second)
+        if second in fixed or not low <= own <= high:
+            continue  # the user's choice, or a value the range does not cover (mlp_ratio 0: no MLP to resize)
+        for value in sorted(range(low, high + 1), key=lambda v: (abs(v - own), v)):
+            if value == own:
+                continue
+            try:
+                candidate = dataclasses.replace(config, **{second: value})
+            except ConfigError:
+                continue
+            try:
+                solved = _solve_width_only(model_spec, candidate, info, budget)
+            except UserError:  # no valid width at this value
+                continue
+            solved = dataclasses.replace(solved, moved=((second, own, value),))
+            if solved.matched:
+                return solved
+            if abs(solved.off) < abs(best.off):
+                best = solved
+    return best
+
+
+def solve_for_budget(model_spec: ModelSpec, config: Any, info: Any, budget: int, fixed: set[str] | frozenset[str],
+                     note: Callable[[str], None] | None = None) -> Any:
+    """``config`` solved for ``budget`` parameters (see :func:`solve_width`); ``note`` hears what moved
+    besides the width and any missed tolerance. Raises UserError when the user also set the width."""
+    if model_spec.width_key in fixed:
+        raise UserError(f"--params solves model.{model_spec.width_key} for {model_spec.name!r}; drop "
+                        f"--set model.{model_spec.width_key} or --params")
+    solved = solve_width(model_spec, config, info, budget, fixed=fixed)
+    if note is not None:
+        for text in solved.notes(model_spec.name):
+            note(text)
+    return solved.config
 
 
 def state_size(model_spec: ModelSpec, config: Any, info: Any) -> int | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning as L
 
-from seqbench.configure.budget import solve_width
+from seqbench.configure.budget import solve_for_budget
 from seqbench.configure.config import RunConfig, TrainConfig, apply_overrides, overrides_for_model, parse_overrides
 from seqbench.contracts import TaskData, TaskInfo
 from seqbench.errors import PluginError, UserError
@@ -86,13 +86,8 @@ def resolve_run_config(registries: Registries, model: str, task: str, *, variant
     model_config = resolve_model_config(model_spec, preset, variant, sets["model"])
     task_config = resolve_task_config(task_spec, preset, sets["task"])
     if params is not None:
-        if model_spec.width_key in sets["model"]:
-            raise UserError(f"--params solves model.{model_spec.width_key} for {model!r}; drop "
-                            f"--set model.{model_spec.width_key} or --params")
-        solved = solve_width(model_spec, model_config, planned_task_info(task_spec, task_config, seed), params)
-        if note is not None and solved.warning(model) is not None:
-            note(solved.warning(model))
-        model_config = solved.config
+        model_config = solve_for_budget(model_spec, model_config, planned_task_info(task_spec, task_config, seed),
+                                        params, fixed=set(sets["model"]), note=note)
     return RunConfig(
         model=model, variant=variant, task=task, task_version=task_spec.version, preset=preset, seed=seed,
         model_config=model_config, task_config=task_config,
