@@ -208,4 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "is missing runs), then render")
     p.add_argument("--jobs", type=int, default=1, help="with --run: sweep cells run at once (default 1)")
     p.set_defaults(handler="seqbench.cli.analyse:cmd_report")
+
+    p = sub.add_parser("probes", help="steps each model needs to reach its plateau, from a probe sweep's rows")
+    p.add_argument("--results", default="evidence/probes")
+    p.add_argument("--out", default=None,
+                   help="a markdown file: a new one, or one whose probes section (between the markers "
+                        "seqbench.analyse.probes names) is replaced; default: stdout")
+    p.set_defaults(handler="seqbench.cli.probes:cmd_probes")
     return parser
