@@ -65,6 +65,7 @@ from seqbench.analyse.stats import (
     proportion_interval,
 )
 from seqbench.analyse.tuning import tune
+from seqbench.configure.budget import parse_param_count
 from seqbench.configure.config import split_scope
 from seqbench.errors import UserError
 from seqbench.registry import PRESETS, check_preset
@@ -133,6 +134,13 @@ def check_claims(claims: Any, path: Path | str) -> None:
             fail(f"{where}: measure.kind must be one of {', '.join(KINDS)}")
         if not isinstance(claim["presets"], dict) or not all(isinstance(b, dict) for b in claim["presets"].values()):
             fail(f"{where}: presets must map a preset name to an object")
+        for name, block in claim["presets"].items():
+            if "params" in block:
+                try:
+                    parse_param_count(block["params"])
+                except UserError:
+                    fail(f"{where}: presets.{name}.params must be a parameter count such as 100k, got "
+                         f"{json.dumps(block['params'])}")
         if measure["kind"] == NEEDS:
             if not measure.get("what"):
                 fail(f"{where}: a needs claim must say what it needs (measure.what)")
@@ -179,6 +187,7 @@ def commands(claim: dict[str, Any], preset: str, results: Path) -> list[str]:
         parts.append(f"--variants {sweep['variants']}")
     parts += [f"--set {item}" for item in block.get("set", [])]
     parts += [f"--grid {item}" for item in block.get("grid", [])]
+    parts += [f"--params {block['params']}"] if block.get("params") else []
     parts += [f"--preset {preset}", f"--results {shlex.quote(str(results))}"]
     if not staged:
         return [" ".join(parts)]
@@ -227,6 +236,7 @@ def chosen_seed_commands(claims: dict[str, Any], preset: str, results: Path) -> 
                     argv += ["--variants", sweep["variants"]]
                 for item in [*block.get("set", []), *fixed]:
                     argv += ["--set", item]
+                argv += ["--params", str(block["params"])] if block.get("params") else []
                 argv += ["--preset", preset, "--results", str(results)]
                 seen.setdefault(" ".join(argv), argv)
     return list(seen.values())
@@ -260,12 +270,16 @@ def _matches(row: dict[str, Any], flat: dict[str, str], sets: list[str]) -> bool
 
 def select_runs(runs: list[dict], claim: dict, preset: str, side: dict[str, Any]) -> list[dict]:
     """Ok rows of one model (and variant) on the claim's task at ``preset``, matching the preset block's
-    ``set`` items (the rows are one per (config, seed) already: seqbench.results.one_per_cell)."""
+    ``set`` items and its parameter budget (``params``: the rows' ``param_budget``, the --params their
+    width was solved for); the rows are one per (config, seed) already (seqbench.results.one_per_cell)."""
     measure = claim["measure"]
     block = claim["presets"].get(preset, {})
+    budget = parse_param_count(block["params"]) if block.get("params") else None
     chosen = []
     for row in runs:
         if row["status"] != Status.OK or row["task"] != measure["task"] or row["preset"] != preset:
+            continue
+        if row.get("param_budget") != budget:
             continue
         if row["model"] != side["model"] or ("variant" in side and row["variant"] != side["variant"]):
             continue
