@@ -42,3 +42,16 @@ def test_a_bad_budget_in_a_claims_file_is_named():
     claims["claims"] = [_with_budget("lots")]
     with pytest.raises(UserError, match="presets.cpu.params must be a parameter count such as 100k"):
         check_claims(claims, "claims.json")
+
+
+def test_tuning_at_two_seeds_runs_the_grid_there_and_the_choice_at_the_rest():
+    claim = copy.deepcopy(CLAIM)
+    claim["tune_seed"] = [0, 1]
+    claim["presets"]["cpu"]["seeds"] = "0,1,2,3,4"
+    first, then = commands(claim, "cpu", Path("evidence/x"))
+    assert "--seeds 0,1 " in first and "--grid train.lr=" in first
+    assert then.startswith("then, per model, at seed(s) 2,3,4:") and "at seeds 0,1)" in then
+    claims = copy.deepcopy(load_claims())
+    claims["claims"] = [{**claim, "tune_seed": "zero"}]
+    with pytest.raises(UserError, match="tune_seed must be a seed or a list of seeds"):
+        check_claims(claims, "claims.json")

@@ -134,6 +134,10 @@ def check_claims(claims: Any, path: Path | str) -> None:
             fail(f"{where}: measure.kind must be one of {', '.join(KINDS)}")
         if not isinstance(claim["presets"], dict) or not all(isinstance(b, dict) for b in claim["presets"].values()):
             fail(f"{where}: presets must map a preset name to an object")
+        chosen = claim.get("tune_seed", 0)
+        if not (isinstance(chosen, int) or (isinstance(chosen, list) and chosen
+                                            and all(isinstance(s, int) for s in chosen))):
+            fail(f"{where}: tune_seed must be a seed or a list of seeds, got {json.dumps(chosen)}")
         for name, block in claim["presets"].items():
             if "params" in block:
                 try:
@@ -193,27 +197,31 @@ def commands(claim: dict[str, Any], preset: str, results: Path) -> list[str]:
         return [" ".join(parts)]
     tuned = " ".join(f"--set {key}=CHOSEN" for key in claim["tune"])
     return [" ".join(parts), f"then, per model, at seed(s) {staged[1]}: the same sweep without the "
-            f"{', '.join(claim['tune'])} grid, with {tuned} (the value chosen on validation at seed {staged[0]})"]
+            f"{', '.join(claim['tune'])} grid, with {tuned} (the value chosen on validation at seed{'s' if ',' in staged[0] else ''} {staged[0]})"]
 
 
 def tune_seeds(claim: dict[str, Any]) -> set[int] | None:
-    """The seeds a claim's tuned values are chosen on (``tune_seed``), None for all of them."""
-    return {int(claim["tune_seed"])} if "tune_seed" in claim else None
+    """The seeds a claim's tuned values are chosen on (``tune_seed``: one seed, or a list), None for all."""
+    if "tune_seed" not in claim:
+        return None
+    chosen = claim["tune_seed"]
+    return {int(s) for s in chosen} if isinstance(chosen, list) else {int(chosen)}
 
 
 def staged_seeds(claim: dict[str, Any], block: dict[str, Any]) -> tuple[str, str] | None:
-    """``(the tuning seed, the other seeds)`` when the claim chooses its tuned values at one seed
-    (``tune_seed``) and its block sweeps a grid of them; None when every seed runs the whole grid."""
-    if "tune_seed" not in claim or not any(item.partition("=")[0] in claim.get("tune", [])
-                                           for item in block.get("grid", [])):
+    """``(the tuning seeds, the other seeds)``, comma-separated, when the claim chooses its tuned values
+    at some seeds (``tune_seed``) and its block sweeps a grid of them; None when every seed runs the
+    whole grid."""
+    tuning = tune_seeds(claim)
+    if tuning is None or not any(item.partition("=")[0] in claim.get("tune", []) for item in block.get("grid", [])):
         return None
-    others = [s for s in str(block.get("seeds", "0")).split(",") if int(s) != int(claim["tune_seed"])]
-    return (str(claim["tune_seed"]), ",".join(others)) if others else None
+    others = [s for s in str(block.get("seeds", "0")).split(",") if int(s) not in tuning]
+    return (",".join(str(s) for s in sorted(tuning)), ",".join(others)) if others else None
 
 
 def chosen_seed_commands(claims: dict[str, Any], preset: str, results: Path) -> list[list[str]]:
-    """The second stage of claims that tune at one seed (``tune_seed``): per model of the sweep, the
-    other seeds at the values chosen on validation at the tuning seed (seqbench.analyse.tuning), as
+    """The second stage of claims that tune at some seeds (``tune_seed``): per model of the sweep, the
+    other seeds at the values chosen on validation at the tuning seeds (seqbench.analyse.tuning), as
     seqbench argv lists. Run after the first stage's sweeps; a model whose tuning seed has no rows yet
     gets none."""
     runs = [r for r in read_cells(results)[0] if r["preset"] == preset] if results.is_dir() else []
@@ -225,7 +233,8 @@ def chosen_seed_commands(claims: dict[str, Any], preset: str, results: Path) -> 
             continue
         sweep, axes = claim["sweep"], [item.partition("=")[0] for item in block.get("grid", [])]
         for model in sweep["models"].split(","):
-            rows = [r for r in select_runs(runs, claim, preset, {"model": model}) if r["seed"] == int(staged[0])]
+            tuning = tune_seeds(claim) or set()
+            rows = [r for r in select_runs(runs, claim, preset, {"model": model}) if r["seed"] in tuning]
             if not rows:
                 continue
             on = tune_metric(claim, [str(claim["measure"].get("metric"))])

@@ -90,8 +90,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         run_claim_commands(claim_commands(claims, args.preset, results), args.jobs)
         # claims that choose a value at one seed run their other seeds at it once the first stage is done
         run_claim_commands(chosen_seed_commands(claims, args.preset, results), args.jobs)
+    # the document names the command that regenerates it, which runs what is missing: --run, rendered or not
     command = " ".join(["seqbench report", f"--results {results}", f"--preset {args.preset}",
-                        *(["--run"] if args.run else []), *([f"--jobs {args.jobs}"] if args.jobs > 1 else []),
+                        "--run", *([f"--jobs {args.jobs}"] if args.jobs > 1 else []),
                         *([f"--claims {args.claims}"] if args.claims else []),
                         *([f"--out {args.out}"] if args.out else [])])
     text = build_report(claims, results, preset=args.preset, on_unreadable=warn_unreadable, out=out,
