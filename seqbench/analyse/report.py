@@ -47,11 +47,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seqbench.analyse.budget_need import censored_need, control_need, loser_need
 from seqbench.analyse.gate import (
     BUDGET_LIMITED,
     NEEDS_RERUN,
     RISING,
     improving_runs,
+    learner_groups,
     losing_sides,
     positive_control,
 )
@@ -93,6 +95,7 @@ class Measured:
     sides: list[dict] = field(default_factory=list)  # the sides measured, their chosen rows and metrics
     picked: list[list[dict]] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
+    censored: list[dict] = field(default_factory=list)  # a curve claim's runs that never reached its threshold
 
 
 # --------------------------------------------------------------------------------- claims
@@ -278,6 +281,13 @@ def select_runs(runs: list[dict], claim: dict, preset: str, side: dict[str, Any]
         target = (min if side["at"] == "smallest" else max)(v for v in values if not math.isnan(v))
         chosen = [(r, flat) for r, flat in chosen if math.isclose(float(flat.get(side["key"], "nan")), target)]
     return [row for row, _ in chosen]
+
+
+def sweep_rows(runs: list[dict], claim: dict, preset: str) -> list[dict]:
+    """Every row of the claim's sweep at ``preset`` (each model of it, every grid value and seed): what its
+    command runs, and so what rerunning it at another budget costs."""
+    return [r for model in claim.get("sweep", {}).get("models", "").split(",") if model
+            for r in select_runs(runs, claim, preset, {"model": model})]
 
 
 def tune_metric(claim: dict, metrics: list[str]) -> str | None:
@@ -523,8 +533,9 @@ def _measure_curve(claim: dict, side: dict, rows: list[dict], curves: dict[str, 
                 + f"; seed(s) {', '.join(map(str, censored))} never did within the run (censored){note}")
         why = (f"{len(censored)} of {len(values)} runs of {_side_name(side)} never reached "
                f"{statistic['metric']} ≥ {statistic['threshold']:g} within the run: their first passage lies beyond "
-               "the budget; longer runs (train.max_steps) would observe it")
-        return Measured(BUDGET_LIMITED, text, str(len(values)), None, why=why)
+               "the budget")
+        return Measured(BUDGET_LIMITED, text, str(len(values)), None, why=why,
+                        censored=[r for r in rows if values.get(r["seed"]) == CENSORED])
     described = describe_values(list(values.values()), bounds=(0.0, 1.0), solved_outcome=False)
     if len(values) < min_seeds or described.low is None:
         return Measured("inconclusive", f"{described.text} (fewer than {min_seeds} seeds: no verdict){note}",
@@ -640,6 +651,10 @@ def evaluate(claim: dict, runs: list[dict], bench: list[dict], preset: str, min_
         result = measure_bench(claim, bench, preset)
     else:
         result = measure_runs(claim, runs, preset, min_seeds, curves=curves)
+        if result.censored:  # longer runs would observe the first passages: how much longer
+            statistic = claim["measure"]["statistic"]
+            result.why += "; " + censored_need(_side_name(result.sides[0]), result.censored, statistic["metric"],
+                                               statistic["threshold"], curves or {}, sweep_rows(runs, claim, preset))
         if decisive:
             gate(claim, result, runs, preset, curves or {})
     if not decisive and result.verdict in ("supported", "contradicted"):
@@ -656,7 +671,9 @@ def gate(claim: dict, result: Measured, runs: list[dict], preset: str, curves: d
         why = positive_control(runs, claim, preset)
         if why:
             result.text += f" — would be {result.verdict}" if result.verdict in ("supported", "contradicted") else ""
-            result.verdict, result.why = BUDGET_LIMITED, why
+            groups = learner_groups(runs, claim["measure"]["task"], preset, claim["sweep"]["models"].split(","))
+            result.verdict = BUDGET_LIMITED
+            result.why = f"{why}; {control_need(groups, curves, sweep_rows(runs, claim, preset))}"
             return
     if result.verdict not in ("supported", "contradicted"):
         return
@@ -664,10 +681,14 @@ def gate(claim: dict, result: Measured, runs: list[dict], preset: str, curves: d
         name = _side_name(result.sides[index])
         improving, unknown = improving_runs(result.picked[index], curves)
         if improving:
+            rule = claim[result.verdict]
+            winner = ((result.picked[1 - index], result.metrics[1 - index])
+                      if claim["measure"]["kind"] == "difference" else None)
+            need = loser_need(name, result.picked[index], result.metrics[index], result.mean, rule[1], rule_text(rule),
+                              curves, sweep_rows(runs, claim, preset), winner=winner)
             result.text += f" — would be {result.verdict}"
             result.verdict = BUDGET_LIMITED
-            result.why = (f"{name} still improving at the budget: " + "; ".join(e.text() for e in improving)
-                          + "; longer runs (train.max_steps, with train.patience to stop on a plateau) would decide it")
+            result.why = f"{name} still improving at the budget: {'; '.join(e.text() for e in improving)}; {need}"
             return
         if unknown:
             result.text += f" — would be {result.verdict}"
