@@ -90,7 +90,7 @@ def nice(steps: float) -> int:
     if steps <= 0:
         return 0
     unit = 10 ** max(0, int(math.floor(math.log10(steps))) - 1)
-    return int(math.ceil(steps / unit) * unit)
+    return int(math.ceil(round(steps / unit, 6)) * unit)  # round first: 790.0000001 is 790, not 800
 
 
 def cost_text(rows: Sequence[dict[str, Any]], steps: int, cores: int = CPU_CORES) -> str:
