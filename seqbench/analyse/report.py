@@ -66,6 +66,7 @@ from seqbench.analyse.stats import (
     mean_interval,
     proportion_interval,
 )
+from seqbench.analyse.summary import Earlier, summary_lines
 from seqbench.analyse.tuning import tune
 from seqbench.configure.config import split_scope
 from seqbench.errors import UserError
@@ -131,6 +132,9 @@ def check_claims(claims: Any, path: Path | str) -> None:
         for key in ("id", "claim", "cite", "paper_value", "measure", "presets"):
             if key not in claim:
                 fail(f"{where} lacks {key!r}")
+        if "group" in claim and not (isinstance(claim["group"], str) and claim["group"].strip()):
+            fail(f"{where}: group must be a non-empty string (the summary's line it counts in), got "
+                 f"{json.dumps(claim['group'])}")
         measure = claim["measure"]
         if not isinstance(measure, dict) or measure.get("kind") not in KINDS:
             fail(f"{where}: measure.kind must be one of {', '.join(KINDS)}")
@@ -846,9 +850,10 @@ def _cell(text: str) -> str:
 
 
 def build_report(claims: dict[str, Any], results: Path, preset: str = "default", on_unreadable=None,
-                 out: Path | None = None, command: str | None = None) -> str:
-    """The markdown document. With ``out`` (the markdown's path) the figures are written beside it, in
-    ``<out stem>_figures/``, and linked relatively."""
+                 out: Path | None = None, command: str | None = None, since: Earlier | None = None) -> str:
+    """The markdown document, opening with its summary (seqbench.analyse.summary; with ``since``, what
+    changed since that earlier rendering). With ``out`` (the markdown's path) the figures are written
+    beside it, in ``<out stem>_figures/``, and linked relatively."""
     check_preset(preset)
     cells, collapsed = read_cells(results, on_unreadable=on_unreadable)
     runs = [r for r in cells if r["preset"] == preset]
@@ -958,4 +963,5 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
         lines += ["", "Still needing data or hardware:", ""]
         lines += [f"- **{c['id']}** ({c['cite']['where']}, paper: {c['paper_value']}): {r.text}" for c, r in needs]
     lines.append("")
+    lines[4:4] = summary_lines(claims, outcomes, runs, bench, preset, since)  # after the title and the paper line
     return "\n".join(lines)
