@@ -63,7 +63,7 @@ def test_a_pace_that_does_not_close_the_gap_cannot_be_extrapolated():
                    runs[2]["run_id"]: curve(FALLING)})
     result = evaluate(CLAIMS["mqar-mamba-collapses"], runs, [], "cpu", 2, curves=curves)
     assert result.verdict == "budget-limited"
-    assert "what it would take cannot be extrapolated from the curves: mamba's mean pace (-0.010 per 100 steps)" \
+    assert "what it would take cannot be extrapolated from the curves: the mean pace of mamba (-0.010 per 100 steps)" \
         in result.why and "≈" not in result.why
 
 

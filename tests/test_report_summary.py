@@ -85,13 +85,13 @@ def test_the_summary_gives_per_group_counts_the_missing_cells_the_cost_and_what_
     assert text.startswith("## Summary\n\n5 claims: 1 supported, 1 budget-limited, 2 not yet measured, 1 needs. ")
     assert ("Still missing: 2 claims not yet measured, their cells not yet in the results (ring-transformer-vs-gcn, "
             "ring-control-graphgps-2-layers).") in text
-    assert "Cost: 2.10 core-hours (wall_time_s × threads summed over the 2 run rows and 1 bench rows" in text
+    assert "Cost: 2.10 core-hours (wall_time_s × threads summed over the 2 run rows and 1 bench row" in text
     assert ("- **assoc_recall** (§6.2, Fig. 19), 2 claims: 1 supported (ar-tgn-accuracy (3/3 seeds at 1.000)); "
             "1 budget-limited (ar-tgn-vs-rnn)") in text
     assert "- **ring_distance** (§4.2, Fig. 7), 2 claims: 2 not yet measured (ring-transformer-vs-gcn, " in text
     assert "1 needing data or hardware this machine lacks (wt103-125m-perplexity)" in text
-    assert ("Since old.md (rendered 2026-11-29 14:25 UTC; 5 claims there): 2 verdicts changed, 1 new claims, "
-            "1 claims no longer in the claims file, 2 unchanged.") in text
+    assert ("Since old.md (rendered 2026-11-29 14:25 UTC; 5 claims there): 2 verdicts changed, 1 new claim, "
+            "1 claim no longer in the claims file, 2 unchanged.") in text
     # why: the gate's reason (what it would take stays in the claim's row), the old value beside it
     assert ("- **ar-tgn-vs-rnn**: supported → budget-limited — gru still improving at the budget: seed 0 +0.037 "
             "(was +0.802 ± 0.040)") in text

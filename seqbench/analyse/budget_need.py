@@ -146,7 +146,7 @@ def loser_need(name: str, loser: Sequence[dict[str, Any]], metric: str, measured
         # only a winner still rising moves the gap; one drifting down is noise the verdict does not rest on
         net, against = pace - max(other, 0.0), f"; the other side's {per_100(other)}"
     if net <= 0:
-        return cannot(f"{name}'s mean pace ({per_100(pace)}{against}) does not close the gap to the rule's edge "
+        return cannot(f"the mean pace of {name} ({per_100(pace)}{against}) does not close the gap to the rule's edge "
                       f"({rule}): linear extrapolation says the verdict would stand, but the runs had not levelled off")
     gap = abs(measured - edge)
     basis = (f"{name}, at its mean pace over its seeds ({per_100(pace)}{against}), takes the measured "

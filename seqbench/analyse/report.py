@@ -32,7 +32,13 @@ gate (seqbench.analyse.gate): ``budget-limited`` when the runs could not decide 
 loser still improving, a task no model learned, a first passage some runs never reached: censored,
 never scored as 1.0), ``needs a re-run`` when the rows lack a column the claim needs (e.g.
 ``val_accuracy_hard`` to tune a hard-gated claim on). Intervals and their wording come from
-seqbench.analyse.stats (bounded, "k/n solved", sign-flip tests).
+seqbench.analyse.stats (bounded, "k/n solved", sign-flip tests). A budget-limited claim states what it
+would take: the budget that would likely decide it, from its runs' pace, and its cost here
+(seqbench.analyse.budget_need).
+
+The document opens with a summary (seqbench.analyse.summary): per claim group its verdicts, the claims
+not yet measured, the rows' cost in core-hours, and, given an earlier rendering (``since``), which
+verdicts changed since it and why.
 """
 
 from __future__ import annotations
@@ -949,7 +955,10 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
     limited = [(c, r) for c, r in outcomes if r.verdict == BUDGET_LIMITED]
     if limited:
         lines += ["## Budget-limited claims", "",
-                  "The evidence cannot decide these at this budget; each says what it would need.", ""]
+                  "The evidence cannot decide these at this budget; each says what it would need: the budget that "
+                  "would likely decide it, a linear extrapolation of its runs' pace over the last 20% of evaluations "
+                  "(a lower bound, since curves flatten), and what that costs here, in core-hours against one day "
+                  "of this CPU (seqbench.analyse.budget_need).", ""]
         lines += [f"- **{c['id']}**: {r.why}" for c, r in limited]
         lines.append("")
     lines += sensitivity_section(claims, runs, preset)

@@ -74,6 +74,11 @@ def head(text: str) -> str:
     return first.split(" (")[0].strip()
 
 
+def count(n: int, noun: str) -> str:
+    """``1 claim``, ``2 claims``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _counts(verdicts: Sequence[str]) -> list[tuple[str, int]]:
     found = {v: verdicts.count(v) for v in verdicts}
     return sorted(found.items(), key=lambda vn: (ORDER.index(vn[0]) if vn[0] in ORDER else len(ORDER), vn[0]))
@@ -97,7 +102,7 @@ def group_line(name: str, members: Sequence[tuple[dict[str, Any], Any]]) -> str:
         parts.append(f"{n} {verdict} ({', '.join(ids)})" if verdict != NEEDS else
                      f"{n} needing data or hardware this machine lacks ({', '.join(ids)})")
     where = cited([c for c, _ in members])
-    return f"- **{name}**{f' ({where})' if where else ''}, {len(members)} claims: " + "; ".join(parts)
+    return f"- **{name}**{f' ({where})' if where else ''}, {count(len(members), 'claim')}: " + "; ".join(parts)
 
 
 def reason(result: Any) -> str:
@@ -124,8 +129,9 @@ def changes(outcomes: Sequence[tuple[dict[str, Any], Any]], earlier: Earlier) ->
     gone = [f"- **{cid}**: no longer a claim (was {verdict})" for cid, (verdict, _) in earlier.verdicts.items()
             if cid not in now]
     when = f"rendered {earlier.rendered}; " if earlier.rendered else ""
-    lines = [f"Since {earlier.path} ({when}{len(earlier.verdicts)} claims there): {len(flipped)} verdicts changed, "
-             f"{len(new)} new claims, {len(gone)} claims no longer in the claims file, {same} unchanged.", ""]
+    lines = [f"Since {earlier.path} ({when}{count(len(earlier.verdicts), 'claim')} there): "
+             f"{count(len(flipped), 'verdict')} changed, {count(len(new), 'new claim')}, "
+             f"{count(len(gone), 'claim')} no longer in the claims file, {same} unchanged.", ""]
     return lines + flipped + new + gone + ([""] if flipped or new or gone else [])
 
 
@@ -139,11 +145,11 @@ def summary_lines(claims: dict[str, Any], outcomes: Sequence[tuple[dict[str, Any
     hours = (sum(core_seconds(r) for r in runs) + sum(core_seconds(r) for r in bench)) / 3600
     counts = ", ".join(f"{n} {v}" for v, n in _counts([r.verdict for _, r in outcomes]))
     lines = ["## Summary", "",
-             f"{len(outcomes)} claims: {counts}. "
-             + (f"Still missing: {len(missing)} claims not yet measured, their cells not yet in the results "
+             f"{count(len(outcomes), 'claim')}: {counts}. "
+             + (f"Still missing: {count(len(missing), 'claim')} not yet measured, their cells not yet in the results "
                 f"({', '.join(missing)}). " if missing else "No cell is missing: every measurable claim has rows. ")
-             + f"Cost: {hours:,.2f} core-hours (wall_time_s × threads summed over the {len(runs)} run rows and "
-             f"{len(bench)} bench rows at preset {preset}).", "",
+             + f"Cost: {hours:,.2f} core-hours (wall_time_s × threads summed over the {count(len(runs), 'run row')} "
+             f"and {count(len(bench), 'bench row')} at preset {preset}).", "",
              "Per claim group (the claims behind each verdict; decided ones with the value they rest on):", ""]
     lines += [group_line(name, members) for name, members in groups.items()]
     lines.append("")
