@@ -53,6 +53,7 @@ def test_a_loser_still_rising_gets_the_budget_that_would_decide_it_and_its_cost(
     # the claim's sweep (3 Mamba, 3 TGN rows at 0.18 s a step) at 290 steps: 313 s
     assert "the claim's sweep, 6 runs: ~0.1 core-hours here, fits one day of this 2-core CPU" in result.why
     assert "a lower bound" in result.why
+    assert result.need == "≈ 290 steps, ~0.1 core-hours here"  # the summary's brief
 
 
 def test_a_pace_that_does_not_close_the_gap_cannot_be_extrapolated():
@@ -64,7 +65,7 @@ def test_a_pace_that_does_not_close_the_gap_cannot_be_extrapolated():
     result = evaluate(CLAIMS["mqar-mamba-collapses"], runs, [], "cpu", 2, curves=curves)
     assert result.verdict == "budget-limited"
     assert "what it would take cannot be extrapolated from the curves: the mean pace of mamba (-0.010 per 100 steps)" \
-        in result.why and "≈" not in result.why
+        in result.why and "≈" not in result.why and result.need == "cannot be extrapolated"
 
 
 def test_a_winner_rising_faster_than_the_loser_leaves_nothing_to_extrapolate():

@@ -62,15 +62,16 @@ def test_groups_default_to_the_task_throughput_or_needs_and_a_claim_may_name_its
         check_claims(bad, "claims.json")
 
 
-def outcome(claim_id, verdict, text, why=None):
-    return BY_ID[claim_id], Measured(verdict, text, "3", why=why)
+def outcome(claim_id, verdict, text, why=None, need=None):
+    return BY_ID[claim_id], Measured(verdict, text, "3", why=why, need=need)
 
 
 def test_the_summary_gives_per_group_counts_the_missing_cells_the_cost_and_what_changed():
     outcomes = [
         outcome("ar-tgn-accuracy", "supported", "3/3 seeds at 1.000; chosen on validation: train.lr=0.01"),
         outcome("ar-tgn-vs-rnn", "budget-limited", "+0.797 ± 0.045 (paired) — would be supported",
-                why="gru still improving at the budget: seed 0 +0.037; what it would take: ≈ 18,000 steps"),
+                why="gru still improving at the budget: seed 0 +0.037; what it would take: ≈ 18,000 steps",
+                need="≈ 18,000 steps, ~26.5 core-hours here"),
         outcome("ring-transformer-vs-gcn", "not yet measured", "no ok runs of transformer with accuracy"),
         outcome("ring-control-graphgps-2-layers", "not yet measured", "no ok runs of graphgps with accuracy"),
         outcome("wt103-125m-perplexity", "needs", "needs WikiText-103"),
@@ -87,7 +88,7 @@ def test_the_summary_gives_per_group_counts_the_missing_cells_the_cost_and_what_
             "ring-control-graphgps-2-layers).") in text
     assert "Cost: 2.10 core-hours (wall_time_s × threads summed over the 2 run rows and 1 bench row" in text
     assert ("- **assoc_recall** (§6.2, Fig. 19), 2 claims: 1 supported (ar-tgn-accuracy (3/3 seeds at 1.000)); "
-            "1 budget-limited (ar-tgn-vs-rnn)") in text
+            "1 budget-limited (ar-tgn-vs-rnn (≈ 18,000 steps, ~26.5 core-hours here))") in text
     assert "- **ring_distance** (§4.2, Fig. 7), 2 claims: 2 not yet measured (ring-transformer-vs-gcn, " in text
     assert "1 needing data or hardware this machine lacks (wt103-125m-perplexity)" in text
     assert ("Since old.md (rendered 2026-11-29 14:25 UTC; 5 claims there): 2 verdicts changed, 1 new claim, "

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from seqbench.analyse.gate import LEARNED_MARGIN, margin
@@ -93,33 +94,50 @@ def nice(steps: float) -> int:
     return int(math.ceil(round(steps / unit, 6)) * unit)  # round first: 790.0000001 is 790, not 800
 
 
-def cost_text(rows: Sequence[dict[str, Any]], steps: int, cores: int = CPU_CORES) -> str:
-    """What ``rows`` (the claim's sweep) would cost rerun at ``steps`` each, on the machine they ran on."""
+@dataclass(frozen=True)
+class Need:
+    """What a budget-limited claim would take."""
+
+    text: str  # the claim's statement of it (its row, the budget-limited list, the closing note)
+    short: str  # the summary's: "≈ 1,100 steps, ~1.0 core-hours here", or "cannot be extrapolated"
+
+
+def cost(rows: Sequence[dict[str, Any]], steps: int, cores: int = CPU_CORES) -> tuple[str, str]:
+    """(in brief, in full) what ``rows`` (the claim's sweep) would cost rerun at ``steps`` each, on the
+    machine they ran on."""
     timed = [r for r in rows if r.get("wall_time_s") and r.get("steps")]
     if not timed:
-        return "its cost is unknown: the rows record no wall time"
+        return "cost unknown", "its cost is unknown: the rows record no wall time"
     seconds = sum(r["wall_time_s"] * (r.get("threads") or 1) / r["steps"] for r in timed) * steps
     runs = f"the claim's sweep, {len(timed)} runs" + (f" of {len(rows)} timed" if len(timed) < len(rows) else "")
     devices = {str(r.get("device") or "") for r in timed}
     if not all(d.startswith("cpu") for d in devices):
         hours = sum(r["wall_time_s"] / r["steps"] for r in timed) * steps / 3600
-        return f"{runs}: ~{hours:,.1f} device-hours on {', '.join(sorted(devices))}"
+        brief = f"~{hours:,.1f} device-hours on {', '.join(sorted(devices))}"
+        return brief, f"{runs}: {brief}"
     hours, day = seconds / 3600, cores * DAY_S / 3600
     if hours <= day:
-        return f"{runs}: ~{hours:,.1f} core-hours here, fits one day of this {cores}-core CPU"
+        brief = f"~{hours:,.1f} core-hours here"
+        return brief, f"{runs}: {brief}, fits one day of this {cores}-core CPU"
     factor = hours / day
-    return (f"{runs}: ~{hours:,.0f} core-hours here, {factor:.1f} days of this {cores}-core CPU; in one day it "
-            f"needs ≥ {math.ceil(factor * cores)} such cores, or hardware {factor:.1f}x this CPU's throughput (a GPU)")
+    brief = f"~{hours:,.0f} core-hours here, {factor:.1f} days of this {cores}-core CPU"
+    return brief, (f"{runs}: {brief}; in one day it needs ≥ {math.ceil(factor * cores)} such cores, or hardware "
+                   f"{factor:.1f}x this CPU's throughput (a GPU)")
 
 
-def _estimate(steps: float, today: int, basis: str, sweep: Sequence[dict[str, Any]]) -> str:
+def cost_text(rows: Sequence[dict[str, Any]], steps: int, cores: int = CPU_CORES) -> str:
+    return cost(rows, steps, cores)[1]
+
+
+def _estimate(steps: float, today: int, basis: str, sweep: Sequence[dict[str, Any]]) -> Need:
     total = nice(steps)
-    return (f"what it would take: ≈ {total:,} steps ({total / today:.1f}x today's {today:,}; "
-            f"{cost_text(sweep, total)}), where {basis}; {CAVEAT}")
+    brief, full = cost(sweep, total)
+    return Need(f"what it would take: ≈ {total:,} steps ({total / today:.1f}x today's {today:,}; {full}), where "
+                f"{basis}; {CAVEAT}", f"≈ {total:,} steps, {brief}")
 
 
-def cannot(why: str) -> str:
-    return f"what it would take cannot be extrapolated from the curves: {why}"
+def cannot(why: str) -> Need:
+    return Need(f"what it would take cannot be extrapolated from the curves: {why}", "cannot be extrapolated")
 
 
 def per_100(pace: float) -> str:
@@ -131,7 +149,7 @@ def per_100(pace: float) -> str:
 
 def loser_need(name: str, loser: Sequence[dict[str, Any]], metric: str, measured: float, edge: float, rule: str,
                curves: dict[str, list[dict]], sweep: Sequence[dict[str, Any]],
-               winner: tuple[Sequence[dict[str, Any]], str] | None = None) -> str:
+               winner: tuple[Sequence[dict[str, Any]], str] | None = None) -> Need:
     """The budget at which the losing side ``name`` (its rows ``loser``, read on ``metric``), at its pace,
     would take the measured value ``measured`` to the ``edge`` of the rule ``rule`` the verdict rests on;
     ``winner``: the other side's rows and metric for a difference (their pace widens the gap)."""
@@ -157,7 +175,7 @@ def loser_need(name: str, loser: Sequence[dict[str, Any]], metric: str, measured
 
 
 def control_need(groups: Sequence[tuple[str, list[dict[str, Any]]]], curves: dict[str, list[dict]],
-                 sweep: Sequence[dict[str, Any]]) -> str:
+                 sweep: Sequence[dict[str, Any]]) -> Need:
     """The budget at which the quickest learner of the sweep (``groups``: per model and setting, its rows;
     seqbench.analyse.gate.learner_groups) would be LEARNED_MARGIN above chance at its pace."""
     found, stalled = [], []
@@ -178,7 +196,7 @@ def control_need(groups: Sequence[tuple[str, list[dict[str, Any]]]], curves: dic
 
 
 def censored_need(name: str, rows: Sequence[dict[str, Any]], metric: str, threshold: float,
-                  curves: dict[str, list[dict]], sweep: Sequence[dict[str, Any]]) -> str:
+                  curves: dict[str, list[dict]], sweep: Sequence[dict[str, Any]]) -> Need:
     """The budget at which every censored run (``rows``) of ``name``, at its pace, would reach ``metric`` ≥
     ``threshold``: the slowest one decides."""
     needed, stalled = [], []

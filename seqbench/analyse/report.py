@@ -103,6 +103,7 @@ class Measured:
     picked: list[list[dict]] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     censored: list[dict] = field(default_factory=list)  # a curve claim's runs that never reached its threshold
+    need: str | None = None  # budget-limited: what it would take, in brief (seqbench.analyse.budget_need)
 
 
 # --------------------------------------------------------------------------------- claims
@@ -663,8 +664,9 @@ def evaluate(claim: dict, runs: list[dict], bench: list[dict], preset: str, min_
         result = measure_runs(claim, runs, preset, min_seeds, curves=curves)
         if result.censored:  # longer runs would observe the first passages: how much longer
             statistic = claim["measure"]["statistic"]
-            result.why += "; " + censored_need(_side_name(result.sides[0]), result.censored, statistic["metric"],
-                                               statistic["threshold"], curves or {}, sweep_rows(runs, claim, preset))
+            need = censored_need(_side_name(result.sides[0]), result.censored, statistic["metric"],
+                                 statistic["threshold"], curves or {}, sweep_rows(runs, claim, preset))
+            result.why, result.need = f"{result.why}; {need.text}", need.short
         if decisive:
             gate(claim, result, runs, preset, curves or {})
     if not decisive and result.verdict in ("supported", "contradicted"):
@@ -683,7 +685,8 @@ def gate(claim: dict, result: Measured, runs: list[dict], preset: str, curves: d
             result.text += f" — would be {result.verdict}" if result.verdict in ("supported", "contradicted") else ""
             groups = learner_groups(runs, claim["measure"]["task"], preset, claim["sweep"]["models"].split(","))
             result.verdict = BUDGET_LIMITED
-            result.why = f"{why}; {control_need(groups, curves, sweep_rows(runs, claim, preset))}"
+            need = control_need(groups, curves, sweep_rows(runs, claim, preset))
+            result.why, result.need = f"{why}; {need.text}", need.short
             return
     if result.verdict not in ("supported", "contradicted"):
         return
@@ -698,7 +701,8 @@ def gate(claim: dict, result: Measured, runs: list[dict], preset: str, curves: d
                               curves, sweep_rows(runs, claim, preset), winner=winner)
             result.text += f" — would be {result.verdict}"
             result.verdict = BUDGET_LIMITED
-            result.why = f"{name} still improving at the budget: {'; '.join(e.text() for e in improving)}; {need}"
+            result.why = f"{name} still improving at the budget: {'; '.join(e.text() for e in improving)}; {need.text}"
+            result.need = need.short
             return
         if unknown:
             result.text += f" — would be {result.verdict}"

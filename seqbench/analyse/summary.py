@@ -4,8 +4,9 @@ The summary (``summary_lines``) says, in a few lines, what the document below it
 
 - the verdict counts over all claims, with the claims not yet measured named (their cells are still
   missing from the results), and the total cost of the rows in core-hours;
-- per claim group one line: the group's verdict counts, the claims behind each verdict, and for the
-  decided ones (supported, contradicted, measured) the value they rest on. A claim's group is its
+- per claim group one line: the group's verdict counts, the claims behind each verdict, for the
+  decided ones (supported, contradicted, measured) the value they rest on, and for the budget-limited
+  ones what they would take in brief (seqbench.analyse.budget_need). A claim's group is its
   ``"group"`` in the claims file, else what it measures: its task (``assoc_recall``), ``throughput``
   for benchmark ratios, ``needs data or hardware`` for claims seqbench cannot measure here; the line
   names the paper's sections and figures its claims cite;
@@ -97,7 +98,8 @@ def group_line(name: str, members: Sequence[tuple[dict[str, Any], Any]]) -> str:
     """One group's line: its verdict counts, the claims behind each, the decided ones with their value."""
     parts = []
     for verdict, n in _counts([r.verdict for _, r in members]):
-        ids = [c["id"] if verdict not in DECIDED else f"{c['id']} ({head(r.text)})"
+        ids = [f"{c['id']} ({head(r.text)})" if verdict in DECIDED else
+               f"{c['id']} ({r.need})" if getattr(r, "need", None) else c["id"]
                for c, r in members if r.verdict == verdict]
         parts.append(f"{n} {verdict} ({', '.join(ids)})" if verdict != NEEDS else
                      f"{n} needing data or hardware this machine lacks ({', '.join(ids)})")
@@ -150,7 +152,8 @@ def summary_lines(claims: dict[str, Any], outcomes: Sequence[tuple[dict[str, Any
                 f"({', '.join(missing)}). " if missing else "No cell is missing: every measurable claim has rows. ")
              + f"Cost: {hours:,.2f} core-hours (wall_time_s × threads summed over the {count(len(runs), 'run row')} "
              f"and {count(len(bench), 'bench row')} at preset {preset}).", "",
-             "Per claim group (the claims behind each verdict; decided ones with the value they rest on):", ""]
+             "Per claim group (the claims behind each verdict; decided ones with the value they rest on, "
+             "budget-limited ones with what they would take):", ""]
     lines += [group_line(name, members) for name, members in groups.items()]
     lines.append("")
     if earlier is not None:
