@@ -16,6 +16,9 @@ How a run ended comes from its row (``stop_reason``, ``val_trend``: seqbench.tra
 rows written before those columns existed, from its committed curve: such runs had no early
 stopping, so they ended at the budget, and their trend is read from the curve the same way. A run
 with neither is named as needing a re-run, never assumed flat.
+
+What a budget-limited claim would take (the budget that would likely decide it, and its cost) is
+seqbench.analyse.budget_need's, from the same curves.
 """
 
 from __future__ import annotations
