@@ -132,8 +132,9 @@ def cost_text(rows: Sequence[dict[str, Any]], steps: int, cores: int = CPU_CORES
 def _estimate(steps: float, today: int, basis: str, sweep: Sequence[dict[str, Any]]) -> Need:
     total = nice(steps)
     brief, full = cost(sweep, total)
-    return Need(f"what it would take: ≈ {total:,} steps ({total / today:.1f}x today's {today:,}; {full}), where "
-                f"{basis}; {CAVEAT}", f"≈ {total:,} steps, {brief}")
+    ratio = f"{total / today:.1f}x today's {today:,}; " if today > 0 else ""  # rows without a recorded budget
+    return Need(f"what it would take: ≈ {total:,} steps ({ratio}{full}), where {basis}; {CAVEAT}",
+                f"≈ {total:,} steps, {brief}")
 
 
 def cannot(why: str) -> Need:
