@@ -976,5 +976,6 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
         lines += ["", "Still needing data or hardware:", ""]
         lines += [f"- **{c['id']}** ({c['cite']['where']}, paper: {c['paper_value']}): {r.text}" for c, r in needs]
     lines.append("")
-    lines[4:4] = summary_lines(claims, outcomes, runs, bench, preset, since)  # after the title and the paper line
+    at = lines.index("## Scale")  # the summary opens the document: after its title and the paper line
+    lines[at:at] = summary_lines(claims, outcomes, runs, bench, preset, since)
     return "\n".join(lines)
