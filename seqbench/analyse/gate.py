@@ -16,6 +16,9 @@ How a run ended comes from its row (``stop_reason``, ``val_trend``: seqbench.tra
 rows written before those columns existed, from its committed curve: such runs had no early
 stopping, so they ended at the budget, and their trend is read from the curve the same way. A run
 with neither is named as needing a re-run, never assumed flat.
+
+What a budget-limited claim would take (the budget that would likely decide it, and its cost) is
+seqbench.analyse.budget_need's, from the same curves.
 """
 
 from __future__ import annotations
@@ -99,24 +102,48 @@ def improving_runs(rows: list[dict[str, Any]], curves: dict[str, list[dict]]) ->
     return [e for e in endings if e.improving], unknown
 
 
-def best_learner(runs: list[dict[str, Any]], task: str, preset: str, models: list[str]) -> tuple[str, float] | None:
-    """The model (and setting) of ``models`` whose mean test accuracy over seeds is furthest above chance
-    on ``task``, with that margin; None when no ok row has accuracy and chance."""
-    groups: dict[str, list[float]] = {}
+def learner_groups(runs: list[dict[str, Any]], task: str, preset: str, models: list[str]
+                   ) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The ok rows of ``models`` on ``task`` with accuracy and chance, grouped per model and setting
+    (all seeds of one configuration together), each with a readable name: the model and the settings that
+    vary between the groups (``mamba at train.lr=0.01``)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    settings: dict[str, dict[str, Any]] = {}
     for row in runs:
         if (row["status"] != Status.OK or row["task"] != task or row["preset"] != preset or row["model"] not in models
                 or row.get("accuracy") is None or row.get("chance") is None):
             continue
-        setting = {k: v for k, v in config_settings(row).items()}
+        setting = config_settings(row)
         key = json.dumps([row["model"], row["variant"], setting], sort_keys=True, default=str)
-        groups.setdefault(key, []).append(row["accuracy"] - row["chance"])
+        groups.setdefault(key, []).append(row)
+        settings[key] = setting
+    named = []
+    for key, rows in groups.items():
+        model, variant, _ = json.loads(key)
+        # the settings that tell this group from the model's other groups (its grid values)
+        siblings = [settings[k] for k in groups if json.loads(k)[:2] == [model, variant]]
+        varying = sorted({k for s in siblings for k in s
+                          if len({json.dumps(o.get(k), default=str) for o in siblings}) > 1})
+        shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                          for k in varying if (v := settings[key].get(k)) is not None)
+        named.append((f"{model}{'' if variant == 'default' else '/' + variant}" + (f" at {shown}" if shown else ""),
+                      rows))
+    return named
+
+
+def margin(rows: list[dict[str, Any]]) -> float:
+    """Mean test accuracy less chance over a group's seeds."""
+    return statistics.mean(r["accuracy"] - r["chance"] for r in rows)
+
+
+def best_learner(runs: list[dict[str, Any]], task: str, preset: str, models: list[str]) -> tuple[str, float] | None:
+    """The model (and setting) of ``models`` whose mean test accuracy over seeds is furthest above chance
+    on ``task``, with that margin; None when no ok row has accuracy and chance."""
+    groups = learner_groups(runs, task, preset, models)
     if not groups:
         return None
-    key, margins = max(groups.items(), key=lambda kv: statistics.mean(kv[1]))
-    model, variant, setting = json.loads(key)
-    lr = setting.get("train.lr")
-    name = f"{model}{'' if variant == 'default' else '/' + variant}" + (f" at train.lr={lr:g}" if lr else "")
-    return name, statistics.mean(margins)
+    name, rows = max(groups, key=lambda group: margin(group[1]))
+    return name, margin(rows)
 
 
 def positive_control(runs: list[dict[str, Any]], claim: dict[str, Any], preset: str) -> str | None:
@@ -129,4 +156,4 @@ def positive_control(runs: list[dict[str, Any]], claim: dict[str, Any], preset: 
     if best is None or best[1] > LEARNED_MARGIN:
         return None
     return (f"no model learned the task at this budget: the best, {best[0]}, is {best[1]:+.3f} from chance "
-            f"(a learner beats it by > {LEARNED_MARGIN:g}); longer training (train.max_steps) would decide it")
+            f"(a learner beats it by > {LEARNED_MARGIN:g})")

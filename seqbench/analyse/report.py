@@ -32,7 +32,13 @@ gate (seqbench.analyse.gate): ``budget-limited`` when the runs could not decide 
 loser still improving, a task no model learned, a first passage some runs never reached: censored,
 never scored as 1.0), ``needs a re-run`` when the rows lack a column the claim needs (e.g.
 ``val_accuracy_hard`` to tune a hard-gated claim on). Intervals and their wording come from
-seqbench.analyse.stats (bounded, "k/n solved", sign-flip tests).
+seqbench.analyse.stats (bounded, "k/n solved", sign-flip tests). A budget-limited claim states what it
+would take: the budget that would likely decide it, from its runs' pace, and its cost here
+(seqbench.analyse.budget_need).
+
+The document opens with a summary (seqbench.analyse.summary): per claim group its verdicts, the claims
+not yet measured, the rows' cost in core-hours, and, given an earlier rendering (``since``), which
+verdicts changed since it and why.
 """
 
 from __future__ import annotations
@@ -47,11 +53,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seqbench.analyse.budget_need import censored_need, control_need, loser_need
 from seqbench.analyse.gate import (
     BUDGET_LIMITED,
     NEEDS_RERUN,
     RISING,
     improving_runs,
+    learner_groups,
     losing_sides,
     positive_control,
 )
@@ -64,6 +72,7 @@ from seqbench.analyse.stats import (
     mean_interval,
     proportion_interval,
 )
+from seqbench.analyse.summary import Earlier, summary_lines
 from seqbench.analyse.tuning import tune
 from seqbench.configure.budget import parse_param_count
 from seqbench.configure.config import split_scope
@@ -94,6 +103,8 @@ class Measured:
     sides: list[dict] = field(default_factory=list)  # the sides measured, their chosen rows and metrics
     picked: list[list[dict]] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
+    censored: list[dict] = field(default_factory=list)  # a curve claim's runs that never reached its threshold
+    need: str | None = None  # budget-limited: what it would take, in brief (seqbench.analyse.budget_need)
 
 
 # --------------------------------------------------------------------------------- claims
@@ -129,6 +140,9 @@ def check_claims(claims: Any, path: Path | str) -> None:
         for key in ("id", "claim", "cite", "paper_value", "measure", "presets"):
             if key not in claim:
                 fail(f"{where} lacks {key!r}")
+        if "group" in claim and not (isinstance(claim["group"], str) and claim["group"].strip()):
+            fail(f"{where}: group must be a non-empty string (the summary's line it counts in), got "
+                 f"{json.dumps(claim['group'])}")
         measure = claim["measure"]
         if not isinstance(measure, dict) or measure.get("kind") not in KINDS:
             fail(f"{where}: measure.kind must be one of {', '.join(KINDS)}")
@@ -301,6 +315,13 @@ def select_runs(runs: list[dict], claim: dict, preset: str, side: dict[str, Any]
         target = (min if side["at"] == "smallest" else max)(v for v in values if not math.isnan(v))
         chosen = [(r, flat) for r, flat in chosen if math.isclose(float(flat.get(side["key"], "nan")), target)]
     return [row for row, _ in chosen]
+
+
+def sweep_rows(runs: list[dict], claim: dict, preset: str) -> list[dict]:
+    """Every row of the claim's sweep at ``preset`` (each model of it, every grid value and seed): what its
+    command runs, and so what rerunning it at another budget costs."""
+    return [r for model in claim.get("sweep", {}).get("models", "").split(",") if model
+            for r in select_runs(runs, claim, preset, {"model": model})]
 
 
 def tune_metric(claim: dict, metrics: list[str]) -> str | None:
@@ -546,8 +567,9 @@ def _measure_curve(claim: dict, side: dict, rows: list[dict], curves: dict[str, 
                 + f"; seed(s) {', '.join(map(str, censored))} never did within the run (censored){note}")
         why = (f"{len(censored)} of {len(values)} runs of {_side_name(side)} never reached "
                f"{statistic['metric']} ≥ {statistic['threshold']:g} within the run: their first passage lies beyond "
-               "the budget; longer runs (train.max_steps) would observe it")
-        return Measured(BUDGET_LIMITED, text, str(len(values)), None, why=why)
+               "the budget")
+        return Measured(BUDGET_LIMITED, text, str(len(values)), None, why=why,
+                        censored=[r for r in rows if values.get(r["seed"]) == CENSORED])
     described = describe_values(list(values.values()), bounds=(0.0, 1.0), solved_outcome=False)
     if len(values) < min_seeds or described.low is None:
         return Measured("inconclusive", f"{described.text} (fewer than {min_seeds} seeds: no verdict){note}",
@@ -663,6 +685,11 @@ def evaluate(claim: dict, runs: list[dict], bench: list[dict], preset: str, min_
         result = measure_bench(claim, bench, preset)
     else:
         result = measure_runs(claim, runs, preset, min_seeds, curves=curves)
+        if result.censored:  # longer runs would observe the first passages: how much longer
+            statistic = claim["measure"]["statistic"]
+            need = censored_need(_side_name(result.sides[0]), result.censored, statistic["metric"],
+                                 statistic["threshold"], curves or {}, sweep_rows(runs, claim, preset))
+            result.why, result.need = f"{result.why}; {need.text}", need.short
         if decisive:
             gate(claim, result, runs, preset, curves or {})
     if not decisive and result.verdict in ("supported", "contradicted"):
@@ -679,7 +706,10 @@ def gate(claim: dict, result: Measured, runs: list[dict], preset: str, curves: d
         why = positive_control(runs, claim, preset)
         if why:
             result.text += f" — would be {result.verdict}" if result.verdict in ("supported", "contradicted") else ""
-            result.verdict, result.why = BUDGET_LIMITED, why
+            groups = learner_groups(runs, claim["measure"]["task"], preset, claim["sweep"]["models"].split(","))
+            result.verdict = BUDGET_LIMITED
+            need = control_need(groups, curves, sweep_rows(runs, claim, preset))
+            result.why, result.need = f"{why}; {need.text}", need.short
             return
     if result.verdict not in ("supported", "contradicted"):
         return
@@ -687,10 +717,15 @@ def gate(claim: dict, result: Measured, runs: list[dict], preset: str, curves: d
         name = _side_name(result.sides[index])
         improving, unknown = improving_runs(result.picked[index], curves)
         if improving:
+            rule = claim[result.verdict]
+            winner = ((result.picked[1 - index], result.metrics[1 - index])
+                      if claim["measure"]["kind"] == "difference" else None)
+            need = loser_need(name, result.picked[index], result.metrics[index], result.mean, rule[1], rule_text(rule),
+                              curves, sweep_rows(runs, claim, preset), winner=winner)
             result.text += f" — would be {result.verdict}"
             result.verdict = BUDGET_LIMITED
-            result.why = (f"{name} still improving at the budget: " + "; ".join(e.text() for e in improving)
-                          + "; longer runs (train.max_steps, with train.patience to stop on a plateau) would decide it")
+            result.why = f"{name} still improving at the budget: {'; '.join(e.text() for e in improving)}; {need.text}"
+            result.need = need.short
             return
         if unknown:
             result.text += f" — would be {result.verdict}"
@@ -848,9 +883,10 @@ def _cell(text: str) -> str:
 
 
 def build_report(claims: dict[str, Any], results: Path, preset: str = "default", on_unreadable=None,
-                 out: Path | None = None, command: str | None = None) -> str:
-    """The markdown document. With ``out`` (the markdown's path) the figures are written beside it, in
-    ``<out stem>_figures/``, and linked relatively."""
+                 out: Path | None = None, command: str | None = None, since: Earlier | None = None) -> str:
+    """The markdown document, opening with its summary (seqbench.analyse.summary; with ``since``, what
+    changed since that earlier rendering). With ``out`` (the markdown's path) the figures are written
+    beside it, in ``<out stem>_figures/``, and linked relatively."""
     check_preset(preset)
     cells, collapsed = read_cells(results, on_unreadable=on_unreadable)
     runs = [r for r in cells if r["preset"] == preset]
@@ -946,7 +982,10 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
     limited = [(c, r) for c, r in outcomes if r.verdict == BUDGET_LIMITED]
     if limited:
         lines += ["## Budget-limited claims", "",
-                  "The evidence cannot decide these at this budget; each says what it would need.", ""]
+                  "The evidence cannot decide these at this budget; each says what it would need: the budget that "
+                  "would likely decide it, a linear extrapolation of its runs' pace over the last 20% of evaluations "
+                  "(a lower bound, since curves flatten), and what that costs here, in core-hours against one day "
+                  "of this CPU (seqbench.analyse.budget_need).", ""]
         lines += [f"- **{c['id']}**: {r.why}" for c, r in limited]
         lines.append("")
     lines += sensitivity_section(claims, runs, preset)
@@ -960,4 +999,6 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
         lines += ["", "Still needing data or hardware:", ""]
         lines += [f"- **{c['id']}** ({c['cite']['where']}, paper: {c['paper_value']}): {r.text}" for c, r in needs]
     lines.append("")
+    at = lines.index("## Scale")  # the summary opens the document: after its title and the paper line
+    lines[at:at] = summary_lines(claims, outcomes, runs, bench, preset, since)
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from seqbench import cli
 from seqbench.analyse import leaderboard
 from seqbench.analyse.plots import make_plots
 from seqbench.analyse.report import build_report, chosen_seed_commands, claim_commands, load_claims
+from seqbench.analyse.summary import read_verdicts
 from seqbench.cli.output import check_tune_keys, console, load_registries, warn, warn_unreadable
 from seqbench.configure.options import check_readable_results, check_writable_dir, path_option
 from seqbench.errors import UserError
@@ -85,6 +86,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise UserError(f"--out {out} is a folder: give a file name, e.g. --out {out / 'report.md'}")
         check_writable_dir(out.parent, "--out")
     claims = load_claims(path_option(args.claims, "--claims") if args.claims is not None else None)
+    since = read_verdicts(path_option(args.since, "--since")) if args.since is not None else None  # before any run
     if args.run:
         check_writable_dir(results, "--results")
         run_claim_commands(claim_commands(claims, args.preset, results), args.jobs)
@@ -94,9 +96,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     command = " ".join(["seqbench report", f"--results {results}", f"--preset {args.preset}",
                         "--run", *([f"--jobs {args.jobs}"] if args.jobs > 1 else []),
                         *([f"--claims {args.claims}"] if args.claims else []),
+                        *([f"--since {args.since}"] if args.since else []),
                         *([f"--out {args.out}"] if args.out else [])])
     text = build_report(claims, results, preset=args.preset, on_unreadable=warn_unreadable, out=out,
-                        command=command)
+                        command=command, since=since)
     if out is not None:
         try:
             atomic_write_text(text, out)

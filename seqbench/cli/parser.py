@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first run the sweeps and benchmarks the claims name at --preset (resumable: only what "
                         "is missing runs), then render")
     p.add_argument("--jobs", type=int, default=1, help="with --run: sweep cells run at once (default 1)")
+    p.add_argument("--since", default=None, metavar="PATH",
+                   help="an earlier document seqbench report rendered (e.g. docs/history/reproduction-2026-11-29.md): "
+                        "the summary says which verdicts changed since it, and why")
     p.set_defaults(handler="seqbench.cli.analyse:cmd_report")
 
     p = sub.add_parser("probes", help="steps each model needs to reach its plateau, from a probe sweep's rows")
