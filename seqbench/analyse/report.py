@@ -210,8 +210,9 @@ def commands(claim: dict[str, Any], preset: str, results: Path) -> list[str]:
     if not staged:
         return [" ".join(parts)]
     tuned = " ".join(f"--set {key}=CHOSEN" for key in claim["tune"])
+    at = f"seed{'s' if ',' in staged[0] else ''} {staged[0]}"
     return [" ".join(parts), f"then, per model, at seed(s) {staged[1]}: the same sweep without the "
-            f"{', '.join(claim['tune'])} grid, with {tuned} (the value chosen on validation at seed{'s' if ',' in staged[0] else ''} {staged[0]})"]
+            f"{', '.join(claim['tune'])} grid, with {tuned} (the value chosen on validation at {at})"]
 
 
 def tune_seeds(claim: dict[str, Any]) -> set[int] | None:
