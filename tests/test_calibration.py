@@ -99,6 +99,19 @@ def test_a_claim_tuned_at_one_seed_sweeps_the_grid_there_then_the_choice_at_the_
     assert "train.lr=0.003" in argv and "--grid" not in argv
 
 
+def test_the_second_stage_waits_for_the_whole_grid_at_the_tuning_seed(tmp_path):
+    """A grid cell still running elsewhere (or interrupted) must not let part of the grid choose the rate."""
+    zoology = _claim(calibration(), "zoology-mqar-attention")
+    _row(tmp_path, "transformer", 0, 1e-3, 0.4, 0.4)
+    assert chosen_seed_commands({"claims": [zoology]}, "smoke", tmp_path) == []  # 3e-3 has not run yet
+    write_run(tmp_path, {"run_id": "transformer-0-0.003", "model": "transformer", "variant": "default", "task": "mqar",
+                         "task_version": 1, "preset": "smoke", "seed": 0, "status": "diverged",
+                         "config_json": json.dumps({"task_config": {}, "model_config": {},
+                                                    "train": {"lr": 3e-3, "stop_at": 0.99}}), "started_at": NOW}, [])
+    (argv,) = chosen_seed_commands({"claims": [zoology]}, "smoke", tmp_path)  # a diverged cell is finished
+    assert "train.lr=0.001" in argv
+
+
 def test_report_runs_the_staged_cell_end_to_end_at_smoke(tmp_path, monkeypatch):
     """``report --run``: the grid at seed 0, then seed 1 at the rate chosen there, rendered as a calibration."""
     claims = calibration()

@@ -234,11 +234,17 @@ def staged_seeds(claim: dict[str, Any], block: dict[str, Any]) -> tuple[str, str
     return (",".join(str(s) for s in sorted(tuning)), ",".join(others)) if others else None
 
 
+def grid_size(block: dict[str, Any]) -> int:
+    """Cells per seed of a preset block's grid: the product of its axes' value counts."""
+    return math.prod(len(item.partition("=")[2].split(",")) for item in block.get("grid", []))
+
+
 def chosen_seed_commands(claims: dict[str, Any], preset: str, results: Path) -> list[list[str]]:
     """The second stage of claims that tune at some seeds (``tune_seed``): per model of the sweep, the
     other seeds at the values chosen on validation at the tuning seeds (seqbench.analyse.tuning), as
-    seqbench argv lists. Run after the first stage's sweeps; a model whose tuning seed has no rows yet
-    gets none."""
+    seqbench argv lists. Run after the first stage's sweeps; a model whose grid at the tuning seeds is
+    not finished yet (a cell still running elsewhere, or interrupted) gets none: a choice among part of
+    the grid would not be the grid's."""
     runs = [r for r in read_cells(results)[0] if r["preset"] == preset] if results.is_dir() else []
     seen: dict[str, list[str]] = {}
     for claim in claims["claims"]:
@@ -250,7 +256,8 @@ def chosen_seed_commands(claims: dict[str, Any], preset: str, results: Path) -> 
         for model in sweep["models"].split(","):
             tuning = tune_seeds(claim) or set()
             rows = [r for r in select_runs(runs, claim, preset, {"model": model}) if r["seed"] in tuning]
-            if not rows:
+            ran = [r for r in select_runs(runs, claim, preset, {"model": model}, finished=True) if r["seed"] in tuning]
+            if not rows or len(ran) < grid_size(block) * len(tuning):
                 continue
             on = tune_metric(claim, [str(claim["measure"].get("metric"))])
             for choice in tune(rows, claim["tune"], metric=on).choices:
@@ -292,16 +299,18 @@ def _matches(row: dict[str, Any], flat: dict[str, str], sets: list[str]) -> bool
     return True
 
 
-def select_runs(runs: list[dict], claim: dict, preset: str, side: dict[str, Any]) -> list[dict]:
+def select_runs(runs: list[dict], claim: dict, preset: str, side: dict[str, Any],
+                finished: bool = False) -> list[dict]:
     """Ok rows of one model (and variant) on the claim's task at ``preset``, matching the preset block's
     ``set`` items and its parameter budget (``params``: the rows' ``param_budget``, the --params their
-    width was solved for); the rows are one per (config, seed) already (seqbench.results.one_per_cell)."""
+    width was solved for); the rows are one per (config, seed) already (seqbench.results.one_per_cell).
+    ``finished``: rows of any status (a failed or diverged cell is finished too), to count what has run."""
     measure = claim["measure"]
     block = claim["presets"].get(preset, {})
     budget = parse_param_count(block["params"]) if block.get("params") else None
     chosen = []
     for row in runs:
-        if row["status"] != Status.OK or row["task"] != measure["task"] or row["preset"] != preset:
+        if (row["status"] != Status.OK and not finished) or row["task"] != measure["task"] or row["preset"] != preset:
             continue
         if row.get("param_budget") != budget:
             continue
