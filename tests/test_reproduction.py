@@ -131,6 +131,24 @@ def test_report_run_gives_each_sweep_the_jobs_and_runs_benchmarks_alone(monkeypa
     assert in_process == [[*sweep, "--jobs", "2"], [*bench, "--missing-only"]]  # both resume
 
 
+def test_report_run_stops_when_a_sweep_it_started_is_interrupted(monkeypatch):
+    """A SIGTERM that stopped the first sweep must not let the report start the next (nor render): the
+    second stage would choose a rate on part of a grid. The exit is the signal's, so a scheduler sees it."""
+    import signal
+
+    import pytest
+
+    from seqbench import cli
+    from seqbench.cli.analyse import run_claim_commands
+    from seqbench.errors import RunInterrupted
+
+    started = []
+    monkeypatch.setattr(cli, "main", lambda argv: started.append(argv) or 143)
+    with pytest.raises(RunInterrupted) as stopped:
+        run_claim_commands([["sweep", "--models", "gru"], ["sweep", "--models", "tgn"]], jobs=1)
+    assert len(started) == 1 and stopped.value.signum == signal.SIGTERM and stopped.value.exit_code == 143
+
+
 def test_the_committed_reproduction_regenerates_from_the_committed_evidence(tmp_path, monkeypatch):
     """docs/reproduction.md's verdicts are what evidence/cpu's rows give today: change the claims, the
     statistics or the rows, and the published document must be rendered again (seqbench report)."""

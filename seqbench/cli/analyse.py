@@ -15,7 +15,7 @@ from seqbench.analyse.report import build_report, chosen_seed_commands, claim_co
 from seqbench.analyse.summary import read_verdicts
 from seqbench.cli.output import check_tune_keys, console, load_registries, warn, warn_unreadable
 from seqbench.configure.options import check_readable_results, check_writable_dir, path_option
-from seqbench.errors import UserError
+from seqbench.errors import RunInterrupted, UserError
 from seqbench.registry import check_preset, unknown_name_message
 from seqbench.results import atomic_write_text, config_settings, iter_rows, read_evals, read_runs
 
@@ -123,4 +123,7 @@ def run_claim_commands(commands: list[list[str]], jobs: int) -> None:
             argv = [*argv, "--missing-only"]
         out.print(f"[bold]seqbench {escape(' '.join(argv))}[/]")
         # the CLI's own entry point, read at each call: the claims name seqbench command lines
-        cli.main(argv)  # a sweep's failed cells are in its rows; the report shows what is missing
+        code = cli.main(argv)  # a sweep's failed cells are in its rows; the report shows what is missing
+        if code > 128:  # SIGTERM or SIGINT stopped it (128 + signum): stop here too, render nothing
+            raise RunInterrupted(code - 128, note=f"`seqbench {' '.join(argv[:1])}` was stopped; the same report "
+                                                  "command runs (or resumes) what is missing")
