@@ -148,3 +148,33 @@ def test_report_since_on_the_command_line(cli, tmp_path, monkeypatch):
     code, _, err = cli("report", "--results", "evidence/cpu", "--preset", "cpu", "--out", tmp_path / "no.md",
                        "--since", tmp_path / "nowhere.md")
     assert code == 2 and "cannot read --since" in err and not (tmp_path / "no.md").exists()
+
+
+def _cell(model, seed, lr, nodes=100, status="ok", variant="default"):
+    import json
+
+    config = {"task_config": {"num_nodes": nodes}, "model_config": {},
+              "train": {"lr": lr}}
+    return {"run_id": f"{model}-{seed}-{lr}-{nodes}", "model": model, "variant": variant, "task": "ring_distance",
+            "preset": "cpu", "seed": seed, "status": status, "config_json": json.dumps(config)}
+
+
+def test_the_summary_counts_the_cells_still_to_run_each_once():
+    """A run spanning sessions renders from part of its cells: the summary says how many, counting a model's
+    cells once however many claims read them (the GCN's serve the ring claims and their 2-layer controls)."""
+    from seqbench.analyse.report import cell_progress
+    from seqbench.analyse.summary import cells_text
+
+    main, control = BY_ID["ring-gcn-degrades"], BY_ID["ring-control-transformer-2-layers"]
+    # one GCN cell of the 3 sizes x 3 rates x 3 seeds, one diverged (it ran: finished), one of another preset
+    rows = [_cell("gcn", 0, 1e-3), _cell("gcn", 1, 1e-3, status="diverged"), {**_cell("gcn", 2, 1e-3), "preset": "x"}]
+    progress = {c["id"]: cell_progress(c, rows, "cpu") for c in (main, control)}
+    gcn = [v for k, v in progress[main["id"]].items() if k.startswith('["gcn"')]
+    assert gcn == [(2, 27)] and len(progress[main["id"]]) == 3 and len(progress[control["id"]]) == 2
+    text = cells_text([(main, None), (control, None)], progress)
+    # gcn, transformer at 1 layer, graphgps, transformer at 2 layers: 4 x 27 cells, the gcn's counted once
+    assert text.startswith("Cells: 2 of 108 finished, 106 still to run") and "ring-control-transformer-2-layers" in text
+    staged = {**copy.deepcopy(main), "tune_seed": [0, 1]}
+    staged["presets"]["cpu"]["seeds"] = "0,1,2,3,4"
+    # the grid (3 sizes x 3 rates) at seeds 0 and 1, then each size at the chosen rate at seeds 2-4
+    assert {v for v in cell_progress(staged, rows, "cpu").values()} >= {(2, 3 * 3 * 2 + 3 * 3)}

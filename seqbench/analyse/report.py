@@ -239,6 +239,41 @@ def grid_size(block: dict[str, Any]) -> int:
     return math.prod(len(item.partition("=")[2].split(",")) for item in block.get("grid", []))
 
 
+def cell_progress(claim: dict[str, Any], runs: list[dict], preset: str) -> dict[str, tuple[int, int]] | None:
+    """Per model of the claim's sweep, ``(cells finished, cells it runs)`` at ``preset``, keyed by what
+    identifies those cells (so claims sharing cells, e.g. the GCN's on the ring and in its controls, can
+    be counted once); a finished cell is a row of any status (a failed or diverged cell ran). None for a
+    claim without a sweep (benchmarks, needs).
+
+    A model runs its grid at every seed of the block, or, for a claim tuned at some seeds
+    (``tune_seed``), the grid at those seeds and at each other seed one cell per value of the grid's
+    untuned axes (the rate chosen there). A document rendered while a run is under way so says how much
+    of each claim's evidence is in."""
+    block = claim["presets"].get(preset)
+    sweep = claim.get("sweep")
+    if block is None or not sweep or "commands" in block or claim["measure"]["kind"] == NEEDS:
+        return None
+    seeds = {int(s) for s in str(block.get("seeds", "0")).split(",")}
+    tuned = [item for item in block.get("grid", []) if item.partition("=")[0] in claim.get("tune", [])]
+    tuning = tune_seeds(claim) if staged_seeds(claim, block) else None
+    per_seed, untuned = grid_size(block), grid_size(block) // grid_size({"grid": tuned})
+    expected = (per_seed * len(seeds) if tuning is None
+                else per_seed * len(seeds & tuning) + untuned * len(seeds - tuning))
+    variants = {"default", *str(sweep.get("variants") or "").split(",")}
+    progress = {}
+    for model in sweep["models"].split(","):
+        rows = [r for r in select_runs(runs, claim, preset, {"model": model}, finished=True)
+                if r["seed"] in seeds and r["variant"] in variants]
+        # what a model's cells are: its settings (scoped ones of other models and "=none" filters, which
+        # match the default, left out), grid, seeds, budget and staging
+        sets = sorted(item for scope, item in map(split_scope, block.get("set", []))
+                      if scope in (None, model) and not item.lower().endswith(("=none", "=null")))
+        key = json.dumps([model, sweep["tasks"], sorted(variants), sets, block.get("grid", []), sorted(seeds),
+                          block.get("params"), sorted(tuning) if tuning else None])
+        progress[key] = (min(len(rows), expected), expected)
+    return progress
+
+
 def chosen_seed_commands(claims: dict[str, Any], preset: str, results: Path) -> list[list[str]]:
     """The second stage of claims that tune at some seeds (``tune_seed``): per model of the sweep, the
     other seeds at the values chosen on validation at the tuning seeds (seqbench.analyse.tuning), as
@@ -1010,5 +1045,6 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
         lines += [f"- **{c['id']}** ({c['cite']['where']}, paper: {c['paper_value']}): {r.text}" for c, r in needs]
     lines.append("")
     at = lines.index("## Scale")  # the summary opens the document: after its title and the paper line
-    lines[at:at] = summary_lines(claims, outcomes, runs, bench, preset, since)
+    progress = {c["id"]: cell_progress(c, runs, preset) for c, _ in outcomes}
+    lines[at:at] = summary_lines(claims, outcomes, runs, bench, preset, since, progress)
     return "\n".join(lines)

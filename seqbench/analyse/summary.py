@@ -3,7 +3,8 @@
 The summary (``summary_lines``) says, in a few lines, what the document below it finds:
 
 - the verdict counts over all claims, with the claims not yet measured named (their cells are still
-  missing from the results), and the total cost of the rows in core-hours;
+  missing from the results), how many of the claims' sweep cells have finished (a run spanning several
+  sessions renders from part of them), and the total cost of the rows in core-hours;
 - per claim group one line: the group's verdict counts, the claims behind each verdict, for the
   decided ones (supported, contradicted, measured) the value they rest on, and for the budget-limited
   ones what they would take in brief (seqbench.analyse.budget_need). A claim's group is its
@@ -137,9 +138,33 @@ def changes(outcomes: Sequence[tuple[dict[str, Any], Any]], earlier: Earlier) ->
     return lines + flipped + new + gone + ([""] if flipped or new or gone else [])
 
 
+def cells_text(outcomes: Sequence[tuple[dict[str, Any], Any]],
+               progress: dict[str, dict[str, tuple[int, int]] | None]) -> str:
+    """``Cells: 370 of 400 finished, 30 still to run (claims read from part of their cells: ...).`` over
+    the claims' sweeps, each model's cells counted once however many claims read them."""
+    cells: dict[str, tuple[int, int]] = {}
+    short: list[str] = []
+    for claim, _ in outcomes:
+        found = progress.get(claim["id"])
+        if not found:
+            continue
+        cells.update(found)
+        if any(done < total for done, total in found.values()):
+            short.append(claim["id"])
+    if not cells:
+        return ""
+    done, total = (sum(x) for x in zip(*cells.values(), strict=True))
+    if done >= total:
+        return f"Cells: all {total:,} that the claims' sweeps run have finished. "
+    return (f"Cells: {done:,} of {total:,} finished, {total - done:,} still to run (claims read from part of "
+            f"their cells: {', '.join(short)}). ")
+
+
 def summary_lines(claims: dict[str, Any], outcomes: Sequence[tuple[dict[str, Any], Any]], runs: Sequence[dict],
-                  bench: Sequence[dict], preset: str, earlier: Earlier | None = None) -> list[str]:
-    """The document's opening summary (see the module docstring)."""
+                  bench: Sequence[dict], preset: str, earlier: Earlier | None = None,
+                  progress: dict[str, dict[str, tuple[int, int]] | None] | None = None) -> list[str]:
+    """The document's opening summary (see the module docstring); ``progress``: claim id -> its models'
+    (cells finished, cells run), from seqbench.analyse.report.cell_progress."""
     groups: dict[str, list[tuple[dict[str, Any], Any]]] = {}
     for claim, result in outcomes:
         groups.setdefault(claim_group(claim), []).append((claim, result))
@@ -149,7 +174,8 @@ def summary_lines(claims: dict[str, Any], outcomes: Sequence[tuple[dict[str, Any
     lines = ["## Summary", "",
              f"{count(len(outcomes), 'claim')}: {counts}. "
              + (f"Still missing: {count(len(missing), 'claim')} not yet measured, their cells not yet in the results "
-                f"({', '.join(missing)}). " if missing else "No cell is missing: every measurable claim has rows. ")
+                f"({', '.join(missing)}). " if missing else "Every measurable claim has rows. ")
+             + cells_text(outcomes, progress or {})
              + f"Cost: {hours:,.2f} core-hours (wall_time_s × threads summed over the {count(len(runs), 'run row')} "
              f"and {count(len(bench), 'bench row')} at preset {preset}).", "",
              "Per claim group (the claims behind each verdict; decided ones with the value they rest on, "
