@@ -48,6 +48,20 @@ def test_a_model_still_rising_at_the_probes_cap_has_no_plateau_to_read():
     assert probes.needed_cap(models) == 1350
 
 
+def test_a_model_that_learned_nothing_sets_no_cap():
+    """Where a model at chance peaked is noise, not a plateau: the learners set the cap, and a setting
+    where none learned gets no cap but the advice to probe longer or smaller."""
+    rows = [row("gcn", 1e-3, best_val=0.95, best_val_step=400.0),
+            row("graphgps", 1e-3, best_val=0.15, best_val_step=1800.0)]  # chance 0.1: within 0.1 of it
+    (_, models), = probes.plateaus(probes.probe_runs(rows)).items()
+    assert [m.learned for m in models] == [True, False] and probes.needed_cap(models) == 600
+    assert "graphgps at lr 0.001: at chance, peaked at 1,800" in probes.render(rows)
+    nobody = [row("gcn", 1e-3, best_val=0.12), row("graphgps", 1e-3, best_val=0.15)]
+    (_, models), = probes.plateaus(probes.probe_runs(nobody)).items()
+    assert probes.needed_cap(models) is None
+    assert "no model learned: probe longer, or a smaller setting" in probes.render(nobody)
+
+
 def test_settings_are_told_apart_by_the_task_keys_that_vary():
     rows = [row("gcn", 1e-3, nodes=20, best_val_step=100.0), row("gcn", 1e-3, nodes=100, best_val_step=1500.0)]
     found = probes.plateaus(probes.probe_runs(rows))
@@ -67,7 +81,7 @@ def test_the_command_replaces_only_its_section_and_refuses_a_document_without_on
     assert code == 0, err
     text = doc.read_text()
     assert text.startswith("# Plan\nbefore\n") and text.endswith(f"{probes.SECTION_END}\nafter\n")
-    assert "old table" not in text and "| ring_distance | graphgps | 0.003 | plateau |" in text
+    assert "old table" not in text and "| ring_distance | graphgps | 0.003 | 0 | plateau |" in text
     plain = tmp_path / "notes.md"
     plain.write_text("my notes\n")
     code, _, err = cli("probes", "--results", results, "--out", plain)

@@ -12,8 +12,10 @@ claim's runs need:
 - a model whose best run ended at the probe's cap still rising (``val_trend`` above
   seqbench.analyse.gate.RISING) has not reached its plateau: the probe's cap was too short, and a budget
   read from it would decide where training stopped, so it is flagged rather than used;
-- the **cap** a claim needs is the latest plateau step of the task's models, times CAP_MARGIN (room for
-  the patience window that confirms a plateau), rounded up to whole evaluations.
+- a model whose best run stayed within LEARNED_MARGIN of chance learned nothing: where its noise peaked
+  is no plateau, so it does not set the cap (and a setting where no model learned gets none);
+- the **cap** a claim needs is the latest plateau step of the task's models that learned, times
+  CAP_MARGIN (room for the patience window that confirms a plateau), rounded up to whole evaluations.
 
 Nothing here is timed: the cost column is the rows' own ``wall_time_s``.
 """
@@ -24,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from seqbench.analyse.gate import RISING
+from seqbench.analyse.gate import LEARNED_MARGIN, RISING
 from seqbench.results import Status, config_settings, varying_keys
 
 CAP_MARGIN = 1.5  # a cap 1.5x the latest plateau step leaves room for the patience window after it
@@ -37,6 +39,7 @@ class ProbeRun:
     model: str  # model, or model/variant
     setting: str  # the task and its settings that vary among the probe's rows, as text
     lr: float | None
+    seed: int
     stop_reason: str | None
     steps: int
     max_steps: int
@@ -60,6 +63,13 @@ class ModelPlateau:
     @property
     def reached(self) -> bool:
         return not self.best.still_rising and self.best.best_val_step is not None
+
+    @property
+    def learned(self) -> bool:
+        """Its best run ended more than LEARNED_MARGIN above chance: a plateau of a model that learned
+        nothing is where noise peaked, and says nothing of the budget the task needs."""
+        best = self.best
+        return best.best_val is not None and (best.chance is None or best.best_val - best.chance > LEARNED_MARGIN)
 
 
 def _model_name(row: dict[str, Any]) -> str:
@@ -85,7 +95,8 @@ def probe_runs(rows: list[dict[str, Any]]) -> list[ProbeRun]:
         settings = config_settings(row)
         runs.append(ProbeRun(
             model=_model_name(row), setting=_setting_text(row["task"], settings, varying[row["task"]]),
-            lr=settings.get("train.lr"), stop_reason=row.get("stop_reason"), steps=int(row.get("steps") or 0),
+            lr=settings.get("train.lr"), seed=int(row["seed"]), stop_reason=row.get("stop_reason"),
+            steps=int(row.get("steps") or 0),
             max_steps=int(settings.get("train.max_steps") or row.get("steps") or 0),
             best_val=row.get("best_val"), best_val_step=row.get("best_val_step"), val_trend=row.get("val_trend"),
             chance=row.get("chance"), wall_time_s=float(row.get("wall_time_s") or 0.0),
@@ -108,12 +119,14 @@ def plateaus(runs: list[ProbeRun]) -> dict[str, list[ModelPlateau]]:
 
 
 def needed_cap(models: list[ModelPlateau]) -> int | None:
-    """The cap the setting's runs need (CAP_MARGIN x the latest plateau step, whole evaluations), or None
-    when a model had not reached its plateau by the probe's cap (the probe must run longer first)."""
-    if not models or not all(m.reached for m in models):
+    """The cap the setting's runs need (CAP_MARGIN x the latest plateau step of the models that learned,
+    whole evaluations), or None when a model had not reached its plateau by the probe's cap (the probe
+    must run longer first) or none learned anything (no plateau says what the task needs)."""
+    learners = [m for m in models if m.learned]
+    if not learners or not all(m.reached for m in models):
         return None
-    latest = max(m.best.best_val_step for m in models)
-    every = max(m.best.eval_every for m in models)
+    latest = max(m.best.best_val_step for m in learners)
+    every = max(m.best.eval_every for m in learners)
     return int(math.ceil(latest * CAP_MARGIN / every) * every)
 
 
@@ -126,10 +139,11 @@ def render(rows: list[dict[str, Any]]) -> str:
     runs = probe_runs(rows)
     if not runs:
         return "No probe rows yet.\n"
-    lines = ["| task setting | model | lr | ended | steps (cap) | best val | at step | trend | wall s | s/step |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for run in sorted(runs, key=lambda r: (r.setting, r.model, r.lr or 0.0)):
-        lines.append(f"| {run.setting} | {run.model} | {run.lr:g} | {run.stop_reason or '—'} | "
+    lines = ["| task setting | model | lr | seed | ended | steps (cap) | best val | at step | trend | wall s "
+             "| s/step |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in sorted(runs, key=lambda r: (r.setting, r.model, r.lr or 0.0, r.seed)):
+        lines.append(f"| {run.setting} | {run.model} | {run.lr:g} | {run.seed} | {run.stop_reason or '—'} | "
                      f"{run.steps:,} ({run.max_steps:,}) | {_value(run.best_val)} | "
                      f"{'—' if run.best_val_step is None else f'{run.best_val_step:,.0f}'} | "
                      f"{'—' if run.val_trend is None else f'{run.val_trend:+.3f}'} | {run.wall_time_s:,.0f} | "
@@ -140,11 +154,13 @@ def render(rows: list[dict[str, Any]]) -> str:
         parts = []
         for m in models:
             where = (f"still rising at the probe's cap {m.best.max_steps:,}" if not m.reached
+                     else f"at chance, peaked at {m.best.best_val_step:,.0f}" if not m.learned
                      else f"{m.best.best_val_step:,.0f}")
             parts.append(f"{m.model} at lr {m.best.lr:g}: {where} ({_value(m.best.best_val)})")
         cap = needed_cap(models)
-        lines.append(f"| {setting} | {'; '.join(parts)} | "
-                     f"{'probe longer first' if cap is None else f'{cap:,}'} |")
+        blocked = ("no model learned: probe longer, or a smaller setting" if not any(m.learned for m in models)
+                   else "probe longer first")
+        lines.append(f"| {setting} | {'; '.join(parts)} | {blocked if cap is None else f'{cap:,}'} |")
     total = sum(r.wall_time_s for r in runs)
     lines += ["", f"{len(runs)} probe runs, {total / 3600:.2f} core-hours (the rows' wall_time_s, one thread a run). "
               f"Cap needed: {CAP_MARGIN:g}x the latest plateau step among the setting's models, each at the rate "
