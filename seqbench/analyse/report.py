@@ -234,9 +234,9 @@ def staged_seeds(claim: dict[str, Any], block: dict[str, Any]) -> tuple[str, str
     return (",".join(str(s) for s in sorted(tuning)), ",".join(others)) if others else None
 
 
-def grid_size(block: dict[str, Any]) -> int:
-    """Cells per seed of a preset block's grid: the product of its axes' value counts."""
-    return math.prod(len(item.partition("=")[2].split(",")) for item in block.get("grid", []))
+def grid_size(items: list[str]) -> int:
+    """Cells per seed of grid items (``KEY=V1,V2,...``): the product of their value counts."""
+    return math.prod(len(item.partition("=")[2].split(",")) for item in items)
 
 
 def cell_progress(claim: dict[str, Any], runs: list[dict], preset: str) -> dict[str, tuple[int, int]] | None:
@@ -256,7 +256,8 @@ def cell_progress(claim: dict[str, Any], runs: list[dict], preset: str) -> dict[
     seeds = {int(s) for s in str(block.get("seeds", "0")).split(",")}
     tuned = [item for item in block.get("grid", []) if item.partition("=")[0] in claim.get("tune", [])]
     tuning = tune_seeds(claim) if staged_seeds(claim, block) else None
-    per_seed, untuned = grid_size(block), grid_size(block) // grid_size({"grid": tuned})
+    per_seed = grid_size(block.get("grid", []))
+    untuned = per_seed // grid_size(tuned)
     expected = (per_seed * len(seeds) if tuning is None
                 else per_seed * len(seeds & tuning) + untuned * len(seeds - tuning))
     variants = {"default", *str(sweep.get("variants") or "").split(",")}
@@ -290,9 +291,9 @@ def chosen_seed_commands(claims: dict[str, Any], preset: str, results: Path) -> 
         sweep, axes = claim["sweep"], [item.partition("=")[0] for item in block.get("grid", [])]
         for model in sweep["models"].split(","):
             tuning = tune_seeds(claim) or set()
-            rows = [r for r in select_runs(runs, claim, preset, {"model": model}) if r["seed"] in tuning]
             ran = [r for r in select_runs(runs, claim, preset, {"model": model}, finished=True) if r["seed"] in tuning]
-            if not rows or len(ran) < grid_size(block) * len(tuning):
+            rows = [r for r in ran if r["status"] == Status.OK]
+            if not rows or len(ran) < grid_size(block.get("grid", [])) * len(tuning):
                 continue
             on = tune_metric(claim, [str(claim["measure"].get("metric"))])
             for choice in tune(rows, claim["tune"], metric=on).choices:
