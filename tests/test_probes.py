@@ -13,12 +13,12 @@ NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def row(model, lr, *, nodes=20, stop_reason="plateau", best_val=0.5, best_val_step=400.0, val_trend=0.0,
-        steps=600, max_steps=2000, wall=60.0, variant="default", task="ring_distance"):
+        steps=600, max_steps=2000, wall=60.0, variant="default", task="ring_distance", seed=0):
     config = {"task_config": {"num_nodes": nodes, "vocab_size": 4}, "model_config": {"d_model": 64},
               "train": {"lr": lr, "max_steps": max_steps, "eval_every": 50, "patience": 8}}
-    return {"run_id": f"{model}-{lr}-{nodes}", "model": model, "variant": variant, "task": task, "task_version": 1,
-            "preset": "cpu", "seed": 0, "status": "ok", "config_json": json.dumps(config),
-            "config_hash": f"{model}{lr}{nodes}", "started_at": NOW, "stop_reason": stop_reason,
+    return {"run_id": f"{model}-{lr}-{nodes}-{max_steps}-s{seed}", "model": model, "variant": variant, "task": task,
+            "task_version": 1, "preset": "cpu", "seed": seed, "status": "ok", "config_json": json.dumps(config),
+            "config_hash": f"{model}{lr}{nodes}{max_steps}", "started_at": NOW, "stop_reason": stop_reason,
             "best_val": best_val, "best_val_step": best_val_step, "val_trend": val_trend, "steps": steps,
             "wall_time_s": wall, "chance": 0.1}
 
@@ -69,6 +69,28 @@ def test_settings_are_told_apart_by_the_task_keys_that_vary():
     assert probes.needed_cap(found["ring_distance num_nodes=100"]) == 2250
     text = probes.render(rows)
     assert "2 probe runs, 0.03 core-hours" in text
+
+
+def test_the_claims_keep_the_probes_cap_where_it_suffices_and_later_seeds_are_not_probes():
+    """The probes run at the claims' settings into the claims' folder: a need within the probe's cap keeps
+    that cap (the probe's rows are then the claims' first tuning seed), a longer one raises it; the claims'
+    other seeds in the folder are not read as probes, and a rerun at a longer cap is a setting of its own."""
+    fits = [row("gcn", 1e-3, best_val=0.9, best_val_step=600.0, max_steps=2000)]
+    (_, models), = probes.plateaus(probes.probe_runs(fits)).items()
+    assert probes.needed_cap(models) == 900 and probes.claims_cap(models) == 2000
+    assert "2,000: the probe's (its rows are seed 0 of the claims' grid)" in probes.render(fits)
+    longer = [row("gcn", 1e-3, best_val=0.9, best_val_step=1800.0, max_steps=2000, stop_reason="plateau")]
+    (_, models), = probes.plateaus(probes.probe_runs(longer)).items()
+    assert probes.claims_cap(models) == 2700
+    assert "2,700: longer than the probe's, so the task reruns" in probes.render(longer)
+    later_seed = row("gcn", 1e-2, best_val=0.99, best_val_step=100.0, seed=3)  # a claim's seed 3: no probe
+    (_, models), = probes.plateaus(probes.probe_runs([*fits, later_seed])).items()
+    assert [m.best.lr for m in models] == [1e-3]
+    rerun = row("gcn", 1e-3, best_val=0.95, best_val_step=2400.0, max_steps=4000)
+    assert sorted(probes.plateaus(probes.probe_runs([*longer, rerun]))) == [
+        "ring_distance max_steps=2000", "ring_distance max_steps=4000"]
+    assert probes.render([later_seed]) == "No probe rows (seed 0) yet.\n"
+    assert "| ring_distance | gcn | 0.01 | 3 |" in probes.render([later_seed], seed=3)
 
 
 def test_the_command_replaces_only_its_section_and_refuses_a_document_without_one(cli, tmp_path):

@@ -2,7 +2,10 @@
 
 A probe is an ordinary sweep (experiments/probes/*.toml): one seed, the candidate learning rates, a
 generous step cap, plateau stopping (``train.patience``) and, where a claim allows it, stopping at the
-target (``train.stop_at``). Each row then says how its run ended (``stop_reason``) and where its curve
+target (``train.stop_at``). Its settings are the ones the claims will run at, written to the claims'
+evidence folder, so that where the probe's cap proves long enough its rows *are* the claims' first
+tuning seed (no run is paid for twice); the claims' later seeds land in the same folder, so the probe
+is read at its own seed only. Each row then says how its run ended (``stop_reason``) and where its curve
 peaked (``best_val_step``: seqbench.train.stopping). This module turns those rows into the budget a
 claim's runs need:
 
@@ -15,7 +18,10 @@ claim's runs need:
 - a model whose best run stayed within LEARNED_MARGIN of chance learned nothing: where its noise peaked
   is no plateau, so it does not set the cap (and a setting where no model learned gets none);
 - the **cap** a claim needs is the latest plateau step of the task's models that learned, times
-  CAP_MARGIN (room for the patience window that confirms a plateau), rounded up to whole evaluations.
+  CAP_MARGIN (room for the patience window that confirms a plateau), rounded up to whole evaluations;
+  where that is within the probe's own cap, the claims keep the probe's cap (its rows are then theirs;
+  the runs stop on their plateau or target anyway, so a longer cap costs only the runs still creeping),
+  and only a longer need raises it (and reruns the task).
 
 Nothing here is timed: the cost column is the rows' own ``wall_time_s``.
 """
@@ -78,16 +84,26 @@ def _model_name(row: dict[str, Any]) -> str:
 
 def _setting_text(task: str, settings: dict[str, Any], varying: set[str]) -> str:
     """``"ring_distance num_nodes=60"``: the task and those of its keys that vary among the probe's rows."""
-    shown = [f"{key.removeprefix('task.')}={settings[key]}" for key in sorted(varying) if key in settings]
+    shown = [f"{key.split('.', 1)[1]}={settings[key]}"
+             for key in sorted(varying) if key in settings]
     return " ".join([task, *shown])
 
 
-def probe_runs(rows: list[dict[str, Any]]) -> list[ProbeRun]:
-    """The rows of a probe sweep as probe runs (ok and diverged rows; the others measured nothing)."""
-    rows = [r for r in rows if r["status"] in (Status.OK, Status.DIVERGED)]
+PROBE_SEED = 0
+
+
+def _tells_apart(key: str) -> bool:
+    return key.startswith("task.") or key == "train.max_steps"
+
+
+def probe_runs(rows: list[dict[str, Any]], seed: int = PROBE_SEED) -> list[ProbeRun]:
+    """The rows of a probe sweep at ``seed`` as probe runs (ok and diverged rows; the others measured
+    nothing). A setting is told apart by the task keys that vary and by the cap, when a task was probed
+    again at a longer one."""
+    rows = [r for r in rows if r["status"] in (Status.OK, Status.DIVERGED) and int(r["seed"]) == seed]
     varying: dict[str, set[str]] = {}
     for task in {r["task"] for r in rows}:
-        task_settings = [{k: v for k, v in config_settings(r).items() if k.startswith("task.")}
+        task_settings = [{k: v for k, v in config_settings(r).items() if _tells_apart(k)}
                          for r in rows if r["task"] == task]
         varying[task] = varying_keys(task_settings)
     runs = []
@@ -130,15 +146,25 @@ def needed_cap(models: list[ModelPlateau]) -> int | None:
     return int(math.ceil(latest * CAP_MARGIN / every) * every)
 
 
+def claims_cap(models: list[ModelPlateau]) -> int | None:
+    """The cap the claims run at: the probe's own where the need fits within it (the probe's rows are then
+    the claims' first tuning seed), else the need (a rerun at that cap); None while needed_cap is None."""
+    need = needed_cap(models)
+    if need is None:
+        return None
+    probe_cap = max(m.best.max_steps for m in models)
+    return probe_cap if need <= probe_cap else need
+
+
 def _value(x: float | None, digits: int = 3) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
-def render(rows: list[dict[str, Any]]) -> str:
+def render(rows: list[dict[str, Any]], seed: int = PROBE_SEED) -> str:
     """The probes as markdown: a table of every run, then per task setting the cap its claims need."""
-    runs = probe_runs(rows)
+    runs = probe_runs(rows, seed)
     if not runs:
-        return "No probe rows yet.\n"
+        return f"No probe rows (seed {seed}) yet.\n"
     lines = ["| task setting | model | lr | seed | ended | steps (cap) | best val | at step | trend | wall s "
              "| s/step |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -148,8 +174,8 @@ def render(rows: list[dict[str, Any]]) -> str:
                      f"{'—' if run.best_val_step is None else f'{run.best_val_step:,.0f}'} | "
                      f"{'—' if run.val_trend is None else f'{run.val_trend:+.3f}'} | {run.wall_time_s:,.0f} | "
                      f"{run.wall_time_s / run.steps if run.steps else 0:.3f} |")
-    lines += ["", "| task setting | each model at its best rate: plateau step (best val) | cap needed |",
-              "|---|---|---|"]
+    lines += ["", "| task setting | each model at its best rate: plateau step (best val) | cap needed | claims' cap |",
+              "|---|---|---|---|"]
     for setting, models in plateaus(runs).items():
         parts = []
         for m in models:
@@ -157,10 +183,13 @@ def render(rows: list[dict[str, Any]]) -> str:
                      else f"at chance, peaked at {m.best.best_val_step:,.0f}" if not m.learned
                      else f"{m.best.best_val_step:,.0f}")
             parts.append(f"{m.model} at lr {m.best.lr:g}: {where} ({_value(m.best.best_val)})")
-        cap = needed_cap(models)
+        cap, claims = needed_cap(models), claims_cap(models)
         blocked = ("no model learned: probe longer, or a smaller setting" if not any(m.learned for m in models)
                    else "probe longer first")
-        lines.append(f"| {setting} | {'; '.join(parts)} | {blocked if cap is None else f'{cap:,}'} |")
+        probe_cap = max(m.best.max_steps for m in models)
+        kept = ("—" if claims is None else f"{claims:,}: the probe's (its rows are seed {seed} of the claims' grid)"
+                if claims == probe_cap else f"{claims:,}: longer than the probe's, so the task reruns")
+        lines.append(f"| {setting} | {'; '.join(parts)} | {blocked if cap is None else f'{cap:,}'} | {kept} |")
     total = sum(r.wall_time_s for r in runs)
     lines += ["", f"{len(runs)} probe runs, {total / 3600:.2f} core-hours (the rows' wall_time_s, one thread a run). "
               f"Cap needed: {CAP_MARGIN:g}x the latest plateau step among the setting's models, each at the rate "

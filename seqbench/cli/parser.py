@@ -213,7 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="seqbench.cli.analyse:cmd_report")
 
     p = sub.add_parser("probes", help="steps each model needs to reach its plateau, from a probe sweep's rows")
-    p.add_argument("--results", default="evidence/probes")
+    p.add_argument("--results", default="evidence/reproduction",
+                   help="the folder the probe sweeps wrote (the claims' evidence folder: experiments/probes/*.toml)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the probes' seed (default 0); the claims' other seeds in the same folder are not probes")
     p.add_argument("--out", default=None,
                    help="a markdown file: a new one, or one whose probes section (between the markers "
                         "seqbench.analyse.probes names) is replaced; default: stdout")

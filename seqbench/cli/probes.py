@@ -20,7 +20,7 @@ def cmd_probes(args: argparse.Namespace) -> int:
     if not (results / "runs").is_dir():
         raise UserError(f"no runs in {results}/runs: run the probe sweeps first, e.g. "
                         "`seqbench sweep experiments/probes/mqar.toml`")
-    text = probes.render(list(iter_rows(read_runs(results, on_unreadable=warn_unreadable))))
+    text = probes.render(list(iter_rows(read_runs(results, on_unreadable=warn_unreadable))), seed=args.seed)
     if args.out is None:
         sys.stdout.write(text)
         return 0
