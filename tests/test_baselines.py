@@ -173,6 +173,27 @@ def test_a_claim_reads_each_model_at_its_scoped_setting():
     assert [r["model"] for r in gcn] == ["gcn"]
 
 
+def test_a_scoped_setting_after_a_plain_one_overrides_it_in_the_run_and_in_the_claim():
+    """``train.max_steps=2000`` then ``gru:train.max_steps=6000``: the GRU runs 6,000 steps and the others
+    2,000, and a claim with both items reads each model's rows at its own cap (later items win, as in the
+    run's config), not the GRU at 2,000."""
+    registries = build_registries()
+    sets = ["train.max_steps=2000", "gru:train.max_steps=6000"]
+    gru = resolve_run_config(registries, "gru", "assoc_recall", preset="smoke", overrides=sets)
+    tgn = resolve_run_config(registries, "tgn", "assoc_recall", preset="smoke", overrides=sets)
+    assert (gru.train.max_steps, tgn.train.max_steps) == (6000, 2000)
+
+    def row(model, max_steps):
+        return {"status": "ok", "task": "assoc_recall", "preset": "cpu", "model": model, "variant": "default",
+                "config_json": json.dumps({"model_config": {}, "task_config": {}, "train": {"max_steps": max_steps}})}
+
+    rows = [row("gru", 2000), row("gru", 6000), row("tgn", 2000), row("tgn", 6000)]
+    claim = {"measure": {"task": "assoc_recall"}, "presets": {"cpu": {"set": sets}}}
+    read = {m: [json.loads(r["config_json"])["train"]["max_steps"]
+                for r in select_runs(rows, claim, "cpu", {"model": m})] for m in ("gru", "tgn")}
+    assert read == {"gru": [6000], "tgn": [2000]}
+
+
 def test_a_setting_added_later_keeps_older_runs_config_hash_at_its_default():
     """MQAR's random_non_queries came after the evidence was recorded: at its default (the old behaviour)
     it stays out of a run's identity, so the committed rows' config hashes still name these runs."""

@@ -74,21 +74,31 @@ def test_settings_are_told_apart_by_the_task_keys_that_vary():
 def test_the_claims_keep_the_probes_cap_where_it_suffices_and_later_seeds_are_not_probes():
     """The probes run at the claims' settings into the claims' folder: a need within the probe's cap keeps
     that cap (the probe's rows are then the claims' first tuning seed), a longer one raises it; the claims'
-    other seeds in the folder are not read as probes, and a rerun at a longer cap is a setting of its own."""
+    other seeds in the folder are not read as probes, and a rerun at a longer cap supersedes the shorter."""
     fits = [row("gcn", 1e-3, best_val=0.9, best_val_step=600.0, max_steps=2000)]
     (_, models), = probes.plateaus(probes.probe_runs(fits)).items()
-    assert probes.needed_cap(models) == 900 and probes.claims_cap(models) == 2000
+    assert probes.needed_cap(models) == 900 and probes.claims_caps(models) == {"gcn": 2000}
     assert "2,000: the probe's (its rows are seed 0 of the claims' grid)" in probes.render(fits)
     longer = [row("gcn", 1e-3, best_val=0.9, best_val_step=1800.0, max_steps=2000, stop_reason="plateau")]
     (_, models), = probes.plateaus(probes.probe_runs(longer)).items()
-    assert probes.claims_cap(models) == 2700
-    assert "2,700: longer than the probe's, so the task reruns" in probes.render(longer)
+    assert probes.claims_caps(models) == {"gcn": 2700}
+    assert "gcn 2,700: longer than the probe's, so the task reruns" in probes.render(longer)
+    # models with caps of their own (a scoped MODEL:train.max_steps) keep them while the shared need fits
+    own = [row("gcn", 1e-3, best_val=0.9, best_val_step=600.0, max_steps=2000),
+           row("transformer", 1e-3, best_val=0.9, best_val_step=1000.0, max_steps=4000)]
+    (_, models), = probes.plateaus(probes.probe_runs(own)).items()
+    assert probes.claims_caps(models) == {"gcn": 2000, "transformer": 4000}
+    assert "gcn 2,000, transformer 4,000: the probe's" in probes.render(own)
+    own[1] = row("transformer", 1e-3, best_val=0.9, best_val_step=1600.0, max_steps=4000)
+    (_, models), = probes.plateaus(probes.probe_runs(own)).items()
+    assert probes.claims_caps(models) == {"gcn": 2400, "transformer": 4000}
+    assert "gcn 2,400: longer than the probe's" in probes.render(own)
     later_seed = row("gcn", 1e-2, best_val=0.99, best_val_step=100.0, seed=3)  # a claim's seed 3: no probe
     (_, models), = probes.plateaus(probes.probe_runs([*fits, later_seed])).items()
     assert [m.best.lr for m in models] == [1e-3]
-    rerun = row("gcn", 1e-3, best_val=0.95, best_val_step=2400.0, max_steps=4000)
-    assert sorted(probes.plateaus(probes.probe_runs([*longer, rerun]))) == [
-        "ring_distance max_steps=2000", "ring_distance max_steps=4000"]
+    rerun = row("gcn", 1e-3, best_val=0.95, best_val_step=2400.0, max_steps=4000)  # probed again, longer
+    (_, models), = probes.plateaus(probes.probe_runs([*longer, rerun])).items()
+    assert [m.best.max_steps for m in models] == [4000] and probes.claims_caps(models) == {"gcn": 4000}
     assert probes.render([later_seed]) == "No probe rows (seed 0) yet.\n"
     assert "| ring_distance | gcn | 0.01 | 3 |" in probes.render([later_seed], seed=3)
 

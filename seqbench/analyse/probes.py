@@ -84,26 +84,20 @@ def _model_name(row: dict[str, Any]) -> str:
 
 def _setting_text(task: str, settings: dict[str, Any], varying: set[str]) -> str:
     """``"ring_distance num_nodes=60"``: the task and those of its keys that vary among the probe's rows."""
-    shown = [f"{key.split('.', 1)[1]}={settings[key]}"
-             for key in sorted(varying) if key in settings]
+    shown = [f"{key.removeprefix('task.')}={settings[key]}" for key in sorted(varying) if key in settings]
     return " ".join([task, *shown])
 
 
 PROBE_SEED = 0
 
 
-def _tells_apart(key: str) -> bool:
-    return key.startswith("task.") or key == "train.max_steps"
-
-
 def probe_runs(rows: list[dict[str, Any]], seed: int = PROBE_SEED) -> list[ProbeRun]:
     """The rows of a probe sweep at ``seed`` as probe runs (ok and diverged rows; the others measured
-    nothing). A setting is told apart by the task keys that vary and by the cap, when a task was probed
-    again at a longer one."""
+    nothing), each with its setting: the task keys that vary among them."""
     rows = [r for r in rows if r["status"] in (Status.OK, Status.DIVERGED) and int(r["seed"]) == seed]
     varying: dict[str, set[str]] = {}
     for task in {r["task"] for r in rows}:
-        task_settings = [{k: v for k, v in config_settings(r).items() if _tells_apart(k)}
+        task_settings = [{k: v for k, v in config_settings(r).items() if k.startswith("task.")}
                          for r in rows if r["task"] == task]
         varying[task] = varying_keys(task_settings)
     runs = []
@@ -121,16 +115,19 @@ def probe_runs(rows: list[dict[str, Any]], seed: int = PROBE_SEED) -> list[Probe
 
 
 def plateaus(runs: list[ProbeRun]) -> dict[str, list[ModelPlateau]]:
-    """Per task setting, each model's run at its best rate (highest best_val, earliest peak on ties)."""
+    """Per task setting, each model's run at its best rate (highest best_val, earliest peak on ties), read
+    at the model's longest probe cap: a probe rerun at a longer cap supersedes the shorter one."""
     by_setting: dict[str, dict[str, list[ProbeRun]]] = {}
     for run in runs:
         by_setting.setdefault(run.setting, {}).setdefault(run.model, []).append(run)
     found = {}
     for setting, models in sorted(by_setting.items()):
-        found[setting] = [
-            ModelPlateau(model, max(model_runs, key=lambda r: (r.best_val if r.best_val is not None else -math.inf,
-                                                               -(r.best_val_step or 0))))
-            for model, model_runs in sorted(models.items())]
+        found[setting] = []
+        for model, model_runs in sorted(models.items()):
+            longest = max(r.max_steps for r in model_runs)
+            best = max((r for r in model_runs if r.max_steps == longest),
+                       key=lambda r: (r.best_val if r.best_val is not None else -math.inf, -(r.best_val_step or 0)))
+            found[setting].append(ModelPlateau(model, best))
     return found
 
 
@@ -146,14 +143,26 @@ def needed_cap(models: list[ModelPlateau]) -> int | None:
     return int(math.ceil(latest * CAP_MARGIN / every) * every)
 
 
-def claims_cap(models: list[ModelPlateau]) -> int | None:
-    """The cap the claims run at: the probe's own where the need fits within it (the probe's rows are then
-    the claims' first tuning seed), else the need (a rerun at that cap); None while needed_cap is None."""
+def claims_caps(models: list[ModelPlateau]) -> dict[str, int] | None:
+    """Each model's cap in the claims: its probe cap where the need fits within it (the probe's rows are then
+    the claims' first tuning seed), else the need (a rerun at that cap). Models may have caps of their own
+    (a scoped ``MODEL:train.max_steps``); the need is the setting's, shared. None while needed_cap is None."""
     need = needed_cap(models)
     if need is None:
         return None
-    probe_cap = max(m.best.max_steps for m in models)
-    return probe_cap if need <= probe_cap else need
+    return {m.model: max(m.best.max_steps, need) for m in models}
+
+
+def _caps_text(models: list[ModelPlateau], caps: dict[str, int] | None, seed: int) -> str:
+    if caps is None:
+        return "—"
+    raised = {name: cap for name, cap in caps.items()
+              if cap > next(m.best.max_steps for m in models if m.model == name)}
+    if not raised:
+        shown = sorted(set(caps.values()))
+        return (f"{shown[0]:,}" if len(shown) == 1 else ", ".join(f"{n} {c:,}" for n, c in sorted(caps.items()))) + (
+            f": the probe's (its rows are seed {seed} of the claims' grid)")
+    return ", ".join(f"{n} {c:,}" for n, c in sorted(raised.items())) + ": longer than the probe's, so the task reruns"
 
 
 def _value(x: float | None, digits: int = 3) -> str:
@@ -183,12 +192,10 @@ def render(rows: list[dict[str, Any]], seed: int = PROBE_SEED) -> str:
                      else f"at chance, peaked at {m.best.best_val_step:,.0f}" if not m.learned
                      else f"{m.best.best_val_step:,.0f}")
             parts.append(f"{m.model} at lr {m.best.lr:g}: {where} ({_value(m.best.best_val)})")
-        cap, claims = needed_cap(models), claims_cap(models)
+        cap = needed_cap(models)
         blocked = ("no model learned: probe longer, or a smaller setting" if not any(m.learned for m in models)
                    else "probe longer first")
-        probe_cap = max(m.best.max_steps for m in models)
-        kept = ("—" if claims is None else f"{claims:,}: the probe's (its rows are seed {seed} of the claims' grid)"
-                if claims == probe_cap else f"{claims:,}: longer than the probe's, so the task reruns")
+        kept = _caps_text(models, claims_caps(models), seed)
         lines.append(f"| {setting} | {'; '.join(parts)} | {blocked if cap is None else f'{cap:,}'} | {kept} |")
     total = sum(r.wall_time_s for r in runs)
     lines += ["", f"{len(runs)} probe runs, {total / 3600:.2f} core-hours (the rows' wall_time_s, one thread a run). "

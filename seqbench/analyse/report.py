@@ -313,12 +313,16 @@ def chosen_seed_commands(claims: dict[str, Any], preset: str, results: Path) -> 
 
 
 def _matches(row: dict[str, Any], flat: dict[str, str], sets: list[str]) -> bool:
+    wanted: dict[str, str] = {}
     for item in sets:
         scope, item = split_scope(item)
         if scope is not None and scope != row["model"]:
             continue  # e.g. transformer:model.n_layers=1 says nothing about the GCN's rows
         key, _, value = item.partition("=")
-        have = flat.get(key.strip())
+        # a later item wins, as in the run's own config: gru:train.max_steps=6000 after train.max_steps=2000
+        wanted[key.strip()] = value
+    for key, value in wanted.items():
+        have = flat.get(key)
         if value.strip().lower() in ("none", "null"):  # e.g. train.stop_at=none: also rows from before the key
             if have not in (None, "None"):
                 return False
