@@ -24,7 +24,8 @@ from seqbench.configure.resolve import resolve_run_config
 from seqbench.errors import RunInterrupted
 from seqbench.process import pid_running, watching
 from seqbench.sweeps.sweep import run_cell
-from seqbench.train.checkpoints import checkpoint_dir, checkpoint_run_id, latest_checkpoint
+from seqbench.train import checkpoints
+from seqbench.train.checkpoints import WallClock, checkpoint_dir, checkpoint_run_id, latest_checkpoint
 from seqbench.train.runner import run
 
 RESULT = ("accuracy", "loss", "gate_rate", "accuracy_hard", "gate_rate_hard", "lambda", "steps")
@@ -76,9 +77,30 @@ def test_a_signal_saves_a_checkpoint_writes_no_row_and_the_resumed_run_matches(r
     assert stopped.checkpoint == str(folder / "step=6.ckpt")  # saved at the signal, not only the periodic step=4
     assert "--resume" in stopped.describe() and "step=6.ckpt" in stopped.describe()
     assert not (tmp_path / "runs").exists()  # no row: never an ok row for an unfinished run
+    import torch
+
+    saved = torch.load(folder / "step=6.ckpt", weights_only=False)["callbacks"]
+    (first_segment,) = [state["seconds"] for key, state in saved.items() if "WallClock" in key]
     row = run(registries, tgn_config, dataclasses.replace(options, resume=True))
     assert row["status"] == "ok"
     _same_result(row, whole_run)
+    assert first_segment > 0 and row["wall_time_s"] > first_segment  # the row counts the first segment too
+
+
+def test_a_resumed_runs_wall_time_counts_every_segment_and_not_the_pause(monkeypatch):
+    """The checkpoint records the seconds spent so far; the resumed segment adds its own to them. Without
+    it a run interrupted once would report only its last segment, and the rows' cost would undercount it."""
+    now = [100.0]
+    monkeypatch.setattr(checkpoints.time, "perf_counter", lambda: now[0])
+    first = WallClock(started=now[0])
+    now[0] += 30.0
+    state = first.state_dict()
+    assert state == {"seconds": 30.0}
+    now[0] += 1000.0  # the run lies interrupted: not its cost
+    second = WallClock(started=now[0])
+    second.load_state_dict(state)
+    now[0] += 12.0
+    assert second.seconds() == 42.0
 
 
 def test_sigterm_through_the_python_api_without_a_handler_is_still_no_ok_row(registries, tgn_config, tmp_path):

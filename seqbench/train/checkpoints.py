@@ -5,8 +5,10 @@ so a checkpoint holds everything that decides the rest of training: Lightning's 
 optimizer, scheduler, loop counters; ``ModelCheckpoint`` writes it), the module's bookkeeping
 (``SeqbenchModule.on_save_checkpoint``: curve, steps, lambda), a model's non-tensor state through
 ``nn.Module.get_extra_state`` (TGN's lambda schedule), and, here, the data position and the RNG states
-(:class:`ResumeState`). The training order is :class:`EpochBatches`: a permutation per epoch drawn
-from (seed, epoch), so a resumed run can start in the middle of an epoch on the very next batch.
+(:class:`ResumeState`) and the wall time spent so far (:class:`WallClock`: a resumed run's row counts
+every segment's seconds, not only the last one's). The training order is :class:`EpochBatches`: a
+permutation per epoch drawn from (seed, epoch), so a resumed run can start in the middle of an epoch on
+the very next batch.
 
 Checkpoints live under ``<results>/checkpoints/<config_hash>/``: one configuration, one folder.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,6 +126,26 @@ class ResumeState(L.Callback):
             raise UserError(f"task data {type(trainer.datamodule).__name__} cannot resume mid-training: its "
                             "training loader does not draw from seqbench.train.checkpoints.EpochBatches")
         batches.start_at(self.batches)
+
+
+class WallClock(L.Callback):
+    """A run's wall time across its segments: the seconds its checkpoint recorded (the earlier segments)
+    plus this segment's since ``started`` (a ``time.perf_counter()`` reading). Without it a run resumed
+    after an interruption would report only its last segment as its wall_time_s, and every cost read from
+    the rows (core-hours, s per step) would undercount the runs that were interrupted."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.before = 0.0  # the earlier segments' seconds, from the checkpoint resumed
+
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.before = float(state["seconds"])
 
 
 def checkpoint_dir(results_dir: Path, config_hash: str) -> Path:

@@ -33,6 +33,7 @@ from seqbench.results import Status, write_run
 from seqbench.train.checkpoints import (
     AtomicCheckpointIO,
     ResumeState,
+    WallClock,
     checkpoint_callback,
     checkpoint_dir,
     checkpoint_run_id,
@@ -96,14 +97,14 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     identity = row_identity(config)
     if resume_from is not None:
         identity["run_id"] = checkpoint_run_id(resume_from) or identity["run_id"]
-    t0 = time.perf_counter()
+    clock = WallClock(started=time.perf_counter())  # with the seconds of earlier segments once resumed
     data, info, module = build_data_and_model(registries, config)
     if "rank" in options.probes and layer_probes(module) is None:
         raise UserError(f"--probe rank needs a model with probe_layers(); {config.model!r} has none")
     lit = SeqbenchModule(module, info, config.train, probes=options.probes, model_name=config.model,
                          run_id=identity["run_id"])
     meter = ThroughputMeter()
-    callbacks: list[L.Callback] = [ResumeState(), meter, LiveCurve(options.results_dir, identity["run_id"]),
+    callbacks: list[L.Callback] = [ResumeState(), clock, meter, LiveCurve(options.results_dir, identity["run_id"]),
                                    *options.callbacks]
     loggers = build_loggers(options.loggers, options.results_dir, identity["run_id"], config.to_dict())
     if loggers:
@@ -150,7 +151,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         **row_columns(lit.diverged, stoppers, lit.curve, info.metric), "tokens_per_sec": meter.tokens_per_sec,
         "n_params": sum(p.numel() for p in module.parameters()), "param_budget": options.param_budget,
         "state_size": state_size(registries.models.get(config.model), config.model_config, info),
-        "steps": lit.finite_steps, "wall_time_s": time.perf_counter() - t0,
+        "steps": lit.finite_steps, "wall_time_s": clock.seconds(),
         "device": device_name(accelerator), "threads": sharing.threads if share is not None else threads,
         "kernels": kernels_used(module),
         "data_fingerprint": data.data_fingerprint(),
@@ -166,7 +167,7 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
     if options.eval_lengths and not lit.diverged:
         evaluate_lengths(registries, config, module, options.eval_lengths, options.results_dir, identity["run_id"],
                          device=accelerator)  # before the row: a row exists only when its evaluations do
-        row["wall_time_s"] = time.perf_counter() - t0
+        row["wall_time_s"] = clock.seconds()
     if options.save_model:
         save_model(options.results_dir, identity["run_id"], module, identity["config_json"])
     row["path"] = str(write_run(options.results_dir, row, lit.curve))
