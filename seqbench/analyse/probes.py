@@ -156,13 +156,13 @@ def claims_caps(models: list[ModelPlateau]) -> dict[str, int] | None:
 def _caps_text(models: list[ModelPlateau], caps: dict[str, int] | None, seed: int) -> str:
     if caps is None:
         return "—"
-    raised = {name: cap for name, cap in caps.items()
-              if cap > next(m.best.max_steps for m in models if m.model == name)}
-    if not raised:
-        shown = sorted(set(caps.values()))
-        return (f"{shown[0]:,}" if len(shown) == 1 else ", ".join(f"{n} {c:,}" for n, c in sorted(caps.items()))) + (
-            f": the probe's (its rows are seed {seed} of the claims' grid)")
-    return ", ".join(f"{n} {c:,}" for n, c in sorted(raised.items())) + ": longer than the probe's, so the task reruns"
+    probe_caps = {m.model: m.best.max_steps for m in models}
+    raised = {name: cap for name, cap in sorted(caps.items()) if cap > probe_caps[name]}
+    if raised:
+        return ", ".join(f"{n} {c:,}" for n, c in raised.items()) + ": longer than the probe's, so the task reruns"
+    shown = (f"{caps[models[0].model]:,}" if len(set(caps.values())) == 1
+             else ", ".join(f"{n} {c:,}" for n, c in sorted(caps.items())))
+    return f"{shown}: the probe's (its rows are seed {seed} of the claims' grid)"
 
 
 def _value(x: float | None, digits: int = 3) -> str:
