@@ -59,7 +59,10 @@ def tgn_config(registries):
 
 @pytest.fixture(scope="module")
 def whole_run(registries, tgn_config, tmp_path_factory):
-    return run(registries, tgn_config, RunOptions(results_dir=tmp_path_factory.mktemp("whole"), progress=False))
+    # every run compared with this one pins one thread too: the thread policy follows the machine's
+    # load, and a float32 sum split over another number of threads rounds differently
+    return run(registries, tgn_config, RunOptions(results_dir=tmp_path_factory.mktemp("whole"), progress=False,
+                                                  threads=1))
 
 
 # ------------------------------------------------------------------------------------------- signals
@@ -68,7 +71,7 @@ def whole_run(registries, tgn_config, tmp_path_factory):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_saves_a_checkpoint_writes_no_row_and_the_resumed_run_matches(registries, tgn_config, whole_run,
                                                                                tmp_path, signum):
-    options = RunOptions(results_dir=tmp_path, progress=False, checkpoint_every=4, keep_checkpoints=2)
+    options = RunOptions(results_dir=tmp_path, progress=False, checkpoint_every=4, keep_checkpoints=2, threads=1)
     with watching(), pytest.raises(RunInterrupted) as info:
         run(registries, tgn_config, dataclasses.replace(options, callbacks=(_SignalAt(6, signum),)))
     stopped = info.value
@@ -247,7 +250,7 @@ class _Crash(L.Callback):
 @pytest.mark.parametrize("how", ["run --resume", "sweep cell"])
 def test_a_truncated_newest_checkpoint_is_skipped_for_the_older_one(registries, tgn_config, whole_run, tmp_path,
                                                                     how):
-    options = RunOptions(results_dir=tmp_path, progress=False, checkpoint_every=4, keep_checkpoints=2)
+    options = RunOptions(results_dir=tmp_path, progress=False, checkpoint_every=4, keep_checkpoints=2, threads=1)
     with pytest.raises(RuntimeError, match="crash for the test"):
         run(registries, tgn_config, dataclasses.replace(options, callbacks=(_Crash(9),)))
     folder = checkpoint_dir(tmp_path, tgn_config.config_hash())
