@@ -64,6 +64,16 @@ from seqbench.analyse.gate import (
     positive_control,
 )
 from seqbench.analyse.plots import curves_file, make_plots, setting_file, throughput_file
+from seqbench.analyse.stages import (
+    is_tuning_run,
+    rerun_seeds,
+    stage_keys,
+    staged_seeds,
+    tune_seeds,
+    tune_set_problem,
+    tuning_only,
+    verdict_rows,
+)
 from seqbench.analyse.stats import (
     INTERVAL_NAMES,
     describe_difference,
@@ -153,6 +163,9 @@ def check_claims(claims: Any, path: Path | str) -> None:
                                             and all(isinstance(s, int) for s in chosen))):
             fail(f"{where}: tune_seed must be a seed or a list of seeds, got {json.dumps(chosen)}")
         for name, block in claim["presets"].items():
+            problem = tune_set_problem(claim, block)
+            if problem:
+                fail(f"{where}: presets.{name}: {problem}")
             if "params" in block:
                 try:
                     parse_param_count(block["params"])
@@ -203,7 +216,7 @@ def commands(claim: dict[str, Any], preset: str, results: Path) -> list[str]:
              f"--seeds {staged[0] if staged else seeds}"]
     if sweep.get("variants"):
         parts.append(f"--variants {sweep['variants']}")
-    parts += [f"--set {item}" for item in block.get("set", [])]
+    parts += [f"--set {item}" for item in [*block.get("set", []), *(tuning_only(block) if staged else [])]]
     parts += [f"--grid {item}" for item in block.get("grid", [])]
     parts += [f"--params {block['params']}"] if block.get("params") else []
     parts += [f"--preset {preset}", f"--results {shlex.quote(str(results))}"]
@@ -211,27 +224,10 @@ def commands(claim: dict[str, Any], preset: str, results: Path) -> list[str]:
         return [" ".join(parts)]
     tuned = " ".join(f"--set {key}=CHOSEN" for key in claim["tune"])
     at = f"seed{'s' if ',' in staged[0] else ''} {staged[0]}"
+    without = f" and without {', '.join(tuning_only(block))}" if tuning_only(block) else ""
+    rerun = ("; again at a tuning seed whose run there stopped on that plateau" if tuning_only(block) else "")
     return [" ".join(parts), f"then, per model, at seed(s) {staged[1]}: the same sweep without the "
-            f"{', '.join(claim['tune'])} grid, with {tuned} (the value chosen on validation at {at})"]
-
-
-def tune_seeds(claim: dict[str, Any]) -> set[int] | None:
-    """The seeds a claim's tuned values are chosen on (``tune_seed``: one seed, or a list), None for all."""
-    if "tune_seed" not in claim:
-        return None
-    chosen = claim["tune_seed"]
-    return {int(s) for s in chosen} if isinstance(chosen, list) else {int(chosen)}
-
-
-def staged_seeds(claim: dict[str, Any], block: dict[str, Any]) -> tuple[str, str] | None:
-    """``(the tuning seeds, the other seeds)``, comma-separated, when the claim chooses its tuned values
-    at some seeds (``tune_seed``) and its block sweeps a grid of them; None when every seed runs the
-    whole grid."""
-    tuning = tune_seeds(claim)
-    if tuning is None or not any(item.partition("=")[0] in claim.get("tune", []) for item in block.get("grid", [])):
-        return None
-    others = [s for s in str(block.get("seeds", "0")).split(",") if int(s) not in tuning]
-    return (",".join(str(s) for s in sorted(tuning)), ",".join(others)) if others else None
+            f"{', '.join(claim['tune'])} grid{without}, with {tuned} (the value chosen on validation at {at}){rerun}"]
 
 
 def grid_size(items: list[str]) -> int:
@@ -270,7 +266,7 @@ def cell_progress(claim: dict[str, Any], runs: list[dict], preset: str) -> dict[
         sets = sorted(item for scope, item in map(split_scope, block.get("set", []))
                       if scope in (None, model) and not item.lower().endswith(("=none", "=null")))
         key = json.dumps([model, sweep["tasks"], sorted(variants), sets, block.get("grid", []), sorted(seeds),
-                          block.get("params"), sorted(tuning) if tuning else None])
+                          block.get("params"), sorted(tuning) if tuning else None, tuning_only(block)])
         progress[key] = (min(len(rows), expected), expected)
     return progress
 
@@ -291,14 +287,19 @@ def chosen_seed_commands(claims: dict[str, Any], preset: str, results: Path) -> 
         sweep, axes = claim["sweep"], [item.partition("=")[0] for item in block.get("grid", [])]
         for model in sweep["models"].split(","):
             tuning = tune_seeds(claim) or set()
-            ran = [r for r in select_runs(runs, claim, preset, {"model": model}, finished=True) if r["seed"] in tuning]
+            ran = [r for r in select_runs(runs, claim, preset, {"model": model}, finished=True) if r["seed"] in tuning
+                   and (is_tuning_run(r, claim, block) or not tuning_only(block))]
             rows = [r for r in ran if r["status"] == Status.OK]
             if not rows or len(ran) < grid_size(block.get("grid", [])) * len(tuning):
                 continue
             on = tune_metric(claim, [str(claim["measure"].get("metric"))])
-            for choice in tune(rows, claim["tune"], metric=on).choices:
+            chosen = tune(rows, claim["tune"], metric=on, ignore=stage_keys(block))
+            for choice in chosen.choices:
                 fixed = [f"{key}={choice.values[key] if key in choice.values else choice.group[key]}" for key in axes]
-                argv = ["sweep", "--models", model, "--tasks", sweep["tasks"], "--seeds", staged[1]]
+                mine = [r for r in chosen.rows if all(str(config_settings(r).get(k)) == str(v)
+                                                      for k, v in choice.group.items() if "." in k)]
+                seeds = ",".join([*map(str, rerun_seeds(mine, claim, block)), staged[1]])
+                argv = ["sweep", "--models", model, "--tasks", sweep["tasks"], "--seeds", seeds]
                 if sweep.get("variants"):
                     argv += ["--variants", sweep["variants"]]
                 for item in [*block.get("set", []), *fixed]:
@@ -357,8 +358,11 @@ def select_runs(runs: list[dict], claim: dict, preset: str, side: dict[str, Any]
         if row["model"] != side["model"] or ("variant" in side and row["variant"] != side["variant"]):
             continue
         flat = {key: str(value) for key, value in config_settings(row).items()}
-        # "require": settings the paper used (e.g. its lambda schedule) that a row must have to count
-        if _matches(row, flat, [*block.get("set", []), *side.get("require", [])]):
+        # "require": settings the paper used (e.g. its lambda schedule) that a row must have to count;
+        # a claim's tuning stage adds its own (tune_set: seqbench.analyse.stages)
+        if (_matches(row, flat, [*block.get("set", []), *side.get("require", [])])
+                or (is_tuning_run(row, claim, block)
+                    and _matches(row, flat, [*block.get("set", []), *tuning_only(block), *side.get("require", [])]))):
             chosen.append((row, flat))
     if "at" in side and chosen:
         values = {float(flat.get(side["key"], "nan")) for _, flat in chosen}
@@ -383,26 +387,29 @@ def tune_metric(claim: dict, metrics: list[str]) -> str | None:
     return "val_accuracy_hard" if any(str(m).endswith("_hard") for m in metrics if m) else None
 
 
-def rows_for_statistics(rows: list[dict], claim: dict, metric: str | None = None) -> tuple[list[dict], str | None]:
+def rows_for_statistics(rows: list[dict], claim: dict, metric: str | None = None,
+                        preset: str | None = None) -> tuple[list[dict], str | None]:
     """THE ONE PLACE where rows are filtered before statistics: ``(rows, None)`` or ``([], why not)``.
 
     A claim with ``"tune": ["train.lr"]`` was swept over those settings; its statistics use the setting
     with the best mean validation ``metric`` over seeds (:func:`seqbench.analyse.tuning.tune`; None: the
     task's selection metric), never the test metric. Rows that still differ in a tuned setting because
     they lack that validation column are not measured ("needs a re-run: rows lack ..."), rather than
-    measured on a mix of settings or chosen on another metric.
+    measured on a mix of settings or chosen on another metric. A claim with a tuning stage of its own
+    (``tune_set`` at ``preset``) reads one row per seed (seqbench.analyse.stages.verdict_rows).
     """
+    block = claim["presets"].get(preset, {}) if preset else {}
     tuned = [k for k in claim.get("tune", []) if any(k in config_settings(r) for r in rows)]
     settings = {tuple(str(config_settings(r).get(k)) for k in tuned) for r in rows}
     if len(settings) <= 1:  # one setting: nothing to choose
-        return rows, None
-    chosen = tune(rows, tuned, metric=metric, on_seeds=tune_seeds(claim))
+        return verdict_rows(rows, claim, block), None
+    chosen = tune(rows, tuned, metric=metric, on_seeds=tune_seeds(claim), ignore=stage_keys(block))
     if chosen.skipped:
         if metric:
             return [], f"{NEEDS_RERUN}: rows lack {metric} (the validation metric this claim is tuned on)"
         return [], (f"rows differ in {', '.join(tuned)} ({len(settings)} settings) and lack the validation "
                     "metrics to choose one on")
-    return chosen.rows, None
+    return verdict_rows(chosen.rows, claim, block), None
 
 
 # Curve statistics: each takes one run's evaluation points (dicts with "step" and metrics, sorted by
@@ -539,7 +546,7 @@ def measure_runs(claim: dict, runs: list[dict], preset: str, min_seeds: int,
         if kind == "joint":
             reads = [c[0] for c in measure["all"]]
         candidates.append(select_runs(runs, claim, preset, side))
-        rows, why_not = rows_for_statistics(candidates[-1], claim, tune_metric(claim, reads))
+        rows, why_not = rows_for_statistics(candidates[-1], claim, tune_metric(claim, reads), preset)
         if why_not:
             verdict = NEEDS_RERUN if why_not.startswith(NEEDS_RERUN) else "inconclusive"
             return Measured(verdict, f"{_side_name(side)}: {why_not}", "—")
@@ -831,7 +838,8 @@ def sensitivity(claim: dict, runs: list[dict], preset: str) -> list[tuple[str, s
         reads = [c[0] for c in measure["all"]] if measure["kind"] == "joint" else [
             metric, measure.get("statistic", {}).get("when", {}).get("metric")]
         on = tune_metric(claim, reads)
-        chosen = tune(rows, tuned, metric=on, on_seeds=tune_seeds(claim))
+        block = claim["presets"].get(preset, {})
+        chosen = tune(rows, tuned, metric=on, on_seeds=tune_seeds(claim), ignore=stage_keys(block))
         test_metric = metric if measure["kind"] != "curve" else None
         body = []
         # the groups chosen in, and those skipped for lack of the validation column (shown, with no choice)
@@ -850,6 +858,8 @@ def sensitivity(claim: dict, runs: list[dict], preset: str) -> list[tuple[str, s
                 value = json.loads(value_json)
                 score = (scores or {}).get(value_json)
                 members = [r for r in group_rows if all(config_settings(r).get(k) == v for k, v in value.items())]
+                if value == picked:  # the seeds the verdict reads (a claim's tuning stage: one row per seed)
+                    members = verdict_rows(members, claim, block)
                 test = mean_interval([r.get(test_metric) for r in members]).mean if test_metric else None
                 notes = (["tie on validation, broken by the lower val_loss"] if tie else []) + [
                     f"{edge}: the best may lie outside it" for edge in edges]

@@ -53,11 +53,12 @@ def selection_metric(rows: list[dict[str, Any]]) -> tuple[str, bool]:
 
 
 def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...], metric: str | None = None,
-         on_seeds: set[int] | None = None) -> Tuned:
+         on_seeds: set[int] | None = None, ignore: tuple[str, ...] = ()) -> Tuned:
     """Keep, per group, the runs of the tuned keys' values with the best mean validation metric:
     ``metric`` (higher is better, e.g. ``val_accuracy_hard`` for a claim on hard-gated accuracy) or the
     task's selection metric. A group none of whose runs has the metric is skipped, never chosen on
-    another metric."""
+    another metric. ``ignore``: settings that do not split groups (a claim's tuning stage stops on a
+    plateau where its other seeds do not: seqbench.analyse.stages)."""
     keys = list(dict.fromkeys(keys))
     settings = [config_settings(r) for r in rows]
     known = set().union(*settings) if settings else set()
@@ -67,7 +68,7 @@ def tune(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...], metric: 
                             "train.lr (settings: model.*, task.*, train.*)")
     groups: dict[str, list[tuple[dict, dict]]] = {}
     for row, setting in zip(rows, settings, strict=True):
-        rest = {k: v for k, v in setting.items() if k not in keys}
+        rest = {k: v for k, v in setting.items() if k not in keys and k not in ignore}
         group = {**{k: row.get(k) for k in IDENTITY}, **rest}
         groups.setdefault(json.dumps(group, sort_keys=True, default=str), []).append((row, setting))
 
