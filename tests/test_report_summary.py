@@ -114,7 +114,7 @@ def test_value_heads_and_core_seconds():
 def test_the_reproduction_opens_with_its_summary_and_what_changed_since_the_first(monkeypatch, tmp_path):
     """On the committed evidence, whatever it holds: the summary agrees with the document's own table."""
     monkeypatch.chdir(ROOT)
-    results = Path("evidence/cpu")
+    results = Path("evidence/reproduction")
     text = build_report(CLAIMS, results, preset="cpu", since=read_verdicts(FIRST))
     assert text.index("## Summary") < text.index("## Scale") < text.index("## Claims")
     summary = text[text.index("## Summary"):text.index("## Scale")]
@@ -141,11 +141,11 @@ def test_the_reproduction_opens_with_its_summary_and_what_changed_since_the_firs
 def test_report_since_on_the_command_line(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     out = tmp_path / "r.md"
-    code, _, err = cli("report", "--results", "evidence/cpu", "--preset", "cpu", "--out", out, "--since", FIRST)
+    code, _, err = cli("report", "--results", "evidence/reproduction", "--preset", "cpu", "--out", out, "--since", FIRST)
     assert code == 0, err
     text = out.read_text()
     assert f"--since {FIRST}" in text and f"Since {FIRST} (rendered 2026-11-29 14:25 UTC; 35 claims there)" in text
-    code, _, err = cli("report", "--results", "evidence/cpu", "--preset", "cpu", "--out", tmp_path / "no.md",
+    code, _, err = cli("report", "--results", "evidence/reproduction", "--preset", "cpu", "--out", tmp_path / "no.md",
                        "--since", tmp_path / "nowhere.md")
     assert code == 2 and "cannot read --since" in err and not (tmp_path / "no.md").exists()
 

@@ -150,7 +150,7 @@ def test_report_run_stops_when_a_sweep_it_started_is_interrupted(monkeypatch):
 
 
 def test_the_committed_reproduction_regenerates_from_the_committed_evidence(tmp_path, monkeypatch):
-    """docs/reproduction.md's verdicts are what evidence/cpu's rows give today: change the claims, the
+    """docs/reproduction.md's verdicts are what evidence/reproduction's rows give today: change the claims, the
     statistics or the rows, and the published document must be rendered again (seqbench report)."""
     from pathlib import Path
 
@@ -158,8 +158,8 @@ def test_the_committed_reproduction_regenerates_from_the_committed_evidence(tmp_
 
     root = Path(__file__).resolve().parent.parent
     published = (root / "docs" / "reproduction.md").read_text()
-    monkeypatch.chdir(root)  # the document names the folder as its command gave it: evidence/cpu
-    text = build_report(load_claims(), Path("evidence/cpu"), preset="cpu", out=tmp_path / "reproduction.md")
+    monkeypatch.chdir(root)  # the document names the folder as its command gave it: evidence/reproduction
+    text = build_report(load_claims(), Path("evidence/reproduction"), preset="cpu", out=tmp_path / "reproduction.md")
 
     def claims_onwards(document: str) -> str:
         return document[document.index("## Claims"):]
