@@ -153,7 +153,7 @@ def test_the_reproductions_experiment_files_name_the_claims_cells(registries):
     from seqbench.cli.sweep import sweep_args
 
     from_claims = set()
-    for argv in claim_commands(load_claims(), "cpu", Path("evidence/cpu")):
+    for argv in claim_commands(load_claims(), "cpu", Path("evidence/reproduction")):
         if argv[0] == "sweep":
             from_claims |= cells(sweep_args(build_parser().parse_args(argv)))
     files = sorted((SMOKE_FILE.parent / "reproduction-cpu").glob("*.toml"))

@@ -165,6 +165,21 @@ def test_the_committed_reproduction_regenerates_from_the_committed_evidence(tmp_
         return document[document.index("## Claims"):]
 
     assert claims_onwards(text) == claims_onwards(published)
-    # claims whose setting changed after the evidence was recorded (ring distance at the paper's depths)
-    # read "not yet measured" until they are re-run; the rest must still decide something
-    assert published.count("**supported**") >= 1
+    # the run spans sessions, so most claims may still lack rows; but a claim every side of which has
+    # rows is measured (a selection that matched no row would read "not yet measured" everywhere)
+    from seqbench.analyse.report import select_runs
+    from seqbench.analyse.summary import read_verdicts
+    from seqbench.results import read_cells
+
+    runs = [r for r in read_cells(Path("evidence/reproduction"))[0] if r["preset"] == "cpu"]
+    verdicts = read_verdicts(root / "docs" / "reproduction.md").verdicts
+    checked = 0
+    for claim in load_claims()["claims"]:
+        measure = claim["measure"]
+        sides = ([measure["a"], measure["b"]] if measure["kind"] == "difference"
+                 else [measure] if measure["kind"] in ("value", "curve", "joint") else [])
+        keys = ("model", "variant", "require", "at", "key")
+        if sides and all(select_runs(runs, claim, "cpu", {k: s[k] for k in keys if k in s}) for s in sides):
+            assert verdicts[claim["id"]][0] != "not yet measured", claim["id"]
+            checked += 1
+    assert checked >= 1  # the committed evidence holds at least one claim's rows
