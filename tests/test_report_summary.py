@@ -110,6 +110,7 @@ def test_the_summary_gives_per_group_counts_the_missing_cells_the_cost_and_what_
 def test_value_heads_and_core_seconds():
     assert head("+0.797 ± 0.045 (paired 95% t-interval); exact sign-flip p = 0.25") == "+0.797 ± 0.045"
     assert head("3.70x (303,829 / 82,130 tokens/s)") == "3.70x"
+    assert head("1.000 ± 0.000 (95% Student-t interval)") == "1.000 ± < 0.0005"  # the first reproduction's rounding
     assert core_seconds({"wall_time_s": 10.0, "device": "cpu (4 threads)"}) == 40.0
     assert core_seconds({"wall_time_s": None}) == 0.0
 

@@ -71,9 +71,11 @@ def cited(claims: Sequence[dict[str, Any]]) -> str:
 
 
 def head(text: str) -> str:
-    """The value a measured text leads with (``+0.797 ± 0.045``), without its interval's name and notes."""
+    """The value a measured text leads with (``+0.797 ± 0.045``), without its interval's name and notes. An
+    earlier document's ``± 0.000`` (a half-width that rounded to zero) reads ``± < 0.0005``: what it meant."""
     first = text.split("; ")[0].split(" — ")[0]
-    return first.split(" (")[0].strip()
+    value = first.split(" (")[0].strip()
+    return value[: -len("± 0.000")] + "± < 0.0005" if value.endswith("± 0.000") else value
 
 
 def count(n: int, noun: str) -> str:
