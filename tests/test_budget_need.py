@@ -7,17 +7,17 @@ import datetime as dt
 import json
 
 import pytest
+from claim_fixtures import PAPER_TGN, bare_claims
 
 from seqbench.analyse.budget_need import cost_text, mean_pace, nice, per_100, run_pace
-from seqbench.analyse.report import evaluate, load_claims
+from seqbench.analyse.report import evaluate
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-PAPER_LAMBDA = {"lambda_mode": "adaptive", "lambda_max": 0.02}
-CLAIMS = {c["id"]: c for c in load_claims()["claims"]}
+CLAIMS = bare_claims()
 
 
 def row(model, seed, *, task="mqar", variant="default", max_steps=200, wall=36.0, **columns):
-    config = {"task_config": {"seq_len": 64}, "model_config": PAPER_LAMBDA if model == "tgn" else {},
+    config = {"task_config": {"seq_len": 64}, "model_config": PAPER_TGN if model == "tgn" else {},
               "train": {"max_steps": max_steps}}
     return {"run_id": f"{task}-{model}-{variant}-{seed}", "model": model, "variant": variant, "task": task,
             "task_version": 1, "preset": "cpu", "seed": seed, "status": "ok", "config_json": json.dumps(config),

@@ -145,7 +145,8 @@ def test_the_reproduction_opens_with_its_summary_and_what_changed_since_the_firs
 def test_report_since_on_the_command_line(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     out = tmp_path / "r.md"
-    code, _, err = cli("report", "--results", "evidence/reproduction", "--preset", "cpu", "--out", out, "--since", FIRST)
+    code, _, err = cli("report", "--results", "evidence/reproduction", "--preset", "cpu", "--out", out,
+                       "--since", FIRST)
     assert code == 0, err
     text = out.read_text()
     assert f"--since {FIRST}" in text and f"Since {FIRST} (rendered 2026-11-29 14:25 UTC; 35 claims there)" in text

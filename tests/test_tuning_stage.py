@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from seqbench.analyse.report import chosen_seed_commands, check_claims, commands, measure_runs, select_runs
+from seqbench.analyse.report import check_claims, chosen_seed_commands, commands, measure_runs, select_runs
 from seqbench.errors import UserError
 from seqbench.results import read_cells, write_run
 

@@ -11,6 +11,7 @@ import json
 import statistics
 
 import pytest
+from claim_fixtures import PAPER_TGN, bare_claims
 
 from seqbench.analyse.gate import run_ending
 from seqbench.analyse.report import evaluate, load_claims, sensitivity_section
@@ -18,13 +19,12 @@ from seqbench.analyse.stats import describe_difference, describe_values, proport
 from seqbench.analyse.tuning import tune
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-PAPER_LAMBDA = {"lambda_mode": "adaptive", "lambda_max": 0.02}
-CLAIMS = {c["id"]: c for c in load_claims()["claims"]}
+CLAIMS = bare_claims()
 
 
 def row(model, seed, *, task="mqar", variant="default", lr=None, max_steps=100, **columns):
     train = {"max_steps": max_steps, **({"lr": lr} if lr is not None else {})}
-    config = {"task_config": {"seq_len": 64}, "model_config": PAPER_LAMBDA if model == "tgn" else {}, "train": train}
+    config = {"task_config": {"seq_len": 64}, "model_config": PAPER_TGN if model == "tgn" else {}, "train": train}
     return {"run_id": f"{task}-{model}-{variant}-{seed}-{lr}", "model": model, "variant": variant, "task": task,
             "task_version": 1, "preset": "cpu", "seed": seed, "status": "ok", "config_json": json.dumps(config),
             "config_hash": f"{task}{model}{variant}{lr}", "started_at": NOW, **columns}
@@ -178,8 +178,12 @@ def test_the_sensitivity_table_shows_every_grid_value_and_flags_an_edge_choice()
 
 
 def test_a_dynamics_claim_turns_target_stopping_off_and_matches_rows_from_before_the_setting():
+    shipped = next(c for c in load_claims()["claims"] if c["id"] == "ar-tgn-sparsification")
+    (stop,) = [item for item in shipped["presets"]["cpu"]["set"]
+               if item.startswith(("train.stop_at", "tgn:train.stop_at"))]
+    assert stop in ("train.stop_at=none", "tgn:train.stop_at=none")  # TGN runs its whole horizon
     claim = CLAIMS["ar-tgn-sparsification"]
-    assert "train.stop_at=none" in claim["presets"]["cpu"]["set"]
+    claim["presets"]["cpu"]["set"] = [stop]  # the rows below carry no other setting
     points = curve([0.05, 0.5, 1.0, 1.0, 1.0])
     for p, g in zip(points, (0.1, 0.5, 0.3, 0.1, 0.05), strict=True):
         p["gate_rate"] = g
