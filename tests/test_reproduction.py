@@ -47,9 +47,15 @@ def test_report_run_renders_a_self_contained_document(cli, tmp_path, registries)
                                   "tokens_per_sec": rate, "forced_gate_rate": forced, "device": "cpu (1 threads)",
                                   "started_at": now})
     claims = _small_claims(tmp_path)
+    # an earlier rendering's figure this one does not draw (its rows gone), and another preset's
+    folder = out.parent / "reproduction_figures"
+    folder.mkdir(parents=True)
+    (folder / "curves_mqar_smoke.png").write_bytes(PNG_MAGIC)
+    (folder / "curves_mqar_cpu.png").write_bytes(PNG_MAGIC)
     argv = ("report", "--results", results, "--preset", "smoke", "--claims", claims, "--run", "--out", out)
     code, _, _ = cli(*argv)
     assert code == 0
+    assert not (folder / "curves_mqar_smoke.png").exists() and (folder / "curves_mqar_cpu.png").exists()
     runs = read_runs(results).to_pylist()
     assert sorted((r["model"], r["variant"]) for r in runs) == [("gcn", "default")] * 2 + [("tgn", "serial")] * 2
     assert len(read_bench(results)) == 2  # the needs claim's GPU commands were not run

@@ -961,6 +961,11 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
         written = make_plots(results, folder, on_unreadable=on_unreadable, note=lambda _: None, preset=preset,
                              tune=tune_keys)
         figures = {path.name: f"{folder.name}/{path.name}" for path in written}
+        # the folder is the document's own: a figure of this preset that an earlier rendering drew and
+        # this one does not (its rows not in yet) would sit there unlinked, looking current
+        for stale in folder.glob(f"*_{preset}.png"):
+            if stale.name not in figures:
+                stale.unlink()
     paper = claims["paper"]
     wall, machines, shas = _provenance(runs, bench)
     command = command or f"seqbench report --results {results} --preset {preset} --run --out {out or 'FILE.md'}"
