@@ -90,6 +90,27 @@ def test_a_signal_saves_a_checkpoint_writes_no_row_and_the_resumed_run_matches(r
     assert first_segment > 0 and row["wall_time_s"] > first_segment  # the row counts the first segment too
 
 
+@pytest.mark.parametrize("at", [5, 6])
+def test_a_run_with_dropout_resumes_to_the_same_curve_and_result(registries, tmp_path, at):
+    """Dropout draws from the global RNG, which the checkpoint restores; a data loader drawing from it too
+    (its workers' base seed, at every iteration) would shift every mask after a validation pass or a resume."""
+    config = resolve_run_config(registries, "transformer", "mqar", preset="smoke",
+                                overrides=["train.max_steps=24", "train.eval_every=4", "model.dropout=0.1"])
+    whole = run(registries, config, RunOptions(results_dir=tmp_path / "whole", progress=False, threads=1))
+    options = RunOptions(results_dir=tmp_path / "cut", progress=False, checkpoint_every=4, keep_checkpoints=2,
+                         threads=1)
+    with watching(), pytest.raises(RunInterrupted):
+        run(registries, config, dataclasses.replace(options, callbacks=(_SignalAt(at, signal.SIGTERM),)))
+    row = run(registries, config, dataclasses.replace(options, resume=True))
+    assert [row[k] for k in ("accuracy", "loss", "steps")] == [whole[k] for k in ("accuracy", "loss", "steps")]
+
+    def curve(results: Path, run_id: str) -> list[dict]:
+        return [{k: v for k, v in p.items() if k != "run_id"}
+                for p in pq.read_table(results / "curves" / f"{run_id}.parquet").to_pylist()]
+
+    assert curve(tmp_path / "cut", row["run_id"]) == curve(tmp_path / "whole", whole["run_id"])
+
+
 def test_a_resumed_runs_wall_time_counts_every_segment_and_not_the_pause(monkeypatch):
     """The checkpoint records the seconds spent so far; the resumed segment adds its own to them. Without
     it a run interrupted once would report only its last segment, and the rows' cost would undercount it."""

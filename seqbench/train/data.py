@@ -132,14 +132,19 @@ class TensorTaskData(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         data = self.splits[split]
         dataset = TensorDataset(data["tokens"], data["targets"])
+        # A loader without a generator of its own draws its workers' base seed from the global RNG each
+        # time it is iterated (torch's _BaseDataLoaderIter), so every validation pass, and a resumed run's
+        # fresh training iterator, would shift the dropout masks after it: a resumed run would not be the
+        # run it continues (seqbench.train.checkpoints.ResumeState restores the global RNG).
+        generator = torch.Generator().manual_seed(0)
         if shuffle:
-            return DataLoader(dataset, batch_sampler=self.train_batches)
+            return DataLoader(dataset, batch_sampler=self.train_batches, generator=generator)
         sampler = None
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # Lightning's default DistributedSampler pads a split with repeated examples so that every
             # rank gets as many; an evaluation scores each example once (ranks may differ by a batch).
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, sampler=sampler)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, sampler=sampler, generator=generator)
 
     def cache_identity(self, split: str) -> dict[str, Any]:
         """What a cache entry of ``split`` holds: task, version, config, seed, split and source. It is
