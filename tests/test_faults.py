@@ -90,17 +90,25 @@ def test_a_signal_saves_a_checkpoint_writes_no_row_and_the_resumed_run_matches(r
     assert first_segment > 0 and row["wall_time_s"] > first_segment  # the row counts the first segment too
 
 
-@pytest.mark.parametrize("at", [5, 6])
-def test_a_run_with_dropout_resumes_to_the_same_curve_and_result(registries, tmp_path, at):
+@pytest.mark.parametrize("stop", ["signal at 5", "signal at 6", "signal at 8", "crash at 10"])
+def test_a_run_with_dropout_resumes_to_the_same_curve_and_result(registries, tmp_path, stop):
     """Dropout draws from the global RNG, which the checkpoint restores; a data loader drawing from it too
-    (its workers' base seed, at every iteration) would shift every mask after a validation pass or a resume."""
+    (its workers' base seed, at every iteration) would shift every mask after a validation pass or a resume.
+    At step 8 an evaluation follows the step: the checkpoint saved there (at the signal; the periodic one
+    the crash at 10 resumes from) must hold it, or the resumed curve would lack that point."""
     config = resolve_run_config(registries, "transformer", "mqar", preset="smoke",
                                 overrides=["train.max_steps=24", "train.eval_every=4", "model.dropout=0.1"])
     whole = run(registries, config, RunOptions(results_dir=tmp_path / "whole", progress=False, threads=1))
     options = RunOptions(results_dir=tmp_path / "cut", progress=False, checkpoint_every=4, keep_checkpoints=2,
                          threads=1)
-    with watching(), pytest.raises(RunInterrupted):
-        run(registries, config, dataclasses.replace(options, callbacks=(_SignalAt(at, signal.SIGTERM),)))
+    how, _, at = stop.partition(" at ")
+    if how == "signal":
+        with watching(), pytest.raises(RunInterrupted):
+            run(registries, config, dataclasses.replace(options, callbacks=(_SignalAt(int(at), signal.SIGTERM),)))
+    else:
+        with pytest.raises(RuntimeError, match="crash for the test"):
+            run(registries, config, dataclasses.replace(options, callbacks=(_Crash(int(at)),)))
+        assert latest_checkpoint(checkpoint_dir(tmp_path / "cut", config.config_hash())).name == "step=8.ckpt"
     row = run(registries, config, dataclasses.replace(options, resume=True))
     assert [row[k] for k in ("accuracy", "loss", "steps")] == [whole[k] for k in ("accuracy", "loss", "steps")]
 

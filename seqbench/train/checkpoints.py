@@ -152,12 +152,35 @@ def checkpoint_dir(results_dir: Path, config_hash: str) -> Path:
     return Path(results_dir) / "checkpoints" / config_hash
 
 
+def validation_follows(trainer: L.Trainer) -> bool:
+    """Whether Lightning validates right after this training batch: every ``val_check_batch`` batches,
+    counted over the run (seqbench.train.runner sets ``check_val_every_n_epoch=None``)."""
+    every = trainer.val_check_batch
+    return (bool(trainer.enable_validation) and isinstance(every, int) and every > 0
+            and trainer.global_step % every == 0)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint every N optimizer steps, saving a step that an evaluation follows after
+    that evaluation (Lightning's own deferred save, at validation end). Saved at the batch's end, before
+    it, the checkpoint would lack the evaluation, and Lightning, restarting there, fast-forwards past it as
+    if it had run: the curve would miss the point, and a target or plateau stop decided there would come
+    one evaluation late."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
+        if due and validation_follows(trainer) and not self._should_skip_saving_checkpoint(trainer):
+            self._defer_save_until_validation = True  # ModelCheckpoint.on_validation_end saves it
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
 def checkpoint_callback(folder: Path, every_steps: int, keep: int) -> ModelCheckpoint:
-    """Lightning's ModelCheckpoint every ``every_steps`` optimizer steps, keeping the ``keep`` latest
+    """A :class:`StepCheckpoint` every ``every_steps`` optimizer steps, keeping the ``keep`` latest
     (ranked by step, the largest kept; both counts checked by seqbench.train.preflight)."""
-    return ModelCheckpoint(dirpath=folder, filename="step={step}", auto_insert_metric_name=False,
-                           monitor="step", mode="max", save_top_k=keep, every_n_train_steps=every_steps,
-                           save_on_train_epoch_end=False, enable_version_counter=False)
+    return StepCheckpoint(dirpath=folder, filename="step={step}", auto_insert_metric_name=False,
+                          monitor="step", mode="max", save_top_k=keep, every_n_train_steps=every_steps,
+                          save_on_train_epoch_end=False, enable_version_counter=False)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

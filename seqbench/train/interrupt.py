@@ -26,23 +26,39 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from seqbench.errors import RunInterrupted
 from seqbench.process import DEFER, active
-from seqbench.train.checkpoints import CHECKPOINT_SUFFIX, latest_checkpoint
+from seqbench.train.checkpoints import CHECKPOINT_SUFFIX, latest_checkpoint, validation_follows
 
 
 class StopOnSignal(L.Callback):
     """Ends training at the batch boundary after a deferred signal, saving a checkpoint of that step
-    first when ``folder`` is given (the run keeps checkpoints), then raising RunInterrupted."""
+    first when ``folder`` is given (the run keeps checkpoints), then raising RunInterrupted. At a step an
+    evaluation follows, it waits for that evaluation (see seqbench.train.checkpoints.StepCheckpoint).
+
+    The runner lists it after the early-stopping callbacks, so that evaluation's counts are in the
+    checkpoint it saves."""
 
     def __init__(self, folder: Path | None):
         self.folder = folder
+        self._after_validation = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         watch = active()
         if watch is None or watch.signum is None:
             return
+        if validation_follows(trainer):
+            self._after_validation = True
+            return
+        self._stop(trainer, watch.signum)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        watch = active()
+        if self._after_validation and watch is not None and watch.signum is not None and not trainer.sanity_checking:
+            self._stop(trainer, watch.signum)
+
+    def _stop(self, trainer, signum: int) -> None:
         if self.folder is not None:
             trainer.save_checkpoint(Path(self.folder) / f"step={trainer.global_step}{CHECKPOINT_SUFFIX}")
-        raise RunInterrupted(watch.signum)
+        raise RunInterrupted(signum)
 
 
 @contextlib.contextmanager

@@ -111,12 +111,13 @@ def run(registries: Registries, config: RunConfig, options: RunOptions = RunOpti
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     if options.checkpoint_every is not None:
         callbacks.append(checkpoint_callback(folder, options.checkpoint_every, options.keep_checkpoints))
-    # SIGTERM/SIGINT: a checkpoint of the step reached (with checkpoints on), then no row (seqbench.train.interrupt)
-    callbacks.append(StopOnSignal(folder if options.checkpoint_every is not None else None))
     if options.progress:
         callbacks.append(RunProgress(config.train.max_steps, info.metric))
     stoppers = early_stopping(config.train, info.metric)  # none unless train.stop_at / train.patience ask
     callbacks += stoppers
+    # SIGTERM/SIGINT: a checkpoint of the step reached (with checkpoints on), then no row (seqbench.train.interrupt);
+    # after the stoppers, so that a checkpoint saved after an evaluation holds their counts of it
+    callbacks.append(StopOnSignal(folder if options.checkpoint_every is not None else None))
     # under the policy, concurrent seqbench runs on this machine divide its cores (seqbench.train.threads)
     share = CoreShare(threads) if accelerator == "cpu" and policy_decides(options.threads) else None
     if share is not None:
