@@ -67,6 +67,7 @@ from seqbench.analyse.plots import curves_file, make_plots, setting_file, throug
 from seqbench.analyse.stages import (
     is_tuning_run,
     rerun_seeds,
+    setting_matches,
     stage_keys,
     staged_seeds,
     tune_seeds,
@@ -322,22 +323,7 @@ def _matches(row: dict[str, Any], flat: dict[str, str], sets: list[str]) -> bool
         key, _, value = item.partition("=")
         # a later item wins, as in the run's own config: gru:train.max_steps=6000 after train.max_steps=2000
         wanted[key.strip()] = value
-    for key, value in wanted.items():
-        have = flat.get(key)
-        if value.strip().lower() in ("none", "null"):  # e.g. train.stop_at=none: also rows from before the key
-            if have not in (None, "None"):
-                return False
-            continue
-        if have is None:
-            return False
-        try:
-            if not math.isclose(float(have), float(value)):
-                return False
-        except ValueError:
-            # booleans as --set writes them (false) and as a row's settings read (False)
-            if have != value.strip() and not (have in ("True", "False") and have.lower() == value.strip().lower()):
-                return False
-    return True
+    return all(setting_matches(flat.get(key), value) for key, value in wanted.items())
 
 
 def select_runs(runs: list[dict], claim: dict, preset: str, side: dict[str, Any],

@@ -75,13 +75,19 @@ def tune_set_problem(claim: dict[str, Any], block: dict[str, Any]) -> str | None
     return None
 
 
-def _same(have: Any, value: str) -> bool:
+def setting_matches(have: str | None, value: str) -> bool:
+    """Whether a row's setting (as text; None where the row lacks it) is a claim item's ``value``: a
+    number within float tolerance, ``none`` also matching rows from before the key (e.g.
+    train.stop_at=none), booleans as --set writes them (false) and as a row's settings read (False)."""
+    value = value.strip()
     if value.lower() in ("none", "null"):
-        return have is None
+        return have in (None, "None")
+    if have is None:
+        return False
     try:
-        return have is not None and math.isclose(float(have), float(value))
-    except (TypeError, ValueError):
-        return str(have) == value
+        return math.isclose(float(have), float(value))
+    except ValueError:
+        return have == value or (have in ("True", "False") and have.lower() == value.lower())
 
 
 def is_tuning_run(row: dict[str, Any], claim: dict[str, Any], block: dict[str, Any]) -> bool:
@@ -89,8 +95,8 @@ def is_tuning_run(row: dict[str, Any], claim: dict[str, Any], block: dict[str, A
     items = tuning_only(block)
     if not items or row.get("seed") not in (tune_seeds(claim) or set()):
         return False
-    settings = config_settings(row)
-    return all(_same(settings.get(key.strip()), value.strip()) for key, _, value in (i.partition("=") for i in items))
+    flat = {key: str(value) for key, value in config_settings(row).items()}  # as select_runs reads them
+    return all(setting_matches(flat.get(key.strip()), value) for key, _, value in (i.partition("=") for i in items))
 
 
 def _cell(row: dict[str, Any], ignore: tuple[str, ...]) -> tuple:
