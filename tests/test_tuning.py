@@ -60,6 +60,48 @@ def test_a_tie_on_validation_accuracy_goes_to_the_lower_validation_loss():
     assert tune(list(reversed(rows)), ["train.lr"]).choices[0].values == {"train.lr": 1e-2}  # not row order
 
 
+def _stopped(rows, how):
+    """Give each row a stop_reason and steps: how[lr] = (stop_reason, steps)."""
+    for row in rows:
+        lr = json.loads(row["config_json"])["train"]["lr"]
+        row["stop_reason"], row["steps"] = how[lr]
+    return rows
+
+
+def test_values_that_all_stopped_at_the_target_are_chosen_by_fewer_steps_not_the_censored_score():
+    # zoology's grid at seed 0: 4.64e-4 at val 0.99200 after 2,744 steps, 1e-2 at 0.99175 after 1,323;
+    # both stopped on crossing 0.99, so the third decimal says where the last evaluation fell
+    grid = {4.64e-4: ([0.99200] * 3, [0.5] * 3), 1e-2: ([0.99175] * 3, [0.9] * 3), 1e-4: ([0.45] * 3, [0.4] * 3)}
+    rows = _stopped(_rows(grid=grid), {4.64e-4: ("target", 2744), 1e-2: ("target", 1323), 1e-4: ("plateau", 5145)})
+    (choice,) = tune(rows, ["train.lr"]).choices
+    assert choice.values == {"train.lr": 1e-2}
+    assert choice.to_target == {json.dumps({"train.lr": 4.64e-4}): 2744.0, json.dumps({"train.lr": 1e-2}): 1323.0}
+    # without the target stop the same scores choose the higher one, as before
+    plain = _stopped(_rows(grid=grid), {4.64e-4: ("budget", 3000), 1e-2: ("budget", 3000), 1e-4: ("budget", 3000)})
+    assert tune(plain, ["train.lr"]).choices[0].values == {"train.lr": 4.64e-4}
+
+
+def test_a_value_that_missed_the_target_at_one_seed_ranks_below_one_that_reached_it_at_every_seed():
+    grid = {1e-3: ([0.995, 0.995, 0.95], [0.9] * 3), 1e-2: ([0.991] * 3, [0.9] * 3)}
+    rows = _stopped(_rows(grid=grid), {1e-3: ("target", 500), 1e-2: ("target", 2000)})
+    for row in rows:  # 1e-3's seed 2 ran out of steps at 0.95
+        if '"lr": 0.001' in row["config_json"] and row["seed"] == 2:
+            row["stop_reason"], row["steps"] = "budget", 4000
+    (choice,) = tune(rows, ["train.lr"]).choices
+    assert choice.values == {"train.lr": 1e-2} and list(choice.to_target) == [json.dumps({"train.lr": 1e-2})]
+    # choosing at seeds 0 and 1 only, both reached it: the faster one
+    assert tune(rows, ["train.lr"], on_seeds={0, 1}).choices[0].values == {"train.lr": 1e-3}
+
+
+def test_the_hard_gated_metric_is_not_censored_by_a_target_on_soft_accuracy():
+    grid = {1e-3: ([0.99] * 3, [0.9] * 3), 1e-2: ([0.99] * 3, [0.9] * 3)}
+    rows = _stopped(_rows(grid=grid), {1e-3: ("target", 2000), 1e-2: ("target", 500)})
+    for row in rows:
+        row["val_accuracy_hard"] = 0.9 if '"lr": 0.001' in row["config_json"] else 0.3
+    (choice,) = tune(rows, ["train.lr"], metric="val_accuracy_hard").choices
+    assert choice.values == {"train.lr": 1e-3} and choice.to_target == {}
+
+
 def test_unknown_key_is_a_user_error():
     with pytest.raises(UserError, match="--tune train.learning_rate: no run has that setting"):
         tune(_rows(), ["train.lr", "train.learning_rate"])

@@ -205,3 +205,15 @@ def test_the_sensitivity_table_of_rows_without_the_tuned_on_column_shows_the_gri
     assert "| — | train.lr=0.001 | — | 0.850 | 3 | no choice: rows lack val_accuracy_hard |" in text
     soft = "\n".join(sensitivity_section({"claims": [CLAIMS["ar-tgn-accuracy"]]}, runs, "cpu"))
     assert "**chosen** (tie on validation, broken by the lower val_loss; train.lr=0.01 is the grid's largest" in soft
+
+
+def test_the_sensitivity_table_says_when_the_choice_was_the_fewest_steps_to_the_target():
+    runs = []
+    for s in range(3):
+        for lr, steps in ((0.001, 900), (0.003, 400), (0.01, 700)):
+            runs.append({**_gated(s, lr, 0.99 + lr, 0.9, 0.9, 0.2), "stop_reason": "target", "steps": steps})
+    text = "\n".join(sensitivity_section({"claims": [CLAIMS["ar-tgn-accuracy"]]}, runs, "cpu"))
+    # 1e-2 has the highest (censored) validation score; 3e-3 got to the target first
+    assert ("| train.lr=0.003 | 0.993 | 1.000 | 3 | **chosen** (3 values stopped at the target at every tuning "
+            "seed, where validation is censored: the fewest mean steps to it chosen (train.lr=0.003: 400, "
+            "train.lr=0.01: 700, train.lr=0.001: 900)) |") in text

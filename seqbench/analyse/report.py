@@ -829,8 +829,9 @@ def sensitivity(claim: dict, runs: list[dict], preset: str) -> list[tuple[str, s
         test_metric = metric if measure["kind"] != "curve" else None
         body = []
         # the groups chosen in, and those skipped for lack of the validation column (shown, with no choice)
-        groups = [(c.group, c.scores, c.values) for c in chosen.choices] + [(g, None, None) for g in chosen.skipped]
-        for group, scores, picked in groups:
+        groups = [(c.group, c.scores, c.values, c.to_target) for c in chosen.choices] + [
+            (g, None, None, {}) for g in chosen.skipped]
+        for group, scores, picked, to_target in groups:
             group_rows = [r for r in rows if all(config_settings(r).get(k) == v for k, v in group.items()
                                                  if "." in k and k not in tuned)]
             label = ", ".join(f"{k}={v}" for k, v in group.items() if k.startswith("task.")
@@ -840,6 +841,7 @@ def sensitivity(claim: dict, runs: list[dict], preset: str) -> list[tuple[str, s
             edges = _on_edge(picked, [json.loads(v) for v in values]) if picked else []
             best = (scores or {}).get(json.dumps(picked, sort_keys=True)) if picked else None
             tie = best is not None and sum(math.isclose(sc, best) for sc in scores.values() if sc is not None) > 1
+            raced = json.dumps(picked, sort_keys=True) in to_target and len(to_target) > 1
             for value_json in values:
                 value = json.loads(value_json)
                 score = (scores or {}).get(value_json)
@@ -847,12 +849,12 @@ def sensitivity(claim: dict, runs: list[dict], preset: str) -> list[tuple[str, s
                 if value == picked:  # the seeds the verdict reads (a claim's tuning stage: one row per seed)
                     members = verdict_rows(members, claim, block)
                 test = mean_interval([r.get(test_metric) for r in members]).mean if test_metric else None
-                notes = (["tie on validation, broken by the lower val_loss"] if tie else []) + [
+                notes = ([_race_note(to_target)] if raced and value == picked else
+                         ["tie on validation, broken by the lower val_loss"] if tie else []) + [
                     f"{edge}: the best may lie outside it" for edge in edges]
                 mark = ("**chosen**" + (f" ({'; '.join(notes)})" if notes else "") if value == picked else
                         "" if picked else f"no choice: rows lack {on}")
-                cells = [label or "—", ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                                 for k, v in value.items()), "—" if score is None else f"{score:.3f}"]
+                cells = [label or "—", _value_text(value), "—" if score is None else f"{score:.3f}"]
                 cells += ["—" if test is None else f"{test:.3f}"] if test_metric else []
                 body.append([*cells, str(len(members)), mark])
         title = f"{_side_name(side)} on {measure['task']}"
@@ -860,6 +862,18 @@ def sensitivity(claim: dict, runs: list[dict], preset: str) -> list[tuple[str, s
                   *([f"{test_metric} (test, mean)"] if test_metric else []), "seeds", ""]
         tables.append((title, on or "the task's selection metric", header, body))
     return tables
+
+
+def _race_note(to_target: dict[str, float]) -> str:
+    """Why a value was chosen among several whose tuning runs all stopped at the target."""
+    fastest = sorted(to_target.items(), key=lambda item: item[1])
+    steps = ", ".join(f"{_value_text(json.loads(v))}: {s:,.0f}" for v, s in fastest)
+    return (f"{len(to_target)} values stopped at the target at every tuning seed, where validation is censored: "
+            f"the fewest mean steps to it chosen ({steps})")
+
+
+def _value_text(value: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
 
 
 def sensitivity_section(claims: dict, runs: list[dict], preset: str) -> list[str]:
@@ -987,7 +1001,9 @@ def build_report(claims: dict[str, Any], results: Path, preset: str = "default",
         "over the pairs (scipy.stats.permutation_test) and the smallest difference that many pairs detect at "
         "80% power (statsmodels TTestPower, in standard deviations of the differences). A claim with tuned "
         "keys uses, per model, the value with the best mean validation metric it reads (val_accuracy_hard "
-        "for the hard-gated pass; never the test's); throughput ratios are of median step times (no interval).",
+        "for the hard-gated pass; never the test's), where values whose every tuning run stopped at "
+        "the accuracy target (validation censored at it) rank first, by fewer mean steps to it; throughput "
+        "ratios are of median step times (no interval).",
         "",
         "How each run ended: a row's stop_reason and val_trend (seqbench.train.stopping), or, for rows from "
         "before those columns, its committed curve (such runs ran to their budget: no early stopping existed). "
