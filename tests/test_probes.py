@@ -35,6 +35,20 @@ def test_each_model_plateaus_at_its_best_rate_and_the_cap_covers_the_latest():
     assert probes.needed_cap(models) == 1200
 
 
+def test_runs_at_the_target_rank_by_the_earliest_arrival_not_by_the_value_the_target_censored():
+    # the ring probe: the Transformer at 1e-3 reached 0.992 at 2,400 steps, at 3e-3 1.000 at 3,300
+    rows = [row("transformer", 1e-3, best_val=0.992, best_val_step=2400.0, stop_reason="target", max_steps=4800),
+            row("transformer", 3e-3, best_val=1.0, best_val_step=3300.0, stop_reason="target", max_steps=4800),
+            row("transformer", 1e-2, best_val=0.27, best_val_step=480.0, max_steps=4800)]
+    (setting, (model,)), = probes.plateaus(probes.probe_runs(rows)).items()
+    assert model.best.lr == 1e-3
+    assert probes.needed_cap([model]) == 3600  # 1.5 x 2,400, not 1.5 x 3,300 (beyond the probe's cap)
+    # without target stops the higher value wins, as before
+    plain = [{**r, "stop_reason": "plateau"} for r in rows]
+    (_, (model,)), = probes.plateaus(probes.probe_runs(plain)).items()
+    assert model.best.lr == 3e-3
+
+
 def test_a_model_still_rising_at_the_probes_cap_has_no_plateau_to_read():
     rows = [row("gcn", 1e-3, best_val_step=400.0),
             row("graphgps", 1e-3, stop_reason="budget", steps=2000, best_val_step=2000.0, val_trend=0.05)]

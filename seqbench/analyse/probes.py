@@ -11,7 +11,9 @@ claim's runs need:
 
 - per (task setting, model) the **best rate** is the one with the highest best validation value (the
   earliest peak among ties): its ``best_val_step`` is the model's **plateau step**, the step after which
-  more training gained it nothing;
+  more training gained it nothing; runs that stopped at the target come first, the earliest there best,
+  as the claims' choice ranks them (seqbench.analyse.tuning: a target stop censors the value, so 1.000
+  at 3,300 steps against 0.992 at 2,400 is where an evaluation fell, not a better rate);
 - a model whose best run ended at the probe's cap still rising (``val_trend`` above
   seqbench.analyse.gate.RISING) has not reached its plateau: the probe's cap was too short, and a budget
   read from it would decide where training stopped, so it is flagged rather than used;
@@ -115,7 +117,7 @@ def probe_runs(rows: list[dict[str, Any]], seed: int = PROBE_SEED) -> list[Probe
 
 
 def plateaus(runs: list[ProbeRun]) -> dict[str, list[ModelPlateau]]:
-    """Per task setting, each model's run at its best rate (highest best_val, earliest peak on ties), read
+    """Per task setting, each model's run at its best rate (:func:`_rank`), read
     at the model's longest probe cap: a probe rerun at a longer cap supersedes the shorter one."""
     by_setting: dict[str, dict[str, list[ProbeRun]]] = {}
     for run in runs:
@@ -125,10 +127,16 @@ def plateaus(runs: list[ProbeRun]) -> dict[str, list[ModelPlateau]]:
         found[setting] = []
         for model, model_runs in sorted(models.items()):
             longest = max(r.max_steps for r in model_runs)
-            best = max((r for r in model_runs if r.max_steps == longest),
-                       key=lambda r: (r.best_val if r.best_val is not None else -math.inf, -(r.best_val_step or 0)))
+            best = max((r for r in model_runs if r.max_steps == longest), key=_rank)
             found[setting].append(ModelPlateau(model, best))
     return found
+
+
+def _rank(run: ProbeRun) -> tuple:
+    """A probe run's place among its model's rates (highest ranks best): at the target first, earliest there."""
+    if run.stop_reason == "target" and run.best_val_step is not None:
+        return (1, -run.best_val_step, 0.0)
+    return (0, run.best_val if run.best_val is not None else -math.inf, -(run.best_val_step or 0))
 
 
 def needed_cap(models: list[ModelPlateau]) -> int | None:
@@ -200,7 +208,8 @@ def render(rows: list[dict[str, Any]], seed: int = PROBE_SEED) -> str:
     total = sum(r.wall_time_s for r in runs)
     lines += ["", f"{len(runs)} probe runs, {total / 3600:.2f} core-hours (the rows' wall_time_s, one thread a run). "
               f"Cap needed: {CAP_MARGIN:g}x the latest plateau step among the setting's models, each at the rate "
-              "with its best validation value, in whole evaluations; a model still rising at the probe's cap "
+              "with its best validation value (among runs that stopped at the target, the earliest there: the "
+              "target censors the value), in whole evaluations; a model still rising at the probe's cap "
               f"(trend over the last 20% of evaluations above {RISING:g}) has no plateau to read."]
     return "\n".join(lines) + "\n"
 
