@@ -159,8 +159,10 @@ def _cell(model, seed, lr, nodes=100, status="ok", variant="default"):
     import json
 
     # the ring claims' cpu settings (seqbench/analyse/claims/paper.json), so that the claims select the row
-    config = {"task_config": {"num_nodes": nodes}, "model_config": {},
-              "train": {"lr": lr, "max_steps": 4800, "stop_at": 0.99, "min_delta": 0.005, "patience": 20}}
+    train = {key.removeprefix("train."): float(value) for key, _, value in
+             (item.partition("=") for item in BY_ID["ring-gcn-degrades"]["presets"]["cpu"]["set"])
+             if key.startswith("train.")}
+    config = {"task_config": {"num_nodes": nodes}, "model_config": {}, "train": {**train, "lr": lr}}
     return {"run_id": f"{model}-{seed}-{lr}-{nodes}", "model": model, "variant": variant, "task": "ring_distance",
             "preset": "cpu", "seed": seed, "status": status, "config_json": json.dumps(config),
             "param_budget": 50_000}
