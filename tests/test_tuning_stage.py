@@ -89,3 +89,15 @@ def test_a_tune_set_that_would_change_training_or_blur_the_stages_is_named(chang
     with pytest.raises(UserError, match=message):
         check_claims({"paper": {}, "claims": [claim]}, "claims.json")
     check_claims({"paper": {}, "claims": [CLAIM]}, "claims.json")
+
+
+def test_the_second_stage_names_only_the_variants_its_model_ran(tmp_path):
+    """A sweep of several models may name a variant only some of them have (MQAR: `--models mamba,tgn
+    --variants parallel`); the second stage runs one model, so it must name that model's own variants,
+    or the sweep refuses it ("no selected model has variant(s) parallel")."""
+    claim = copy.deepcopy(CLAIM)
+    claim["sweep"] = {"models": "transformer", "tasks": "mqar", "variants": "parallel"}
+    _grid_at_seed_0(tmp_path)
+    (argv,) = chosen_seed_commands({"claims": [claim]}, "default", tmp_path)
+    assert argv[argv.index("--variants") + 1] == "default"
+    assert "parallel" not in argv

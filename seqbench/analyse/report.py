@@ -301,8 +301,8 @@ def chosen_seed_commands(claims: dict[str, Any], preset: str, results: Path) -> 
                                                       for k, v in choice.group.items() if "." in k)]
                 seeds = ",".join([*map(str, rerun_seeds(mine, claim, block)), staged[1]])
                 argv = ["sweep", "--models", model, "--tasks", sweep["tasks"], "--seeds", seeds]
-                if sweep.get("variants"):
-                    argv += ["--variants", sweep["variants"]]
+                if sweep.get("variants"):  # the variants this model ran: the sweep's list may name others' only
+                    argv += ["--variants", ",".join(sorted({str(r["variant"]) for r in mine}))]
                 for item in [*block.get("set", []), *fixed]:
                     argv += ["--set", item]
                 argv += ["--params", str(block["params"])] if block.get("params") else []
